@@ -1,0 +1,39 @@
+# Everything the project needs is installed from its own files into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint e2e bench emulator clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(PY) -m uv pip install --python $(PY) -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: the demo pipeline against the built-in emulator (or Bloom when BLOOM_API_KEY is set).
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+## The whole test suite: lint, format, types, unit + integration + end-to-end tests.
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+emulator: $(STAMP)
+	$(PY) -m airflow_provider_bloom.emulator --host 127.0.0.1 --port 8787
+
+clean:
+	rm -rf $(VENV) output .airflow

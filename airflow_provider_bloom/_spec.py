@@ -1,0 +1,235 @@
+"""Bloom's OpenAPI document as data, and the request checks derived from it.
+
+The spec ships inside the package (``spec/openapi.json``, copied verbatim from
+Bloom). Everything a request may carry (enums, lengths, ranges, formats,
+required fields) is read from it here, so the client never hand-types a limit
+that Bloom might change.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import urlparse
+
+from airflow_provider_bloom.exceptions import BloomInputError
+
+DEFAULT_BASE_URL = "https://www.trybloom.ai/api/v1"
+OAUTH_TOKEN_PATH = "/api/auth/oauth2/token"
+TERMINAL_IMAGE_STATUSES = frozenset({"completed", "failed"})
+TERMINAL_BRAND_STATUSES = frozenset({"ready", "logo_required", "failed"})
+MAX_IDS_PER_CALL = 50
+MAX_WAIT_SECONDS = 295
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+# POSTs that start paid or stateful work and cannot be deduplicated (Bloom has no
+# idempotency key): they are retried only when the request provably never reached Bloom.
+PAID_OPERATIONS = frozenset(
+    {
+        "images.generate",
+        "images.edit",
+        "images.resize",
+        "images.removeBackground",
+        "images.vectorize",
+        "brands.create",
+        "images.upload",
+        "images.uploadFile",
+        "images.uploadFileSigned",
+        "brands.uploadLogoFileSigned",
+    }
+)
+# Signed uploads carry a single-use token in the path instead of credentials.
+UNAUTHENTICATED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def to_snake(name: str) -> str:
+    """``brandSessionId`` -> ``brand_session_id`` (the names our methods take)."""
+    return _CAMEL_RE.sub("_", name).lower()
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One Bloom operation as the spec declares it."""
+
+    operation_id: str
+    method: str
+    path: str
+    path_params: tuple[str, ...]
+    query: Mapping[str, dict[str, Any]] = field(repr=False)
+    body: Mapping[str, dict[str, Any]] = field(repr=False)
+    required_body: frozenset[str]
+    content_type: str | None
+    responses: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def paid(self) -> bool:
+        return self.operation_id in PAID_OPERATIONS
+
+    @property
+    def authenticated(self) -> bool:
+        return self.operation_id not in UNAUTHENTICATED_OPERATIONS
+
+    @property
+    def retry_safe(self) -> bool:
+        """True when repeating the request cannot charge or create anything twice."""
+        return not self.paid
+
+
+@functools.cache
+def load_spec() -> dict[str, Any]:
+    text = resources.files("airflow_provider_bloom.spec").joinpath("openapi.json").read_text("utf-8")
+    spec: dict[str, Any] = json.loads(text)
+    return spec
+
+
+@functools.cache
+def operations() -> dict[str, Operation]:
+    ops: dict[str, Operation] = {}
+    for path, item in load_spec()["paths"].items():
+        for method, op in item.items():
+            if method not in {"get", "post", "put", "delete", "patch"}:
+                continue
+            params = op.get("parameters", [])
+            body: dict[str, dict[str, Any]] = {}
+            required: frozenset[str] = frozenset()
+            content_type = None
+            for ctype, content in (op.get("requestBody") or {}).get("content", {}).items():
+                content_type = ctype
+                body = dict(content["schema"].get("properties", {}))
+                required = frozenset(content["schema"].get("required", []))
+            ops[op["operationId"]] = Operation(
+                operation_id=op["operationId"],
+                method=method.upper(),
+                path=path,
+                path_params=tuple(p["name"] for p in params if p["in"] == "path"),
+                query={p["name"]: p.get("schema", {}) for p in params if p["in"] == "query"},
+                body=body,
+                required_body=required,
+                content_type=content_type,
+                responses=op.get("responses", {}),
+            )
+    return ops
+
+
+def get_operation(operation_id: str) -> Operation:
+    try:
+        return operations()[operation_id]
+    except KeyError:
+        raise KeyError(f"Unknown Bloom operation {operation_id!r}") from None
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_uuid(field_name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _UUID_RE.match(value):
+        raise BloomInputError(field_name, f"must be a UUID like 3f2b...-...; got {_describe(value)}")
+    return value
+
+
+def check_url(field_name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise BloomInputError(field_name, f"must be an http(s) URL; got {_describe(value)}")
+    parsed = urlparse(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise BloomInputError(field_name, f"must be an absolute http(s) URL; got {_describe(value)}")
+    return value
+
+
+def check_value(field_name: str, value: Any, schema: Mapping[str, Any]) -> Any:
+    """Check one value against a (small) JSON-schema fragment from the spec.
+
+    Covers what Bloom's spec uses: anyOf, enum, const, type, string lengths,
+    numeric ranges, array sizes and the uuid/uri formats. Returns the value,
+    converted where the wire form differs (booleans in the query string).
+    """
+    if "anyOf" in schema:
+        errors: list[BloomInputError] = []
+        for option in schema["anyOf"]:
+            try:
+                return check_value(field_name, value, option)
+            except BloomInputError as exc:
+                errors.append(exc)
+        # Report the most specific option that failed (the first one is the documented shape).
+        raise errors[0]
+    if "enum" in schema:
+        if value not in schema["enum"]:
+            allowed = ", ".join(repr(v) for v in schema["enum"])
+            raise BloomInputError(field_name, f"must be one of {allowed}; got {_describe(value)}")
+        return value
+    if "const" in schema and value != schema["const"]:
+        raise BloomInputError(field_name, f"must be {schema['const']!r}; got {_describe(value)}")
+    kind = schema.get("type")
+    if kind == "string":
+        if not isinstance(value, str):
+            raise BloomInputError(field_name, f"must be a string; got {_describe(value)}")
+        lo, hi = schema.get("minLength"), schema.get("maxLength")
+        if lo is not None and len(value) < lo:
+            raise BloomInputError(
+                field_name, f"must be at least {lo} character(s) long; got {len(value)}"
+            )
+        if hi is not None and len(value) > hi:
+            raise BloomInputError(field_name, f"must be at most {hi} characters long; got {len(value)}")
+        if schema.get("format") == "uuid":
+            check_uuid(field_name, value)
+        elif schema.get("format") == "uri":
+            check_url(field_name, value)
+    elif kind in {"integer", "number"}:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BloomInputError(field_name, f"must be a number; got {_describe(value)}")
+        if kind == "integer" and not float(value).is_integer():
+            raise BloomInputError(field_name, f"must be a whole number; got {_describe(value)}")
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise BloomInputError(field_name, f"must be between {lo} and {hi}; got {_describe(value)}")
+        if kind == "integer":
+            value = int(value)
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            raise BloomInputError(field_name, f"must be true or false; got {_describe(value)}")
+    elif kind == "array":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise BloomInputError(field_name, f"must be a list; got {_describe(value)}")
+        lo, hi = schema.get("minItems"), schema.get("maxItems")
+        if lo is not None and len(value) < lo:
+            raise BloomInputError(field_name, f"must hold at least {lo} item(s); got {len(value)}")
+        if hi is not None and len(value) > hi:
+            raise BloomInputError(field_name, f"must hold at most {hi} items; got {len(value)}")
+        items = schema.get("items", {})
+        value = [check_value(f"{field_name}[{i}]", v, items) for i, v in enumerate(value)]
+    return value
+
+
+def check_ids(field_name: str, ids: Any, *, minimum: int = 1, maximum: int = MAX_IDS_PER_CALL) -> list[str]:
+    """A list (or comma-separated string) of image ids: UUIDs, ``minimum``..``maximum`` of them."""
+    if isinstance(ids, str):
+        ids = [part.strip() for part in ids.split(",") if part.strip()]
+    if not isinstance(ids, (list, tuple)):
+        raise BloomInputError(field_name, f"must be a list of image ids; got {_describe(ids)}")
+    if not minimum <= len(ids) <= maximum:
+        raise BloomInputError(
+            field_name, f"must hold between {minimum} and {maximum} ids per call; got {len(ids)}"
+        )
+    return [check_uuid(f"{field_name}[{i}]", v) for i, v in enumerate(ids)]
+
+
+def chunked(items: list[str], size: int = MAX_IDS_PER_CALL) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

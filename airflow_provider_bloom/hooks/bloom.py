@@ -1,0 +1,221 @@
+"""BloomHook: an Airflow connection turned into a Bloom client that speaks all of Bloom's API."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_bloom import _CONN_FIELDS, _UI_FIELD_BEHAVIOUR
+from airflow_provider_bloom._images import is_terminal, wait_window
+from airflow_provider_bloom._spec import DEFAULT_BASE_URL, chunked, check_ids
+from airflow_provider_bloom.client import (
+    JSON,
+    AsyncBloomClient,
+    BloomClient,
+    BloomOperations,
+    ClientSettings,
+    FileInput,
+)
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+
+
+def _extras(conn: Any) -> dict[str, Any]:
+    extra = getattr(conn, "extra_dejson", None)
+    if extra is None:
+        raw = getattr(conn, "extra", None) or "{}"
+        extra = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    return dict(extra or {})
+
+
+def _number(extras: Mapping[str, Any], name: str, cast: type, default: Any) -> Any:
+    value = extras.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        raise BloomInputError(name, f"connection extra must be a number; got {value!r}") from None
+
+
+def settings_from_connection(conn: Any) -> ClientSettings:
+    """Build client settings from an Airflow Connection (UI, URI, JSON or a secrets backend)."""
+    extras = _extras(conn)
+    host = (getattr(conn, "host", None) or "").strip()
+    if host and "://" not in host:
+        # A URI connection (bloom://www.trybloom.ai/api/v1) stores the path in `schema`.
+        schema = (getattr(conn, "schema", None) or "").strip("/")
+        host = f"https://{host}" + (f"/{schema}" if schema else "")
+    auth_header = str(extras.get("auth_header") or "x-api-key").strip().lower()
+    if auth_header in {"authorization", "bearer"}:
+        auth_header = "bearer"
+    return ClientSettings(
+        base_url=host or DEFAULT_BASE_URL,
+        api_key=getattr(conn, "password", None) or extras.get("api_key") or None,
+        auth_header=auth_header,
+        oauth_client_id=extras.get("oauth_client_id") or None,
+        oauth_client_secret=extras.get("oauth_client_secret") or None,
+        oauth_token_url=extras.get("oauth_token_url") or None,
+        workspace_id=extras.get("workspace_id") or None,
+        brand_session_id=extras.get("brand_session_id") or None,
+        timeout=_number(extras, "timeout", float, 60.0),
+        max_retries=_number(extras, "max_retries", int, 5),
+    )
+
+
+class BloomHook(BaseHook, BloomOperations[JSON]):
+    """Interact with Bloom (trybloom.ai) through an Airflow connection of type ``bloom``.
+
+    Host is Bloom's base URL (empty: ``https://www.trybloom.ai/api/v1``), the
+    password is the API key (``bloom_sk_...``) or an OAuth access token. Extras:
+    ``auth_header`` (``x-api-key``/``bearer``), ``workspace_id``,
+    ``brand_session_id``, ``timeout``, ``max_retries``, and optional OAuth client
+    credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
+
+    Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.BloomOperations`)
+    returning Bloom's ``data`` payload.
+
+    :param bloom_conn_id: the connection to use (default ``bloom_default``).
+    """
+
+    conn_name_attr = "bloom_conn_id"
+    default_conn_name = "bloom_default"
+    conn_type = "bloom"
+    hook_name = "Bloom"
+
+    def __init__(self, bloom_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bloom_conn_id = bloom_conn_id
+
+    def __repr__(self) -> str:
+        return f"<BloomHook conn_id={self.bloom_conn_id!r}>"
+
+    # -- connection form ------------------------------------------------------------------
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return json.loads(json.dumps(_UI_FIELD_BEHAVIOUR))
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Widgets for UIs that still build forms from hooks (Airflow 3 reads ``conn-fields``)."""
+        try:
+            from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+            from wtforms import PasswordField, StringField
+        except ImportError:
+            return {}
+        widgets: dict[str, Any] = {}
+        for name, spec in _CONN_FIELDS.items():
+            secret = spec["schema"].get("format") == "password"
+            field_cls, widget = (
+                (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
+            )
+            widgets[name] = field_cls(spec["label"], widget=widget(), description=spec["description"])
+        return widgets
+
+    # -- clients ---------------------------------------------------------------------------
+    @cached_property
+    def settings(self) -> ClientSettings:
+        return settings_from_connection(self.get_connection(self.bloom_conn_id))
+
+    def get_conn(self) -> BloomClient:
+        return self.client
+
+    @cached_property
+    def client(self) -> BloomClient:
+        return BloomClient(self.settings)
+
+    async def aget_settings(self) -> ClientSettings:
+        """Settings from an async connection lookup: safe inside the triggerer's event loop."""
+        try:
+            from airflow.providers.common.compat.connection import get_async_connection
+        except ImportError:  # pragma: no cover - common-compat ships with Airflow 3
+            conn = await type(self).aget_connection(self.bloom_conn_id)
+        else:
+            conn = await get_async_connection(self.bloom_conn_id, hook=self)
+        return settings_from_connection(conn)
+
+    async def aget_client(self) -> AsyncBloomClient:
+        """A new :class:`AsyncBloomClient`; close it (``async with``) when done."""
+        return AsyncBloomClient(await self.aget_settings())
+
+    def _call(
+        self,
+        operation_id: str,
+        *,
+        path: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        file: FileInput | None = None,
+    ) -> JSON:
+        return self.client._call(operation_id, path=path, query=query, body=body, file=file)
+
+    # -- higher-level helpers --------------------------------------------------------------
+    def _iterate(self, method: Any, key: str, **kwargs: Any) -> Iterator[JSON]:
+        cursor = kwargs.pop("cursor", None)
+        while True:
+            page = method(cursor=cursor, **kwargs)
+            yield from page.get(key, [])
+            cursor = page.get("nextCursor")
+            if not page.get("hasMore") or not cursor:
+                return
+
+    def iter_images(self, **filters: Any) -> Iterator[JSON]:
+        """Every image matching ``filters`` (``list_images`` arguments), following ``nextCursor``."""
+        if filters.get("wait"):
+            raise BloomInputError("wait", "iter_images pages through images; use wait_for_images to wait")
+        return self._iterate(self.list_images, "images", **filters)
+
+    def iter_brands(self, workspace_id: str | None = None, limit: int | None = None) -> Iterator[JSON]:
+        """Every brand, following ``nextCursor``."""
+        return self._iterate(self.list_brands, "brands", workspace_id=workspace_id, limit=limit)
+
+    def wait_for_images(
+        self,
+        ids: list[str] | str,
+        timeout: float = 600,
+        poll_timeout: int = 295,
+        include_urls: bool | None = None,
+    ) -> list[JSON]:
+        """Long-poll ``GET /images?ids=...&wait=true`` per chunk of <= 50 ids until all are terminal.
+
+        Returns the image records in the order of ``ids``; images still running
+        at the deadline are returned as they are (check their ``status``).
+        """
+        if isinstance(ids, str):
+            ids = [ids]
+        ids = check_ids("ids", list(ids), maximum=len(ids) or 1)
+        deadline = time.monotonic() + timeout
+        records: dict[str, JSON] = {}
+        for chunk in chunked(ids):
+            pending = list(chunk)
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                page = self.list_images(
+                    ids=pending,
+                    wait=True,
+                    timeout=wait_window(left, poll_timeout),
+                    include_urls=include_urls,
+                )
+                for image in page.get("images", []):
+                    records[image["id"]] = image
+                pending = [i for i in pending if not is_terminal(records.get(i, {}))]
+        missing = [i for i in ids if i not in records]
+        if missing:
+            raise BloomError(f"Bloom did not return these images (deleted or not yours?): {missing}")
+        return [records[i] for i in ids]
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection with GET /account (used by the UI's Test button and the CLI)."""
+        try:
+            account = self.get_account()
+        except BloomError as exc:
+            return False, str(exc)
+        except Exception as exc:  # a misconfigured connection must report, not crash the UI
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"Connected to Bloom as {account.get('email')}"
