@@ -30,7 +30,7 @@ _CONN_FIELDS: dict[str, dict[str, Any]] = {
     "max_retries": {
         "label": "Max retries",
         "schema": {"type": ["integer", "null"], "minimum": 0},
-        "description": "Retries of safe calls on 429/5xx/network errors (paid POSTs are never retried blindly).",
+        "description": "Retries of safe calls on 429, 5xx and network errors (paid POSTs: never blindly).",
     },
     "oauth_client_id": {
         "label": "OAuth client ID",

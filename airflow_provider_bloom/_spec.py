@@ -183,9 +183,7 @@ def check_value(field_name: str, value: Any, schema: Mapping[str, Any]) -> Any:
             raise BloomInputError(field_name, f"must be a string; got {_describe(value)}")
         lo, hi = schema.get("minLength"), schema.get("maxLength")
         if lo is not None and len(value) < lo:
-            raise BloomInputError(
-                field_name, f"must be at least {lo} character(s) long; got {len(value)}"
-            )
+            raise BloomInputError(field_name, f"must be at least {lo} character(s) long; got {len(value)}")
         if hi is not None and len(value) > hi:
             raise BloomInputError(field_name, f"must be at most {hi} characters long; got {len(value)}")
         if schema.get("format") == "uuid":

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar, Union
+from typing import IO, Any, Generic, TypeVar
 from urllib.parse import urljoin, urlparse
 
 import httpx
@@ -59,7 +59,7 @@ from airflow_provider_bloom.exceptions import (
 )
 
 R = TypeVar("R")
-FileInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes]]
+FileInput = str | os.PathLike | bytes | bytearray | IO[bytes]
 JSON = dict[str, Any]
 
 USER_AGENT = f"airflow-provider-bloom/{__version__}"
@@ -363,12 +363,17 @@ class _ClientCore:
             )
         if 300 <= status < 400:
             raise BloomServerError(
-                status, None, f"unexpected redirect to {headers.get('location')!r}", operation_id=op.operation_id
+                status,
+                None,
+                f"unexpected redirect to {headers.get('location')!r}",
+                operation_id=op.operation_id,
             )
         try:
             payload = _json_loads(content)
         except ValueError:
-            raise self._lost_answer(op, f"Bloom answered HTTP {status} with a body that is not JSON") from None
+            raise self._lost_answer(
+                op, f"Bloom answered HTTP {status} with a body that is not JSON"
+            ) from None
         data = payload.get("data", payload) if isinstance(payload, dict) else payload
         if not isinstance(data, dict):
             raise BloomServerError(status, None, "answer has no data object", operation_id=op.operation_id)
@@ -482,7 +487,9 @@ class BloomOperations(Generic[R]):
     def list_brands(
         self, workspace_id: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> R:
-        return self._call("brands.list", query={"workspace_id": workspace_id, "limit": limit, "cursor": cursor})
+        return self._call(
+            "brands.list", query={"workspace_id": workspace_id, "limit": limit, "cursor": cursor}
+        )
 
     def create_brand(
         self,
@@ -493,7 +500,12 @@ class BloomOperations(Generic[R]):
     ) -> R:
         return self._call(
             "brands.create",
-            body={"url": url, "workspace_id": workspace_id, "logo_url": logo_url, "collect_images": collect_images},
+            body={
+                "url": url,
+                "workspace_id": workspace_id,
+                "logo_url": logo_url,
+                "collect_images": collect_images,
+            },
         )
 
     def get_brand(self, brand_id: str, wait: bool = False, timeout: int | None = None) -> R:
@@ -609,10 +621,14 @@ class BloomOperations(Generic[R]):
         )
 
     def vectorize_image(self, image_id: str, brand_session_id: str | None = None) -> R:
-        return self._call("images.vectorize", path={"id": image_id}, body={"brand_session_id": brand_session_id})
+        return self._call(
+            "images.vectorize", path={"id": image_id}, body={"brand_session_id": brand_session_id}
+        )
 
     def upload_image(self, image_url: str, brand_session_id: str | None = None) -> R:
-        return self._call("images.upload", body={"image_url": image_url, "brand_session_id": brand_session_id})
+        return self._call(
+            "images.upload", body={"image_url": image_url, "brand_session_id": brand_session_id}
+        )
 
     def upload_image_file(self, file: FileInput, brand_session_id: str | None = None) -> R:
         return self._call("images.uploadFile", body={"brand_session_id": brand_session_id}, file=file)
@@ -688,7 +704,9 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                             allow_redirects=False,
                         )
                     except requests.RequestException as exc:
-                        raise self._not_sent(get_operation("account.get"), "OAuth token request failed") from exc
+                        raise self._not_sent(
+                            get_operation("account.get"), "OAuth token request failed"
+                        ) from exc
                     self._store_token(resp.status_code, resp.content, resp.headers.get("content-type"))
         assert self._token is not None
         return self._bearer(self._token.value)
@@ -830,7 +848,9 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                             timeout=httpx.Timeout(self.settings.timeout, connect=CONNECT_TIMEOUT),
                         )
                     except httpx.HTTPError as exc:
-                        raise self._not_sent(get_operation("account.get"), "OAuth token request failed") from exc
+                        raise self._not_sent(
+                            get_operation("account.get"), "OAuth token request failed"
+                        ) from exc
                     self._store_token(resp.status_code, resp.content, resp.headers.get("content-type"))
         assert self._token is not None
         return self._bearer(self._token.value)

@@ -191,7 +191,8 @@ def error_from_response(
     except ValueError:
         payload = None
     if isinstance(payload, Mapping):
-        inner = payload.get("error") if isinstance(payload.get("error"), Mapping) else payload
+        nested = payload.get("error")
+        inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else payload
         code = inner.get("code") if isinstance(inner.get("code"), str) else None
         message = str(inner.get("message") or "")
         data = inner.get("data", payload.get("data"))
@@ -199,8 +200,10 @@ def error_from_response(
         kind = (content_type or "no content type").split(";")[0]
         snippet = body[:200].decode("utf-8", "replace").strip() if body else ""
         message = f"non-JSON answer ({kind})" + (f": {snippet!r}" if snippet else " with an empty body")
-    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status) or (
-        BloomServerError if status >= 500 else BloomAPIError
+    cls = (
+        _BY_CODE.get(code or "")
+        or _BY_STATUS.get(status)
+        or (BloomServerError if status >= 500 else BloomAPIError)
     )
     return cls(
         status,

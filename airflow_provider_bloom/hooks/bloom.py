@@ -10,9 +10,14 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+try:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+except ImportError:  # pragma: no cover - Airflow 3.1
+    from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
+
 from airflow_provider_bloom import _CONN_FIELDS, _UI_FIELD_BEHAVIOUR
 from airflow_provider_bloom._images import is_terminal, wait_window
-from airflow_provider_bloom._spec import DEFAULT_BASE_URL, chunked, check_ids
+from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids, chunked
 from airflow_provider_bloom.client import (
     JSON,
     AsyncBloomClient,
@@ -42,14 +47,17 @@ def _number(extras: Mapping[str, Any], name: str, cast: type, default: Any) -> A
         raise BloomInputError(name, f"connection extra must be a number; got {value!r}") from None
 
 
-def settings_from_connection(conn: Any) -> ClientSettings:
+def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> ClientSettings:
     """Build client settings from an Airflow Connection (UI, URI, JSON or a secrets backend)."""
-    extras = _extras(conn)
+    extras = dict(extras) if extras is not None else _extras(conn)
     host = (getattr(conn, "host", None) or "").strip()
     if host and "://" not in host:
-        # A URI connection (bloom://www.trybloom.ai/api/v1) stores the path in `schema`.
-        schema = (getattr(conn, "schema", None) or "").strip("/")
-        host = f"https://{host}" + (f"/{schema}" if schema else "")
+        # A URI connection (bloom://:key@www.trybloom.ai/api%2Fv1?scheme=https) splits the base URL
+        # into host, port and `schema` (the path). The scheme defaults to https.
+        scheme = str(extras.get("scheme") or "https").lower()
+        port = getattr(conn, "port", None)
+        path = (getattr(conn, "schema", None) or "").strip("/")
+        host = f"{scheme}://{host}" + (f":{port}" if port else "") + (f"/{path}" if path else "")
     auth_header = str(extras.get("auth_header") or "x-api-key").strip().lower()
     if auth_header in {"authorization", "bearer"}:
         auth_header = "bearer"
@@ -129,14 +137,21 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         return BloomClient(self.settings)
 
     async def aget_settings(self) -> ClientSettings:
-        """Settings from an async connection lookup: safe inside the triggerer's event loop."""
+        """Settings from an async connection lookup: safe inside the triggerer's event loop.
+
+        Uses common-compat's ``get_async_connection`` (which avoids the sync secret masking
+        that deadlocks before Airflow 3.3.2). Under ``dag.test()`` inline triggers cannot reach
+        metastore connections asynchronously; the sync lookup then runs in a worker thread.
+        """
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+        from asgiref.sync import sync_to_async
+
         try:
-            from airflow.providers.common.compat.connection import get_async_connection
-        except ImportError:  # pragma: no cover - common-compat ships with Airflow 3
-            conn = await type(self).aget_connection(self.bloom_conn_id)
-        else:
             conn = await get_async_connection(self.bloom_conn_id, hook=self)
-        return settings_from_connection(conn)
+        except AirflowNotFoundException:
+            conn = await sync_to_async(self.get_connection)(self.bloom_conn_id)
+        extras = await get_async_extra_dejson(conn)
+        return settings_from_connection(conn, extras=extras)
 
     async def aget_client(self) -> AsyncBloomClient:
         """A new :class:`AsyncBloomClient`; close it (``async with``) when done."""

@@ -1,0 +1,212 @@
+"""The connection (URI, JSON, extras, OAuth), provider registration, the CLI, and secret hygiene."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_bloom import get_provider_info
+from airflow_provider_bloom.client import BloomClient, ClientSettings
+from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
+from airflow_provider_bloom.exceptions import BloomAuthError, BloomInputError
+from airflow_provider_bloom.hooks.bloom import BloomHook, settings_from_connection
+from tests.conftest import API_KEY, conn_json
+
+
+def test_uri_connection_with_extras(monkeypatch, bloom_emulator):
+    hostport = bloom_emulator.base_url.split("://", 1)[1].split("/", 1)[0]  # 127.0.0.1:PORT
+    uri = (
+        f"bloom://:{API_KEY}@{hostport}/api%2Fv1?scheme=http&auth_header=bearer&timeout=12&max_retries=1"
+        f"&brand_session_id={DEFAULT_BRAND_ID}"
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_URI", uri)
+    hook = BloomHook(bloom_conn_id="bloom_uri")
+    s = hook.settings
+    assert s.base_url == bloom_emulator.base_url
+    assert s.auth_header == "bearer" and s.timeout == 12 and s.max_retries == 1
+    assert s.brand_session_id == DEFAULT_BRAND_ID and s.api_key == API_KEY
+    assert hook.test_connection()[0]
+
+
+def test_uri_connection_with_the_whole_base_url_encoded_in_the_host(monkeypatch, bloom_emulator):
+    from urllib.parse import quote
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BLOOM_URI", f"bloom://:{API_KEY}@{quote(bloom_emulator.base_url, safe='')}"
+    )
+    hook = BloomHook(bloom_conn_id="bloom_uri")
+    assert hook.settings.base_url == bloom_emulator.base_url
+    assert hook.get_account()["email"] == "dev@emulator.local"
+
+
+def test_empty_host_defaults_to_blooms_base_url():
+    class Conn:
+        host = ""
+        password = "bloom_sk_abc"
+        extra_dejson: dict = {}
+
+    assert settings_from_connection(Conn()).base_url == "https://www.trybloom.ai/api/v1"
+
+
+def test_bad_extras_are_named():
+    class Conn:
+        host = "https://www.trybloom.ai/api/v1"
+        password = "bloom_sk_abc"
+        extra_dejson = {"timeout": "soon"}
+
+    with pytest.raises(BloomInputError, match="timeout"):
+        settings_from_connection(Conn())
+    Conn.extra_dejson = {"auth_header": "cookie"}
+    with pytest.raises(BloomInputError, match="auth_header"):
+        settings_from_connection(Conn())
+
+
+@pytest.mark.parametrize("auth_header", ["x-api-key", "bearer"])
+def test_both_auth_headers_work(bloom_emulator, monkeypatch, auth_header):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_emulator.base_url, auth_header=auth_header)
+    )
+    assert BloomHook().test_connection() == (True, "Connected to Bloom as dev@emulator.local")
+
+
+def test_test_connection_reports_a_bad_key(bloom_emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_emulator.base_url, key="wrong"))
+    ok, message = BloomHook().test_connection()
+    assert not ok and "UNAUTHORIZED" in message and "wrong" not in message
+
+
+def test_oauth_client_credentials_obtains_and_refreshes_the_token(bloom_emulator):
+    bloom_emulator.configure(oauth_token_ttl_seconds=1)
+    settings = ClientSettings(
+        base_url=bloom_emulator.base_url,
+        oauth_client_id="bloom_client_demo",
+        oauth_client_secret="s3cret-value",
+    )
+    client = BloomClient(settings)
+    assert client.get_account()["email"]
+    first = client._token.value
+    assert settings.token_url == bloom_emulator.root_url + "/api/auth/oauth2/token"
+    import time
+
+    time.sleep(1.2)  # let the 1-second token expire; the client must fetch a new one by itself
+    assert client.get_account()["email"]
+    assert client._token.value != first
+    assert "s3cret-value" not in repr(settings) and "s3cret-value" not in repr(client)
+
+
+def test_oauth_with_a_bad_secret_fails_clearly(bloom_emulator):
+    bloom_emulator.configure(oauth_clients={"bloom_client_demo": "right"})
+    client = BloomClient(
+        ClientSettings(
+            base_url=bloom_emulator.base_url, oauth_client_id="bloom_client_demo", oauth_client_secret="no"
+        )
+    )
+    with pytest.raises(BloomAuthError, match="OAuth token request failed"):
+        client.get_account()
+
+
+async def test_async_operations_used_by_triggers(bloom_conn):
+    hook = BloomHook()
+    async with await hook.aget_client() as client:
+        assert (await client.get_account())["email"] == "dev@emulator.local"
+        started = await client.generate_images("async wait")
+        page = await client.list_images(ids=started["ids"], wait=True, timeout=10)
+        assert [i["status"] for i in page["images"]] == ["completed"]
+        one = await client.get_image(started["ids"][0], wait=True, timeout=5)
+        assert one["status"] == "completed"
+        brand = await client.get_brand(DEFAULT_BRAND_ID, wait=True, timeout=5)
+        assert brand["status"] == "ready"
+
+
+def test_key_never_in_reprs_messages_or_logs(bloom_emulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    settings = ClientSettings(
+        base_url=bloom_emulator.base_url, api_key=API_KEY, max_retries=1, backoff_base=0.01
+    )
+    client = BloomClient(settings)
+    bloom_emulator.add_fault("account.get", "status", count=1, status=503)
+    client.get_account()
+    bloom_emulator.add_fault("images.generate", "status", count=1, status=500)
+    with pytest.raises(Exception) as info:
+        client.generate_images("boom", brand_session_id=DEFAULT_BRAND_ID)
+    texts = [repr(settings), repr(client), str(info.value), repr(info.value), caplog.text, repr(BloomHook())]
+    texts.append(repr(client.prepare("account.get")))
+    for text in texts:
+        assert API_KEY not in text
+
+
+def test_key_is_not_sent_to_another_host_on_redirect(bloom_emulator, bloom_api_key):
+    """`/img/{id}` on the API host redirects to `localhost`: the download must arrive without credentials."""
+    port = bloom_emulator.base_url.split(":")[2].split("/")[0]
+    bloom_emulator.configure(download_base_url=f"http://localhost:{port}")
+    client = BloomClient(
+        ClientSettings(
+            base_url=bloom_emulator.base_url, api_key=bloom_api_key, brand_session_id=DEFAULT_BRAND_ID
+        )
+    )
+    started = client.generate_images("download me")
+    client.list_images(ids=started["ids"], wait=True, timeout=10)
+    image = client.get_image(started["ids"][0])
+    with client.open_download(image["imageUrl"]) as resp:
+        assert resp.url.startswith("http://localhost:")
+        assert resp.raw.read(8) == b"\x89PNG\r\n\x1a\n"
+    counters = bloom_emulator.requests()
+    assert counters["file_requests"] >= 1
+    assert counters["file_requests_with_credentials"] == 0
+
+
+def test_provider_info_declares_the_connection_type():
+    info = get_provider_info()
+    (ctype,) = info["connection-types"]
+    assert ctype["connection-type"] == "bloom"
+    assert ctype["hook-class-name"] == "airflow_provider_bloom.hooks.bloom.BloomHook"
+    behaviour = ctype["ui-field-behaviour"]
+    assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
+    assert behaviour["relabeling"]["password"] == "API key"
+    assert behaviour["placeholders"]["host"] == "https://www.trybloom.ai/api/v1"
+    assert {"auth_header", "workspace_id", "brand_session_id", "timeout", "max_retries"} <= set(
+        ctype["conn-fields"]
+    )
+    for section in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[section]:
+            for module in entry["python-modules"]:
+                __import__(module)  # every declared module exists and imports
+
+
+def airflow_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=180,
+        check=False,
+    )
+
+
+def json_rows(stdout: str) -> list[dict]:
+    """The JSON table the CLI prints (log lines may precede it)."""
+    return json.loads(stdout[stdout.index("[{") :])
+
+
+def test_airflow_cli_lists_the_provider_and_tests_the_connection(bloom_emulator):
+    listed = airflow_cli("providers", "list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "airflow-provider-bloom" in {p["package_name"] for p in json_rows(listed.stdout)}
+    hooks = airflow_cli("providers", "hooks", "-o", "json")
+    assert any(h.get("connection_type") == "bloom" for h in json_rows(hooks.stdout)), hooks.stdout[-2000:]
+    tested = airflow_cli(
+        "connections",
+        "test",
+        "bloom_default",
+        env={"AIRFLOW_CONN_BLOOM_DEFAULT": conn_json(bloom_emulator.base_url)},
+    )
+    assert tested.returncode == 0, tested.stdout[-2000:] + tested.stderr[-2000:]
+    assert "Connection success!" in tested.stdout
+    assert bloom_emulator.requests()["by_operation"].get("account.get") == 1  # the CLI really called Bloom
+    assert API_KEY not in tested.stdout + tested.stderr
