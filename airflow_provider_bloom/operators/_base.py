@@ -1,0 +1,262 @@
+"""What every Bloom operator shares: the hook, Bloom errors as task failures, never paying twice,
+and waiting for images (in the worker or deferred to the triggerer).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.hooks.bloom import BloomHook
+
+try:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+except ImportError:  # pragma: no cover - older task SDKs
+    from airflow.exceptions import AirflowFailException, AirflowSkipException  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ON_FAILURE_CHOICES = ("fail", "skip", "ignore")
+EVENT_STATUSES = ("success", "failed", "timeout", "error")
+#: Extra time Airflow grants a deferral beyond the trigger's own deadline (a backstop only).
+DEFERRAL_MARGIN_SECONDS = 60
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` (False when unset), like Airflow's own providers."""
+    from airflow.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def literal_from_template(value: Any) -> Any:
+    """A list rendered by Jinja arrives as its text (``"['id1', 'id2']"``): read it back as the list.
+
+    Anything else is returned unchanged (``render_template_as_native_obj`` DAGs pass real lists).
+    """
+    if isinstance(value, str) and value.strip()[:1] in ("[", "("):
+        try:
+            return ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def check_wait_options(*, poll_timeout: Any, on_failure: Any, timeout: Any = None) -> None:
+    """Check the wait arguments shared by operators and sensors; BloomInputError names the field."""
+    if isinstance(poll_timeout, bool) or not isinstance(poll_timeout, int) or not 1 <= poll_timeout <= 295:
+        raise BloomInputError("poll_timeout", f"must be whole seconds within 1..295; got {poll_timeout!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise BloomInputError("wait_timeout", f"must be a positive number of seconds; got {timeout!r}")
+    if on_failure not in ON_FAILURE_CHOICES:
+        allowed = ", ".join(map(repr, ON_FAILURE_CHOICES))
+        raise BloomInputError("on_failure", f"must be one of {allowed}; got {on_failure!r}")
+
+
+@contextmanager
+def bloom_errors(what: str) -> Iterator[None]:
+    """Turn Bloom errors into task failures.
+
+    Errors a retry cannot fix (bad input, auth, billing, forbidden, not found,
+    not ready) and paid calls whose answer was lost (a retry might pay twice)
+    fail the task without Airflow retries (``AirflowFailException``); transient
+    ones propagate so Airflow's retries apply.
+    """
+    try:
+        yield
+    except BloomError as exc:
+        if exc.permanent or getattr(exc, "maybe_charged", False):
+            raise AirflowFailException(f"{what} failed: {exc}") from exc
+        raise
+
+
+class BloomBaseOperator(BaseOperator):
+    """Base of the Bloom operators: holds ``bloom_conn_id`` and builds the hook lazily."""
+
+    def __init__(self, *, bloom_conn_id: str = BloomHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bloom_conn_id = bloom_conn_id
+
+    @cached_property
+    def hook(self) -> BloomHook:
+        return BloomHook(bloom_conn_id=self.bloom_conn_id)
+
+
+class PaidRequestLedger:
+    """Never pay twice: remember Bloom's answer to each paid POST across tries.
+
+    Where Airflow offers ``task_state_store`` (3.3+), the answer is stored the
+    moment Bloom accepts the request; a later try of the same task instance
+    (retry, or resume after deferral) finds it and does not post again. The key
+    includes a digest of the request, so a changed request is sent anew.
+    Without a store, it says once that a retry may charge again.
+    """
+
+    def __init__(self, context: Context | dict[str, Any], log: Any) -> None:
+        self.log = log
+        self.store = context.get("task_state_store") if hasattr(context, "get") else None
+        if self.store is None:
+            log.warning(
+                "Airflow's task_state_store is not available (it arrives in Airflow 3.3): if this task is "
+                "retried after Bloom accepted a request, the retry sends it again and may be charged again."
+            )
+
+    @staticmethod
+    def key_for(operation: str, payload: Any) -> str:
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return f"bloom.{operation}.{digest}"
+
+    def run(self, operation: str, payload: Any, post: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = self.key_for(operation, payload)
+        if self.store is not None:
+            try:
+                earlier = self.store.get(key)
+            except Exception as exc:  # a store outage must not block the work; say so
+                self.log.warning("Could not read task_state_store (%s); continuing without it", exc)
+                earlier = None
+            if isinstance(earlier, dict):
+                self.log.info(
+                    "Bloom already accepted this %s in an earlier try: reusing %s", operation, earlier
+                )
+                return earlier
+        result = post()
+        if self.store is not None:
+            try:
+                self.store.set(key, result)
+            except Exception as exc:
+                self.log.warning("Could not record the accepted request in task_state_store: %s", exc)
+        return result
+
+
+class ImageWaitMixin:
+    """``wait_for_completion`` / ``deferrable`` for operators that start image work.
+
+    Subclasses set ``wait_for_completion``, ``deferrable``, ``wait_timeout``
+    (seconds the wait may take), ``poll_timeout``, ``on_failure`` and
+    ``include_urls``, then call :meth:`wait_for_images` with the new ids. In
+    deferrable mode the task defers to
+    :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` (see
+    :meth:`defer_for_images`) and resumes in :meth:`execute_complete`.
+    """
+
+    wait_for_completion: bool
+    deferrable: bool
+    wait_timeout: float
+    poll_timeout: int
+    on_failure: str
+    include_urls: bool
+    bloom_conn_id: str
+    log: Any
+
+    if TYPE_CHECKING:  # provided by the operator (e.g. BloomBaseOperator.hook)
+
+        @property
+        def hook(self) -> BloomHook: ...
+
+    def defer_for_images(self, context: Context, image_ids: Sequence[str]) -> NoReturn:
+        """Hand the wait to :class:`BloomImagesTrigger`, freeing the worker slot.
+
+        The task resumes in ``execute_complete`` with the trigger's event.
+        """
+        from airflow_provider_bloom.triggers.images import BloomImagesTrigger
+
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=self.wait_timeout)
+        self.log.info(
+            "Deferring: waiting in the triggerer for %d Bloom image(s) until %s",
+            len(image_ids),
+            deadline.isoformat(timespec="seconds"),
+        )
+        self.defer(  # type: ignore[attr-defined]
+            trigger=BloomImagesTrigger(
+                image_ids=list(image_ids),
+                bloom_conn_id=self.bloom_conn_id,
+                deadline=deadline.timestamp(),
+                poll_timeout=self.poll_timeout,
+                include_urls=self.include_urls,
+            ),
+            method_name="execute_complete",
+            # A backstop only: the trigger itself answers "timeout" at the deadline.
+            timeout=timedelta(seconds=self.wait_timeout + DEFERRAL_MARGIN_SECONDS),
+        )
+        raise AssertionError("defer() returned")  # pragma: no cover
+
+    def wait_for_images(self, context: Context, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if self.deferrable:
+            self.defer_for_images(context, image_ids)
+        started = time.monotonic()
+        with bloom_errors("Waiting for Bloom images"):
+            records = self.hook.wait_for_images(
+                list(image_ids),
+                timeout=self.wait_timeout,
+                poll_timeout=self.poll_timeout,
+                include_urls=self.include_urls or None,
+            )
+        self.log.info("Waited %.1fs for %d image(s)", time.monotonic() - started, len(records))
+        return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        records = images_from_event(event)
+        return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+
+
+def images_from_event(event: Any) -> list[dict[str, Any]]:
+    """Validate a BloomImagesTrigger event; raise a clear error for anything else.
+
+    ``success``/``failed`` return the image records (``resolve_images`` applies
+    ``on_failure``). ``error`` raises: ``AirflowFailException`` when the trigger
+    says a retry cannot help (``permanent``), else ``BloomError`` so Airflow's
+    retries apply. ``timeout`` raises ``BloomError`` listing the images still running.
+    """
+    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+        raise AirflowFailException(f"Unexpected event from the Bloom trigger: {event!r:.300}")
+    images = event.get("images")
+    if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("id") for i in images):
+        raise AirflowFailException(f"Bloom trigger event without valid images: {event!r:.300}")
+    if event["status"] == "error":
+        code = f" ({event['code']})" if event.get("code") else ""
+        message = f"Waiting for Bloom images failed{code}: {event.get('message')}"
+        if event.get("permanent"):
+            raise AirflowFailException(message)
+        raise BloomError(message)
+    if event["status"] == "timeout":
+        pending = [i.get("id") for i in images if i.get("status") not in ("completed", "failed")]
+        raise BloomError(
+            f"Timed out waiting for Bloom images; still running: {pending}. {event.get('message')}"
+        )
+    return images
+
+
+def resolve_images(
+    records: list[dict[str, Any]], on_failure: str, log: Any, *, include_urls: bool = False
+) -> list[dict[str, Any]]:
+    """Apply ``on_failure`` to terminal records and return the XCom-sized list."""
+    from airflow_provider_bloom._images import slim_record
+
+    slim = [slim_record(r, include_urls=include_urls) for r in records]
+    running = [r["id"] for r in slim if r["status"] not in ("completed", "failed")]
+    if running:
+        raise BloomError(f"Timed out waiting for Bloom images; still running: {running}")
+    failed = [r for r in slim if r["status"] == "failed"]
+    if failed:
+        detail = ", ".join(f"{r['id']} ({r.get('failureReason') or 'no reason given'})" for r in failed)
+        if on_failure == "fail":
+            raise AirflowFailException(f"{len(failed)} of {len(slim)} Bloom image(s) failed: {detail}")
+        if on_failure == "skip":
+            raise AirflowSkipException(f"{len(failed)} of {len(slim)} Bloom image(s) failed: {detail}")
+        log.warning(
+            "%d of %d Bloom image(s) failed (on_failure='ignore'): %s", len(failed), len(slim), detail
+        )
+    return slim

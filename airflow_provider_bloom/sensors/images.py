@@ -1,0 +1,134 @@
+"""BloomImageSensor: wait until Bloom images are terminal, in the triggerer (deferrable) or by poking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_bloom._images import flatten_image_ids, is_terminal
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
+from airflow_provider_bloom.exceptions import BloomError
+from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.links import BloomImageLink
+from airflow_provider_bloom.operators._base import (
+    AirflowFailException,
+    ImageWaitMixin,
+    bloom_errors,
+    check_wait_options,
+    default_deferrable,
+    images_from_event,
+    literal_from_template,
+    resolve_images,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
+    """Wait until every image in ``image_ids`` is ``completed`` or ``failed``.
+
+    Deferrable (the default follows ``[operators] default_deferrable``): the
+    task frees its worker slot and :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger`
+    long-polls ``GET /images?ids=...&wait=true`` per chunk of 50 ids. In
+    ``poke``/``reschedule`` mode each poke is one ``GET /images?ids=...`` per
+    chunk of <= 50 ids still running.
+
+    Returns (XCom) the image records in the order of ``image_ids``: id, status,
+    imageUrl, width, height, aspectRatio, actionType, variantGroupId,
+    failureReason, prompt (signed download URLs only with ``include_urls=True``).
+
+    :param image_ids: the ids to wait for: a list, an XComArg, GenerateImageOperator's output,
+        or a mapped task's output (a list of lists, flattened). Templated.
+    :param bloom_conn_id: the Bloom connection.
+    :param deferrable: wait in the triggerer.
+    :param on_failure: when an image failed: "fail" (default; the error lists ids and
+        failureReason), "skip" the task, or "ignore" (return completed and failed records).
+    :param include_urls: keep Bloom's signed download URLs in the records.
+    :param poll_timeout: seconds Bloom may hold each long-poll in deferrable mode (1..295).
+    :param poke_interval: seconds between pokes (poke/reschedule mode).
+    :param timeout: seconds before the sensor gives up (``AirflowSensorTimeout``).
+    """
+
+    template_fields: Sequence[str] = ("image_ids",)
+    operator_extra_links = (BloomImageLink(),)
+    ui_color = "#f4d6e6"
+
+    def __init__(
+        self,
+        *,
+        image_ids: Any,
+        bloom_conn_id: str = BloomHook.default_conn_name,
+        deferrable: bool | None = None,
+        on_failure: str = "fail",
+        include_urls: bool = False,
+        poll_timeout: int = MAX_WAIT_SECONDS,
+        poke_interval: timedelta | float = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure)
+        self.image_ids = image_ids
+        self.bloom_conn_id = bloom_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.on_failure = on_failure
+        self.include_urls = include_urls
+        self.poll_timeout = poll_timeout
+        self.wait_for_completion = True
+        self.wait_timeout = float(self.timeout)  # the deferred wait's deadline is the sensor's timeout
+        self._terminal: dict[str, dict[str, Any]] = {}
+
+    @cached_property
+    def hook(self) -> BloomHook:
+        return BloomHook(bloom_conn_id=self.bloom_conn_id)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """``image_ids`` once rendered, flattened and checked."""
+        with bloom_errors("BloomImageSensor"):
+            return flatten_image_ids(literal_from_template(self.image_ids), "image_ids")
+
+    def execute(self, context: Context) -> Any:
+        ids = self.ids
+        BloomImageLink.persist(context, self.hook.settings.base_url, ids[0])
+        if self.deferrable:
+            self.defer_for_images(context, ids)
+        return super().execute(context)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        ids = self.ids
+        pending = [i for i in ids if i not in self._terminal]
+        for chunk in chunked(pending):
+            try:
+                with bloom_errors("Checking Bloom images"):
+                    page = self.hook.list_images(ids=chunk, include_urls=self.include_urls or None)
+            except BloomError as exc:  # transient (permanent ones fail above): try again next poke
+                self.log.warning("Could not check %d Bloom image(s) this time: %s", len(chunk), exc)
+                return False
+            found = {image["id"]: image for image in page.get("images", []) if image.get("id") in chunk}
+            missing = [i for i in chunk if i not in found]
+            if missing:
+                raise AirflowFailException(
+                    f"Bloom did not return these images (deleted, or not visible to this key): {missing}"
+                )
+            self._terminal.update({i: r for i, r in found.items() if is_terminal(r)})
+        done = sum(i in self._terminal for i in ids)
+        if done < len(ids):
+            self.log.info("%d of %d Bloom image(s) terminal", done, len(ids))
+            return False
+        records = [self._terminal[i] for i in ids]
+        return PokeReturnValue(
+            True, resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if isinstance(event, dict) and event.get("status") == "timeout":
+            raise AirflowSensorTimeout(
+                f"Bloom images not terminal within {self.timeout:.0f}s: {event.get('message')}"
+            )
+        records = images_from_event(event)
+        return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
