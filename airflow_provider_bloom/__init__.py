@@ -82,6 +82,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_bloom.operators.images",
                     "airflow_provider_bloom.operators.brands",
                     "airflow_provider_bloom.operators.download",
+                    "airflow_provider_bloom.operators.credits",
                 ],
             }
         ],
@@ -91,6 +92,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_bloom.sensors.images",
                     "airflow_provider_bloom.sensors.brands",
+                    "airflow_provider_bloom.sensors.credits",
                 ],
             }
         ],

@@ -286,7 +286,7 @@ class _ClientCore:
         if op.content_type == "multipart/form-data":
             if file is None:
                 raise BloomInputError("file", "is required: a path, bytes or a binary file object")
-            call.upload = read_upload("file", file, _allowed_mimes(op))
+            call.upload = read_upload("file", file, allowed_mimes(op))
             call.form = {k: str(v) for k, v in payload.items()}
         elif file is not None:
             raise TypeError(f"{operation_id} takes no file")
@@ -443,7 +443,10 @@ def _path_arg_name(op: Operation) -> str:
     return "brand_id" if op.path.startswith("/brands") else "image_id"
 
 
-def _allowed_mimes(op: Operation) -> tuple[str, ...]:
+def allowed_mimes(op: Operation | str) -> tuple[str, ...]:
+    """The file types an upload operation accepts, from the spec."""
+    if isinstance(op, str):
+        op = get_operation(op)
     schema = op.body.get("file", {})
     return tuple(o["contentMediaType"] for o in schema.get("anyOf", []) if "contentMediaType" in o)
 
@@ -659,17 +662,19 @@ class BloomOperations(Generic[R]):
 # --------------------------------------------------------------------------- sync transport
 
 
-def _classify_requests_error(core: _ClientCore, op: Operation, exc: requests.RequestException) -> BloomError:
+def _classify_requests_error(
+    core: _ClientCore, op: Operation, exc: requests.RequestException, url: str
+) -> BloomError:
     reason = exc.args[0] if exc.args else None
     reason = getattr(reason, "reason", reason)  # urllib3 MaxRetryError -> the underlying error
     never_sent = isinstance(exc, requests.ConnectTimeout) or (
         isinstance(exc, requests.ConnectionError)
         and type(reason).__name__ in {"NewConnectionError", "NameResolutionError", "ConnectTimeoutError"}
     )
-    kind = type(exc).__name__
+    kind, host = type(exc).__name__, urlparse(url).netloc
     if never_sent:
-        return core._not_sent(op, f"could not connect to Bloom ({kind})")
-    return core._lost_answer(op, f"connection to Bloom failed after the request was sent ({kind})")
+        return core._not_sent(op, f"could not connect to {host} ({kind})")
+    return core._lost_answer(op, f"connection to {host} failed after the request was sent ({kind})")
 
 
 class BloomClient(_ClientCore, BloomOperations[JSON]):
@@ -757,7 +762,7 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
             )
             content = resp.content
         except requests.RequestException as exc:
-            raise _classify_requests_error(self, call.op, exc) from exc
+            raise _classify_requests_error(self, call.op, exc, call.url) from exc
         return self.interpret(call.op, resp.status_code, resp.headers, content)
 
     @contextmanager
@@ -784,7 +789,7 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                             timeout=(CONNECT_TIMEOUT, timeout or self.settings.timeout),
                         )
                     except requests.RequestException as exc:
-                        raise _classify_requests_error(self, op, exc) from exc
+                        raise _classify_requests_error(self, op, exc, current) from exc
                     target = self.redirect_target(current, resp.status_code, resp.headers)
                     if target is None:
                         break
@@ -807,11 +812,11 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
 # --------------------------------------------------------------------------- async transport
 
 
-def _classify_httpx_error(core: _ClientCore, op: Operation, exc: httpx.HTTPError) -> BloomError:
-    kind = type(exc).__name__
+def _classify_httpx_error(core: _ClientCore, op: Operation, exc: httpx.HTTPError, url: str) -> BloomError:
+    kind, host = type(exc).__name__, urlparse(url).netloc
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return core._not_sent(op, f"could not connect to Bloom ({kind})")
-    return core._lost_answer(op, f"connection to Bloom failed after the request was sent ({kind})")
+        return core._not_sent(op, f"could not connect to {host} ({kind})")
+    return core._lost_answer(op, f"connection to {host} failed after the request was sent ({kind})")
 
 
 class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
@@ -899,7 +904,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                 timeout=httpx.Timeout(call.read_timeout, connect=CONNECT_TIMEOUT),
             )
         except httpx.HTTPError as exc:
-            raise _classify_httpx_error(self, call.op, exc) from exc
+            raise _classify_httpx_error(self, call.op, exc, call.url) from exc
         return self.interpret(call.op, resp.status_code, resp.headers, resp.content)
 
     @asynccontextmanager
@@ -922,7 +927,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                         )
                         resp = await self.http.send(request, stream=True)
                     except httpx.HTTPError as exc:
-                        raise _classify_httpx_error(self, op, exc) from exc
+                        raise _classify_httpx_error(self, op, exc, current) from exc
                     target = self.redirect_target(current, resp.status_code, resp.headers)
                     if target is None:
                         break

@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-_HOME = Path(tempfile.mkdtemp(prefix="bloom-airflow-home-"))
+# Idempotent: this module may be imported again under another name (``tests.conftest``).
+_HOME = Path(os.environ.setdefault("BLOOM_TESTS_AIRFLOW_HOME", tempfile.mkdtemp(prefix="bloom-airflow-home-")))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"

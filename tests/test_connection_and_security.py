@@ -15,7 +15,7 @@ from airflow_provider_bloom.client import BloomClient, ClientSettings
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomAuthError, BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook, settings_from_connection
-from tests.conftest import API_KEY, conn_json
+from conftest import API_KEY, conn_json
 
 
 def test_uri_connection_with_extras(monkeypatch, bloom_emulator):

@@ -177,7 +177,7 @@ def test_insufficient_credits_is_a_payment_error_with_action_url(hook, bloom_con
 
 
 def test_wrong_key_is_an_auth_error(bloom_emulator, monkeypatch):
-    from tests.conftest import conn_json
+    from conftest import conn_json
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_emulator.base_url, key="not-a-bloom-key")

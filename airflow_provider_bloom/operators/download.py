@@ -1,0 +1,334 @@
+"""DownloadImagesOperator: completed Bloom images to any ``ObjectStoragePath`` (file://, s3://, gs://...).
+
+Each file is streamed from Bloom's image URL (following Bloom's redirect to its signed storage URL;
+the API key only ever goes to the connection's own origin), checked while it streams (a size cap,
+the Content-Type against the file's magic bytes), written under a temporary name in the target
+directory and then moved to its final name, so a partial download never sits at the final path.
+"""
+
+from __future__ import annotations
+
+import string
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import requests
+
+from airflow_provider_bloom._images import flatten_image_ids
+from airflow_provider_bloom._spec import chunked
+from airflow_provider_bloom.client import extension_for, sniff_image_type
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_ASSET_ALIAS = "bloom-downloads"
+CHUNK_BYTES = 64 * 1024
+#: Bytes needed to recognise every supported format (SVG's ``<svg`` may follow an XML prologue).
+SNIFF_BYTES = 2048
+NAME_FIELDS = ("image_id", "ext", "index")
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".avif", ".svg"})
+_GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+_LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
+
+
+class BloomDownloadError(BloomError):
+    """A download failed; the message names the image and the reason."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class _Planned:
+    index: int
+    image_id: str
+    url: str
+    target: ObjectStoragePath
+    ext: str  # predicted from the record; the file's bytes decide
+
+
+def check_name_template(template: str) -> None:
+    """Only ``{image_id}``, ``{ext}`` and ``{index}`` may appear; raises BloomInputError otherwise."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise BloomInputError("name_template", f"is not a valid format string ({exc})") from None
+    unknown = sorted({f for f in fields if f.split(".")[0].split("[")[0] not in NAME_FIELDS} - {""})
+    if unknown or "" in fields:
+        allowed = ", ".join("{" + f + "}" for f in NAME_FIELDS)
+        bad = ", ".join("{" + f + "}" for f in unknown) or "{}"
+        raise BloomInputError("name_template", f"unknown placeholder {bad}; use {allowed}")
+
+
+def render_name(template: str, image_id: str, index: int, ext: str) -> str:
+    """The relative file name of one image; the extension follows the real type of the file."""
+    name = template.format(image_id=image_id, ext=ext, index=index).strip()
+    if "{ext}" not in template:
+        pure = PurePosixPath(name)
+        if pure.suffix.lower() in _IMAGE_SUFFIXES:
+            name = str(pure.with_suffix(ext))
+        elif not pure.suffix:
+            name += ext
+    parts = PurePosixPath(name).parts
+    if not name or name.startswith("/") or ".." in parts or any(p in ("", ".") for p in parts):
+        raise BloomInputError("name_template", f"must give a relative file name without '..'; got {name!r}")
+    return name
+
+
+def predicted_extension(record: Mapping[str, Any]) -> str:
+    return ".svg" if record.get("actionType") == "vectorize" else ".png"
+
+
+class DownloadImagesOperator(BloomBaseOperator):
+    """Download completed Bloom images to object storage or a local directory.
+
+    :param image_ids: ids or image records (a sensor's or an operator's output). Templated.
+    :param destination: the target directory: an ``ObjectStoragePath``, a ``s3://bucket/prefix``-style
+        URL, or a local path. Templated.
+    :param name_template: file name under ``destination``, after Jinja: ``{image_id}``, ``{ext}`` (the
+        file's real extension, ``.png``/``.svg``/...) and ``{index}`` are filled per image, e.g.
+        ``"{{ ds }}/{image_id}.png"`` (an SVG then gets ``.svg``). Templated.
+    :param destination_conn_id: the Airflow connection of the object store (if not in the path).
+    :param overwrite: replace files that exist; by default they are kept and not downloaded again.
+    :param max_bytes: refuse a file larger than this (default 50 MB).
+    :param asset_alias: name of the ``AssetAlias`` outlet through which an ``Asset`` event is emitted
+        for every file written (``None``: no events).
+    :return: the path of each image's file, in input order (written now, or already there).
+    """
+
+    template_fields: Sequence[str] = ("image_ids", "destination", "name_template")
+    ui_color = "#e2f0e8"
+
+    def __init__(
+        self,
+        *,
+        image_ids: Any,
+        destination: Any,
+        name_template: str = "{image_id}{ext}",
+        destination_conn_id: str | None = None,
+        overwrite: bool = False,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        asset_alias: str | None = DEFAULT_ASSET_ALIAS,
+        **kwargs: Any,
+    ) -> None:
+        if asset_alias:
+            from airflow.sdk import AssetAlias
+
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), AssetAlias(name=asset_alias)]
+        super().__init__(**kwargs)
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise BloomInputError("max_bytes", f"must be a positive number of bytes; got {max_bytes!r}")
+        if isinstance(name_template, str) and "{{" not in name_template and "{%" not in name_template:
+            check_name_template(name_template)
+        self.image_ids = image_ids
+        self.destination = destination
+        self.name_template = name_template
+        self.destination_conn_id = destination_conn_id
+        self.overwrite = overwrite
+        self.max_bytes = max_bytes
+        self.asset_alias = asset_alias
+
+    # -- plan --------------------------------------------------------------------------------
+    def _target_dir(self) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        dest = self.destination
+        if isinstance(dest, ObjectStoragePath):
+            return dest
+        text = str(dest or "").strip()
+        if not text:
+            raise BloomInputError("destination", "is required: a directory path or an object storage URL")
+        if "://" not in text:
+            text = "file://" + str(PurePosixPath(text))
+            if not text.startswith("file:///"):
+                raise BloomInputError("destination", f"a local path must be absolute; got {dest!r}")
+        return ObjectStoragePath(text, conn_id=self.destination_conn_id)
+
+    def _plan(self) -> list[_Planned]:
+        ids = flatten_image_ids(self.image_ids, "image_ids")
+        check_name_template(self.name_template)
+        target = self._target_dir()
+        records: dict[str, Mapping[str, Any]] = {}
+        for chunk in chunked(ids):
+            for record in self.hook.list_images(ids=chunk, limit=len(chunk)).get("images", []):
+                records[record["id"]] = record
+        problems: list[str] = []
+        planned: list[_Planned] = []
+        names: dict[str, str] = {}
+        for index, image_id in enumerate(ids):
+            record = records.get(image_id)
+            status = record.get("status") if record else None
+            if record is None:
+                problems.append(f"image {image_id} was not found (deleted, or not yours)")
+            elif status not in (None, "completed"):
+                why = f" ({record.get('failureReason')})" if status == "failed" else ""
+                problems.append(
+                    f"image {image_id} is {status}{why}, not completed: there is no file to download"
+                )
+            elif not record.get("imageUrl"):
+                problems.append(f"image {image_id} has no imageUrl")
+            else:
+                ext = predicted_extension(record)
+                name = render_name(self.name_template, image_id, index, ext)
+                if name in names:
+                    raise BloomInputError(
+                        "name_template",
+                        f"gives the same name {name!r} to images {names[name]} and {image_id}",
+                    )
+                names[name] = image_id
+                planned.append(_Planned(index, image_id, str(record["imageUrl"]), target, ext))
+        if problems:
+            raise BloomInputError("image_ids", "; ".join(problems) + ". Nothing was downloaded.")
+        return planned
+
+    # -- run ---------------------------------------------------------------------------------
+    def execute(self, context: Context) -> list[str]:
+        with bloom_errors("Bloom download"):
+            planned = self._plan()
+        written: list[str] = []
+        results: list[str] = []
+        for item in planned:
+            with bloom_errors(f"Downloading Bloom image {item.image_id}"):
+                path, fresh = self._download(item)
+            results.append(str(path))
+            if fresh:
+                written.append(str(path))
+                self._emit_asset(context, path, item.image_id)
+        self.log.info("Wrote %d file(s), kept %d existing", len(written), len(results) - len(written))
+        return results
+
+    def _download(self, item: _Planned) -> tuple[ObjectStoragePath, bool]:
+        """Download one image; returns its final path and whether it was written now."""
+        predicted = item.target / render_name(self.name_template, item.image_id, item.index, item.ext)
+        if predicted.exists() and not self.overwrite:
+            self.log.info("Keeping %s (exists; overwrite=False)", predicted)
+            return predicted, False
+        host = urlparse(self.hook.client.absolute_url(item.url)).netloc
+        try:
+            with self.hook.client.open_download(item.url) as resp:
+                mime, body = self._checked_body(item.image_id, resp)
+                ext = extension_for(mime)
+                final = item.target / render_name(self.name_template, item.image_id, item.index, ext)
+                if final != predicted and final.exists() and not self.overwrite:
+                    self.log.info("Keeping %s (exists; overwrite=False)", final)
+                    return final, False
+                self._write_atomically(item.image_id, final, body)
+        except BloomDownloadError:
+            raise
+        except BloomError as exc:
+            raise BloomDownloadError(
+                f"image {item.image_id}: download (from {host} and its redirect) failed: {exc}",
+                permanent=exc.permanent,
+            ) from exc
+        except requests.RequestException as exc:
+            raise BloomDownloadError(
+                f"image {item.image_id}: the download (from {host} and its redirect) broke off "
+                f"({type(exc).__name__})",
+                permanent=False,
+            ) from exc
+        self.log.info("Wrote %s (%s)", final, mime)
+        return final, True
+
+    def _checked_body(self, image_id: str, resp: requests.Response) -> tuple[str, Iterator[bytes]]:
+        """Check the headers and the first bytes; return the file's type and its body as checked chunks."""
+        declared = (resp.headers.get("content-type") or "").split(";")[0].strip().lower()
+        length = resp.headers.get("content-length")
+        expected = int(length) if length and length.isdigit() else None
+        if expected is not None:
+            self._check_cap(image_id, expected)
+        if declared not in _GENERIC_TYPES and not declared.startswith("image/"):
+            raise BloomDownloadError(
+                f"image {image_id}: the server sent {declared!r}, not an image", permanent=True
+            )
+        chunks = resp.iter_content(chunk_size=CHUNK_BYTES)
+        head = b""
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
+                break
+        self._check_cap(image_id, len(head))
+        mime = sniff_image_type(head)
+        if mime is None:
+            raise BloomDownloadError(
+                f"image {image_id}: the file is not a PNG, JPEG, WebP, AVIF or SVG image "
+                f"(Content-Type {declared or 'missing'})",
+                permanent=True,
+            )
+        if declared not in _GENERIC_TYPES and declared != mime:
+            raise BloomDownloadError(
+                f"image {image_id}: Content-Type says {declared} but the bytes are {mime}", permanent=True
+            )
+
+        def body() -> Iterator[bytes]:
+            total = len(head)
+            yield head
+            for chunk in chunks:
+                total += len(chunk)
+                self._check_cap(image_id, total)
+                yield chunk
+            if expected is not None and total != expected:
+                raise BloomDownloadError(
+                    f"image {image_id}: got {total} of {expected} bytes (the download was cut short)",
+                    permanent=False,
+                )
+
+        return mime, body()
+
+    def _check_cap(self, image_id: str, total: int) -> None:
+        if total > self.max_bytes:
+            raise BloomDownloadError(
+                f"image {image_id}: the file is over the cap of {self.max_bytes} bytes "
+                "(raise max_bytes to accept it)",
+                permanent=True,
+            )
+
+    def _write_atomically(self, image_id: str, final: ObjectStoragePath, chunks: Iterator[bytes]) -> None:
+        """Write under a temporary name next to ``final``, then move it there; never leave a partial file."""
+        parent = final.parent
+        if final.protocol in _LOCAL_PROTOCOLS:
+            parent.mkdir(parents=True, exist_ok=True)
+        temp = parent / f".{final.name}.{uuid.uuid4().hex[:12]}.part"
+        try:
+            with temp.open("wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            temp.move(final)
+        except OSError as exc:
+            _remove_quietly(temp)
+            raise BloomDownloadError(
+                f"image {image_id}: could not write {final} ({type(exc).__name__}: {exc})", permanent=False
+            ) from exc
+        except BaseException:
+            _remove_quietly(temp)
+            raise
+
+    # -- lineage -----------------------------------------------------------------------------
+    def _emit_asset(self, context: Context, path: ObjectStoragePath, image_id: str) -> None:
+        if not self.asset_alias:
+            return
+        from airflow.sdk import Asset, AssetAlias
+
+        uri = f"{path.protocol or 'file'}://{path.path}"
+        events = context.get("outlet_events")
+        if events is None:
+            return
+        events[AssetAlias(name=self.asset_alias)].add(Asset(uri=uri), extra={"bloom_image_id": image_id})
+
+
+def _remove_quietly(path: ObjectStoragePath) -> None:
+    try:
+        if path.exists():
+            path.unlink()
+    except Exception:  # noqa: S110 - best effort: the original error is what matters
+        pass
+
+
+__all__ = ["BloomDownloadError", "DownloadImagesOperator"]

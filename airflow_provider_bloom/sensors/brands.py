@@ -1,0 +1,143 @@
+"""BloomBrandSensor: wait until a brand's onboarding ends (``ready``), in a worker or the triggerer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_uuid
+from airflow_provider_bloom.exceptions import BloomError
+from airflow_provider_bloom.operators._base import (
+    AirflowFailException,
+    BloomBaseOperator,
+    bloom_errors,
+    check_wait_options,
+    default_deferrable,
+)
+from airflow_provider_bloom.triggers.brands import BRAND_EVENT_STATUSES, BloomBrandTrigger, slim_brand
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
+    """Wait for a Bloom brand to finish onboarding.
+
+    Succeeds when the brand is ``ready`` and returns the brand record (``id``, ``status``, ``name``,
+    ``url``, ``logoUrl``...). Fails without retries when onboarding ``failed`` (with Bloom's failure
+    code), and when Bloom needs a logo (``logo_required``) unless ``accept_logo_required=True``.
+
+    Each check is a long-poll (``GET /brands/{id}?wait=true``), so the sensor notices the end at once.
+    With ``deferrable=True`` the wait runs in the triggerer (:class:`BloomBrandTrigger`).
+
+    :param brand_id: the brand to watch (e.g. ``CreateBrandOperator``'s output). Templated.
+    :param accept_logo_required: treat ``logo_required`` as done (the brand works, without a logo).
+    :param poll_timeout: seconds each check may hold the request open (0-295; 0 = plain GET).
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param timeout: give up after this many seconds (default one hour).
+    :param poke_interval: seconds between checks in poke/reschedule mode.
+    """
+
+    template_fields: Sequence[str] = ("brand_id",)
+    ui_color = "#e8f4ff"
+
+    def __init__(
+        self,
+        *,
+        brand_id: str,
+        accept_logo_required: bool = False,
+        poll_timeout: int = 60,
+        deferrable: bool | None = None,
+        timeout: float = 3600,
+        poke_interval: float = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(timeout=timeout, poke_interval=poke_interval, **kwargs)
+        if poll_timeout != 0:
+            check_wait_options(poll_timeout=poll_timeout, on_failure="fail")
+        self.brand_id = brand_id
+        self.accept_logo_required = accept_logo_required
+        self.poll_timeout = poll_timeout
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    def _fetch(self, wait: bool) -> dict[str, Any]:
+        with bloom_errors(f"Checking Bloom brand {self.brand_id}"):
+            check_uuid("brand_id", self.brand_id)
+            wait = wait and self.poll_timeout > 0
+            answer = self.hook.get_brand(
+                self.brand_id, wait=wait, timeout=self.poll_timeout if wait else None
+            )
+        return slim_brand(answer)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        try:
+            brand = self._fetch(wait=True)
+        except BloomError as exc:  # transient (permanent ones fail in _fetch): try again next poke
+            self.log.warning("Could not check Bloom brand %s this time: %s", self.brand_id, exc)
+            return False
+        return self.decide(brand)
+
+    def decide(self, brand: Mapping[str, Any]) -> PokeReturnValue | bool:
+        """Done (ready, or accepted logo_required), not yet (analyzing), or a clear failure."""
+        status = brand.get("status")
+        label = f"Bloom brand {brand.get('id') or self.brand_id}"
+        if brand.get("url"):
+            label += f" ({brand['url']})"
+        if status == "ready" or (status == "logo_required" and self.accept_logo_required):
+            self.log.info("%s is %s", label, status)
+            return PokeReturnValue(is_done=True, xcom_value=dict(brand))
+        if status == "failed":
+            failure = brand.get("failure") or {}
+            code = failure.get("code") or "UNKNOWN"
+            raise AirflowFailException(
+                f"{label} failed to onboard: Bloom {code}: {failure.get('message') or 'no message'}. "
+                "Check the URL (a public website or Instagram profile) and create the brand again."
+            )
+        if status == "logo_required":
+            why = f" ({str(brand['logoError']).rstrip('. ')})" if brand.get("logoError") else ""
+            raise AirflowFailException(
+                f"{label} needs a logo: Bloom could not find a usable one{why}. Give it one with "
+                f"UpdateBrandLogoOperator(brand_id={brand.get('id') or self.brand_id!r}, logo_url=... or "
+                "logo_file=...) and wait again with this sensor, or set accept_logo_required=True "
+                "to go on without a logo."
+            )
+        self.log.info("%s is still %s", label, status)
+        return False
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        done = self.decide(self._fetch(wait=False))
+        if isinstance(done, PokeReturnValue):
+            return done.xcom_value
+        self.defer(
+            trigger=BloomBrandTrigger(
+                brand_id=self.brand_id,
+                bloom_conn_id=self.bloom_conn_id,
+                deadline=time.time() + self.timeout,
+                poll_timeout=self.poll_timeout or MAX_WAIT_SECONDS,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if not isinstance(event, dict) or event.get("status") not in BRAND_EVENT_STATUSES:
+            raise AirflowFailException(f"Unexpected event from the Bloom brand trigger: {event!r:.300}")
+        brand: dict[str, Any] = event["brand"] if isinstance(event.get("brand"), dict) else {}
+        if event["status"] == "timeout":
+            raise AirflowSensorTimeout(f"{event.get('message')} (timeout {self.timeout:g}s)")
+        if event["status"] == "error":
+            code = f" ({event['code']})" if event.get("code") else ""
+            message = f"Waiting for Bloom brand {self.brand_id} failed{code}: {event.get('message')}"
+            if event.get("permanent"):
+                raise AirflowFailException(message)
+            raise BloomError(message)
+        done = self.decide(brand)
+        if not isinstance(done, PokeReturnValue):
+            raise AirflowFailException(f"Bloom brand trigger fired before the brand was done: {event!r:.300}")
+        return done.xcom_value

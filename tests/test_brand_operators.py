@@ -1,0 +1,207 @@
+"""Brand onboarding: CreateBrandOperator -> BloomBrandSensor (poke and deferrable) -> ready / failed /
+logo_required, logo updates, listing and deletion; BloomBrandTrigger driven directly. All over HTTP
+against the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from airflow.sdk._shared.module_loading import import_string
+from conftest import API_KEY, conn_json
+from test_image_tools import bloom_dag, by_op, run_dag
+
+from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
+from airflow_provider_bloom.emulator.png import make_png, make_svg
+from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.operators.brands import (
+    CreateBrandOperator,
+    DeleteBrandOperator,
+    ListBrandsOperator,
+    UpdateBrandLogoOperator,
+)
+from airflow_provider_bloom.sensors.brands import BloomBrandSensor
+from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
+
+UUID_LEN = 36
+
+
+def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
+    bloom_conn.configure(brand_ready_seconds=2.0)  # long enough for the sensors to really wait
+    with bloom_dag(request.node.name) as dag:
+        create = CreateBrandOperator(task_id="create", url="https://acme-{{ ds_nodash }}.example.com")
+        poked = BloomBrandSensor(
+            task_id="wait_poke", brand_id=create.output, deferrable=False, poke_interval=0.1
+        )
+        deferred = BloomBrandSensor(task_id="wait_deferred", brand_id=create.output, deferrable=True)
+        listed = ListBrandsOperator(task_id="list", status="ready")
+        delete = DeleteBrandOperator(task_id="delete", brand_id=create.output)
+        delete_again = DeleteBrandOperator(task_id="delete_again", brand_id=create.output, missing_ok=True)
+        delete_strict = DeleteBrandOperator(task_id="delete_strict", brand_id=create.output)
+        create >> deferred >> poked >> listed >> delete >> delete_again >> delete_strict
+    out = run_dag(dag)
+    assert "Pausing task as DEFERRED" in capfd.readouterr().out  # the trigger did the waiting
+
+    brand_id = out.xcom["create"]
+    assert isinstance(brand_id, str) and len(brand_id) == UUID_LEN
+    for task in ("wait_poke", "wait_deferred"):
+        assert out.states[task] == "success", out.errors
+        assert out.xcom[task]["id"] == brand_id and out.xcom[task]["status"] == "ready"
+        assert out.xcom[task]["url"].startswith("https://acme-")
+    assert {b["id"] for b in out.xcom["list"]} >= {brand_id, DEFAULT_BRAND_ID}
+    assert {b["status"] for b in out.xcom["list"]} == {"ready"}
+    assert out.xcom["delete"]["id"] == brand_id and out.xcom["delete"]["deleted"] is True
+    assert out.xcom["delete_again"] == {"id": brand_id, "name": None, "deleted": False}
+    assert out.states["delete_strict"] == "failed" and out.tries["delete_strict"] == 1
+    assert "BRAND_NOT_FOUND" in out.error("delete_strict")
+    assert by_op(bloom_conn, "brands.create") == 1
+
+
+def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, request, capfd):
+    bloom_conn.configure(brand_ready_seconds=2.0)
+    with bloom_dag(request.node.name) as dag:
+        create = CreateBrandOperator(task_id="create", url="https://fail-brand.example.com")
+        deferred = BloomBrandSensor(task_id="deferred", brand_id=create.output, deferrable=True)
+        poke = BloomBrandSensor(
+            task_id="poke", brand_id=create.output, poke_interval=0.1, trigger_rule="all_done"
+        )
+        create >> deferred >> poke  # the deferred one first, while the brand is still analyzing
+        CreateBrandOperator(task_id="bad_url", url="{{ 'not a url' }}")
+        BloomBrandSensor(task_id="bad_id", brand_id="{{ 'brand-1' }}")
+        BloomBrandSensor(task_id="unknown", brand_id=str(uuid.uuid4()), deferrable=True)
+    out = run_dag(dag)
+
+    assert "Pausing task as DEFERRED" in capfd.readouterr().out
+    for task in ("poke", "deferred"):
+        assert out.states[task] == "failed" and out.tries[task] == 1, out.errors
+        assert "failed to onboard: Bloom SCRAPE_FAILED" in out.error(task)
+        assert "fail-brand.example.com" in out.error(task)
+    assert out.states["bad_url"] == "failed" and "Invalid url" in out.error("bad_url")
+    assert out.states["bad_id"] == "failed" and "Invalid brand_id" in out.error("bad_id")
+    assert out.states["unknown"] == "failed" and "BRAND_NOT_FOUND" in out.error("unknown")
+    assert out.tries["bad_url"] == out.tries["bad_id"] == out.tries["unknown"] == 1
+    assert by_op(bloom_conn, "brands.create") == 1
+
+
+def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloom_conn, tmp_path, request):
+    logo_png = tmp_path / "logo.png"
+    logo_png.write_bytes(make_png(256, 256))
+    logo_svg = tmp_path / "logo.svg"
+    logo_svg.write_bytes(make_svg(120, 40))
+    bad_logo = tmp_path / "logo.txt"
+    bad_logo.write_text("not an image")
+    hook = BloomHook()
+    token_brand = hook.create_brand("https://logo-required-token.example.com")["id"]
+    hook.get_brand(token_brand, wait=True, timeout=10)
+    token = bloom_conn.mint_upload_token("logo", brand_id=token_brand)
+
+    with bloom_dag(request.node.name) as dag:
+        create = CreateBrandOperator(task_id="create", url="https://logo-required.example.com")
+        strict = BloomBrandSensor(task_id="strict", brand_id=create.output, poke_interval=0.1)
+        lenient = BloomBrandSensor(
+            task_id="lenient", brand_id=create.output, accept_logo_required=True, deferrable=True
+        )
+        by_url = UpdateBrandLogoOperator(
+            task_id="by_url", brand_id=create.output, logo_url="https://acme.example.com/logo.png"
+        )
+        ready = BloomBrandSensor(task_id="ready", brand_id=create.output, deferrable=True)
+        by_file = UpdateBrandLogoOperator(task_id="by_file", brand_id=create.output, logo_file=str(logo_svg))
+        by_token = UpdateBrandLogoOperator(
+            task_id="by_token", brand_id=token_brand, logo_file=logo_png, upload_token=token
+        )
+        token_ready = BloomBrandSensor(task_id="token_ready", brand_id=token_brand, poke_interval=0.1)
+        UpdateBrandLogoOperator(
+            task_id="invalid_logo", brand_id=create.output, logo_url="https://x.example/invalid-logo.png"
+        )
+        UpdateBrandLogoOperator(
+            task_id="both", brand_id=create.output, logo_url="https://x.example/a.png", logo_file=logo_png
+        )
+        UpdateBrandLogoOperator(task_id="not_image", brand_id=create.output, logo_file=bad_logo)
+        create >> [strict, lenient]
+        lenient >> by_url >> ready >> by_file
+        by_token >> token_ready
+    out = run_dag(dag)
+
+    brand_id = out.xcom["create"]
+    assert out.states["strict"] == "failed" and out.tries["strict"] == 1
+    message = out.error("strict")
+    assert f"Bloom brand {brand_id}" in message and "needs a logo" in message
+    assert (
+        f"UpdateBrandLogoOperator(brand_id='{brand_id}'" in message and "accept_logo_required=True" in message
+    )
+    assert out.states["lenient"] == "success" and out.xcom["lenient"]["status"] == "logo_required"
+    assert out.xcom["by_url"]["id"] == brand_id
+    assert out.states["ready"] == "success" and out.xcom["ready"]["status"] == "ready"
+    assert out.xcom["ready"]["logoUrl"]
+    assert out.states["by_file"] == "success" and out.xcom["by_file"]["id"] == brand_id
+    assert out.states["token_ready"] == "success", out.errors
+    assert "INVALID_LOGO" in out.error("invalid_logo")
+    assert "pass exactly one of them" in out.error("both")
+    assert "is not an image" in out.error("not_image")
+    assert {out.tries[t] for t in ("invalid_logo", "both", "not_image")} == {1}
+    seen = bloom_conn.requests()["by_operation"]
+    assert (
+        seen["brands.updateLogo"],
+        seen["brands.uploadLogoFile"],
+        seen["brands.uploadLogoFileSigned"],
+    ) == (
+        2,
+        1,
+        1,
+    )
+
+
+# --------------------------------------------------------------------------- the trigger itself
+
+
+async def events_of(trigger: BloomBrandTrigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_trigger_serializes_only_primitives_and_never_the_key(bloom_conn):
+    brand_id = str(uuid.uuid4())
+    trigger = BloomBrandTrigger(brand_id=brand_id, deadline=1_900_000_000.5, poll_timeout=60, retry_delay=0.5)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_bloom.triggers.brands.BloomBrandTrigger"
+    assert kwargs == {
+        "brand_id": brand_id,
+        "deadline": 1_900_000_000.5,
+        "bloom_conn_id": "bloom_default",
+        "poll_timeout": 60,
+        "retry_delay": 0.5,
+    }
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
+    assert API_KEY not in json.dumps(kwargs) + repr(trigger)
+
+
+async def test_trigger_fires_once_with_the_brand_when_onboarding_ends(bloom_conn):
+    hook = BloomHook()
+    ready = hook.create_brand("https://ready.example.com")["id"]
+    failed = hook.create_brand("https://fail-brand-2.example.com")["id"]
+    (ok,) = await events_of(BloomBrandTrigger(brand_id=ready, deadline=time.time() + 30))
+    (bad,) = await events_of(BloomBrandTrigger(brand_id=failed, deadline=time.time() + 30))
+    assert ok["status"] == "success" and ok["brand"]["status"] == "ready" and ok["brand"]["id"] == ready
+    assert bad["status"] == "failed" and bad["brand"]["failure"]["code"] == "SCRAPE_FAILED"
+    assert json.loads(json.dumps([ok, bad])) == [ok, bad]
+
+
+async def test_trigger_times_out_and_reports_errors_as_one_event(bloom_conn):
+    bloom_conn.configure(brand_ready_seconds=600)
+    slow = BloomHook().create_brand("https://slow.example.com")["id"]
+    (late,) = await events_of(BloomBrandTrigger(brand_id=slow, deadline=time.time() + 1.5, poll_timeout=1))
+    assert late["status"] == "timeout" and late["brand"]["status"] == "analyzing"
+    assert "still analyzing" in late["message"]
+    (gone,) = await events_of(BloomBrandTrigger(brand_id=str(uuid.uuid4()), deadline=time.time() + 30))
+    assert gone["status"] == "error" and gone["code"] == "BRAND_NOT_FOUND" and gone["permanent"] is True
+
+
+async def test_trigger_rides_out_transient_errors(bloom_conn, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
+    brand = BloomHook().create_brand("https://flaky.example.com")["id"]
+    bloom_conn.add_fault("brands.get", "status", count=2, status=503)
+    (event,) = await events_of(BloomBrandTrigger(brand_id=brand, deadline=time.time() + 30, retry_delay=0.01))
+    assert event["status"] == "success"
+    assert bloom_conn.requests()["by_operation_status"]["brands.get"]["503"] == 2
