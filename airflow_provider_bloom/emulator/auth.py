@@ -1,0 +1,78 @@
+"""Who is calling (API key or OAuth token) and whether they are over the rate limit."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from airflow_provider_bloom.emulator.config import API_KEY_PREFIX, OAUTH_CLIENT_PREFIX, EmulatorConfig
+from airflow_provider_bloom.emulator.errors import BloomError
+from airflow_provider_bloom.emulator.observe import key_fingerprint
+from airflow_provider_bloom.emulator.state import Store
+
+
+@dataclass(frozen=True)
+class Principal:
+    fingerprint: str
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The key from ``x-api-key``, else the ``Authorization: Bearer`` token."""
+    key = headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def authenticate(headers: Mapping[str, str], config: EmulatorConfig, store: Store) -> Principal:
+    """The caller, or 401 ``UNAUTHORIZED`` / 403 ``ACCOUNT_BANNED``."""
+    key = credential(headers)
+    if key is None:
+        raise BloomError(401, "UNAUTHORIZED", "Missing API key: send x-api-key or Authorization: Bearer")
+    if key in config.banned_keys:
+        raise BloomError(403, "ACCOUNT_BANNED")
+    token_state = store.oauth_token_state(key)
+    if token_state == "expired":
+        raise BloomError(401, "UNAUTHORIZED", "Access token expired")
+    if token_state is None and not _valid_key(key, config):
+        raise BloomError(401, "UNAUTHORIZED")
+    return Principal(key_fingerprint(key))
+
+
+def _valid_key(key: str, config: EmulatorConfig) -> bool:
+    if config.valid_keys is not None:
+        return key in config.valid_keys
+    return key.startswith(API_KEY_PREFIX) and len(key) > len(API_KEY_PREFIX)
+
+
+def valid_oauth_client(client_id: str, client_secret: str, config: EmulatorConfig) -> bool:
+    if config.oauth_clients is not None:
+        return bool(client_id) and config.oauth_clients.get(client_id) == client_secret
+    return client_id.startswith(OAUTH_CLIENT_PREFIX) and bool(client_secret)
+
+
+class RateLimiter:
+    """A sliding-window log per caller: at most ``limit`` requests in any ``window`` seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def reset(self) -> None:
+        self._hits.clear()
+
+    def hit(self, caller: str, limit: int, window: float) -> float | None:
+        """Record a request; ``None`` when allowed, else seconds until a slot frees up."""
+        now = self._clock()
+        hits = self._hits.setdefault(caller, deque())
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if len(hits) >= limit:
+            return max(0.0, hits[0] + window - now)
+        hits.append(now)
+        return None
