@@ -32,6 +32,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+e2e: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m e2e
+
 emulator: $(STAMP)
 	$(PY) -m airflow_provider_bloom.emulator --host 127.0.0.1 --port 8787
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 # Idempotent: this module may be imported again under another name (``tests.conftest``).
-_HOME = Path(os.environ.setdefault("BLOOM_TESTS_AIRFLOW_HOME", tempfile.mkdtemp(prefix="bloom-airflow-home-")))
+_HOME = Path(
+    os.environ.setdefault("BLOOM_TESTS_AIRFLOW_HOME", tempfile.mkdtemp(prefix="bloom-airflow-home-"))
+)
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
@@ -37,6 +40,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         stdout=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 def conn_json(base_url: str, key: str = API_KEY, **extra: object) -> str:

@@ -9,13 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import API_KEY, conn_json
 
 from airflow_provider_bloom import get_provider_info
 from airflow_provider_bloom.client import BloomClient, ClientSettings
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomAuthError, BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook, settings_from_connection
-from conftest import API_KEY, conn_json
 
 
 def test_uri_connection_with_extras(monkeypatch, bloom_emulator):

@@ -1,0 +1,345 @@
+"""bloom_content_pipeline through a real Airflow 3 deployment: scheduler, dag-processor, triggerer, API.
+
+Everything runs on loopback: the four Airflow processes (LocalExecutor, SQLite), and the Bloom emulator
+through its command-line entry point. The run is triggered through Airflow's REST API, like a user would.
+What this proves, beyond the dag.test() runs of tests/test_examples.py:
+
+- the sensors really defer: each waiting task goes running -> deferred -> running -> success in Airflow's
+  audit log, more of them wait at once than there are worker slots, and the emulator sees one held
+  long-poll for the whole batch of twelve images;
+- one paid POST per planned image, files on disk, and the API key in no log, XCom or rendered field;
+- a triggerer killed with SIGKILL while the sensor is deferred, then started again: the run still
+  succeeds, the wait resumes in the new triggerer, and nothing is paid for twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from tests.e2e.stack import AirflowDeployment, ManagedProcess, start_emulator, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
+
+DAG_ID = "bloom_content_pipeline"
+#: Slots of the LocalExecutor. More deferred tasks than this wait at once, so none holds a slot.
+PARALLELISM = 3
+#: Planned paid requests for the shipped prompts file: 12 generations, 4 story resizes, 3 cut-outs.
+PLANNED = {"images.generate": 12, "images.resize": 4, "images.removeBackground": 3}
+WAITING_TASKS = ("wait_for_images", "resize_stories", "remove_backgrounds")
+ACTIVE = {"scheduled", "queued", "running", "deferred", "up_for_retry", "up_for_reschedule", "restarting"}
+
+
+@dataclass
+class Stack:
+    airflow: AirflowDeployment
+    emulator_process: ManagedProcess
+    emulator: EmulatorClient
+    api_key: str
+    home: Path
+
+    def report(self) -> str:
+        return "\n".join(
+            [
+                self.airflow.logs_report(),
+                f"----- emulator ({self.emulator_process.log_path}) -----",
+                self.emulator_process.tail(),
+            ]
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    log_dir = home / "process-logs"
+    log_dir.mkdir()
+    emulator_process, root_url = start_emulator(
+        log_dir, "--generation-seconds", "15", "--rate-limit", "0", "--validate-responses"
+    )
+    api_key = f"bloom_sk_e2e_{secrets.token_hex(12)}"
+    connection = {
+        "conn_type": "bloom",
+        "host": f"{root_url}/api/v1",
+        "password": api_key,
+        "extra": {"brand_session_id": DEFAULT_BRAND_ID},
+    }
+    airflow = AirflowDeployment(
+        home,
+        {
+            "AIRFLOW_CONN_BLOOM_DEFAULT": json.dumps(connection),
+            "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+            # A killed triggerer's triggers move to a live one once its heartbeat is this old.
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+        },
+    )
+    emulator = EmulatorClient(root_url)
+    result = Stack(airflow, emulator_process, emulator, api_key, home)
+    try:
+        with printing_logs_on_failure(result):
+            began = time.monotonic()
+            airflow.migrate()
+            migrated = time.monotonic()
+            airflow.start()
+            airflow.wait_for_dag(DAG_ID)
+            print(f"e2e: db migrate {migrated - began:.1f}s, start-up {time.monotonic() - migrated:.1f}s")
+            airflow.api.send("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        yield result
+    finally:
+        airflow.close()
+        emulator.close()
+        emulator_process.stop()
+
+
+@contextmanager
+def printing_logs_on_failure(stack: Stack) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        print(stack.report())
+        raise
+
+
+@dataclass
+class RunWatch:
+    """What polling the run showed: every state each task instance was seen in, and samples."""
+
+    states_seen: dict[str, set[str]] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ti_key(ti: dict[str, Any]) -> str:
+    return ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+
+
+def run_path(run_id: str) -> str:
+    return f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+
+
+def trigger_run(stack: Stack, output: Path) -> str:
+    run = stack.airflow.api.send(
+        "POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"output": str(output)}}
+    )
+    return str(run["dag_run_id"])
+
+
+def task_instances(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+    return stack.airflow.api.paged(f"{run_path(run_id)}/taskInstances", "task_instances")
+
+
+def watch_run(
+    stack: Stack,
+    run_id: str,
+    timeout: float,
+    on_sample: Callable[[dict[str, str]], dict[str, Any] | None] | None = None,
+) -> RunWatch:
+    """Poll the run (and its task instances) until it ends; raise with the states if it does not succeed."""
+    watch = RunWatch()
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.airflow.check_alive(["api-server", "scheduler", "dag-processor"])
+        state = stack.airflow.api.get(run_path(run_id))["state"]
+        states = {ti_key(ti): ti["state"] or "none" for ti in task_instances(stack, run_id)}
+        for key, ti_state in states.items():
+            watch.states_seen.setdefault(key, set()).add(ti_state)
+        if on_sample is not None and (sample := on_sample(states)) is not None:
+            watch.samples.append(sample)
+        if state == "success":
+            return watch
+        if state == "failed" or time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} ended {state!r}; task states: {states}")
+        time.sleep(0.5)
+
+
+def event_intervals(stack: Stack, run_id: str) -> dict[str, list[tuple[str, datetime]]]:
+    """Each task instance's state changes in Airflow's audit log, oldest first."""
+    events = stack.airflow.api.paged(
+        "/eventLogs", "event_logs", dag_id=DAG_ID, run_id=run_id, order_by="when"
+    )
+    timeline: dict[str, list[tuple[str, datetime]]] = {}
+    for event in events:
+        if event.get("task_id"):
+            key = ti_key({"task_id": event["task_id"], "map_index": event.get("map_index", -1)})
+            timeline.setdefault(key, []).append((event["event"], datetime.fromisoformat(event["when"])))
+    return timeline
+
+
+def deferred_spans(timeline: dict[str, list[tuple[str, datetime]]]) -> dict[str, tuple[datetime, datetime]]:
+    """From each ``deferred`` event to the next ``running`` of the same task instance (its resume)."""
+    spans = {}
+    for key, events in timeline.items():
+        names = [name for name, _ in events]
+        if "deferred" in names:
+            start = events[names.index("deferred")][1]
+            resumed = [when for name, when in events[names.index("deferred") :] if name == "running"]
+            spans[key] = (start, resumed[0])
+    return spans
+
+
+def most_at_once(spans: dict[str, tuple[datetime, datetime]]) -> int:
+    points = sorted([(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()])
+    best = current = 0
+    for _, step in points:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def paid(stack: Stack) -> dict[str, Any]:
+    counters = stack.emulator.requests()
+    by_operation = counters["by_operation"]
+    return {"total": counters["paid_posts"], **{op: by_operation.get(op, 0) for op in PLANNED}}
+
+
+def manifest_entries(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+    value = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/write_manifest/xcomEntries/return_value")
+    entries = value["value"]
+    return json.loads(entries) if isinstance(entries, str) else entries
+
+
+def assert_files_written(entries: list[dict[str, Any]], output: Path) -> None:
+    assert len(entries) == 12 and all(e["status"] == "completed" for e in entries)
+    for entry in entries:
+        path = Path(entry["file"].removeprefix("file://"))
+        assert path.is_relative_to(output) and path.stat().st_size == entry["bytes"] > 0
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    assert len(list(output.rglob("*.png"))) == 12 and len(list(output.rglob("manifest.json"))) == 1
+
+
+def trigger_logs(stack: Stack, run_id: str, task_id: str) -> dict[int, str]:
+    """The trigger log files of a task instance, by the id of the triggerer job that wrote each."""
+    folder = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return {
+        int(path.name.rsplit(".", 2)[-2]): path.read_text(errors="replace")
+        for path in folder.glob("attempt=1.log.trigger.*.log")
+    }
+
+
+def assert_key_nowhere(stack: Stack, run_id: str) -> None:
+    """No task log (worker or triggerer side), XCom or rendered field holds the API key."""
+    logs = [p for p in (stack.home / "logs").rglob("*") if p.is_file()]
+    assert logs, "no task logs were written"
+    assert any("Bloom accepted the generation" in p.read_text(errors="replace") for p in logs)
+    for path in logs:
+        assert stack.api_key not in path.read_text(errors="replace"), f"API key in {path}"
+    for ti in task_instances(stack, run_id):
+        assert stack.api_key not in json.dumps(ti.get("rendered_fields")), ti_key(ti)
+        base = f"{run_path(run_id)}/taskInstances/{ti['task_id']}"
+        entries = stack.airflow.api.get(f"{base}/xcomEntries", map_index=ti["map_index"])["xcom_entries"]
+        for entry in entries:
+            value = stack.airflow.api.get(
+                f"{base}/xcomEntries/{quote(entry['key'])}", map_index=ti["map_index"]
+            )
+            assert stack.api_key not in json.dumps(value), f"API key in XCom {entry['key']} of {ti_key(ti)}"
+
+
+def test_pipeline_waits_in_the_triggerer_and_pays_once_per_image(stack: Stack, tmp_path: Path) -> None:
+    stack.emulator.reset()
+    stack.emulator.configure(generation_seconds=15)
+    output = tmp_path / "output"
+    with printing_logs_on_failure(stack):
+        run_id = trigger_run(stack, output)
+
+        def sample(states: dict[str, str]) -> dict[str, Any] | None:
+            # While only the batch sensor waits, count the long-polls the emulator holds for it.
+            others_active = [k for k, s in states.items() if s in ACTIVE and k != "wait_for_images"]
+            if states.get("wait_for_images") == "deferred" and not others_active:
+                return {"held": stack.emulator.health()["waiting"]}
+            return None
+
+        began = time.monotonic()
+        watch = watch_run(stack, run_id, timeout=240, on_sample=sample)
+        print(f"e2e: run {time.monotonic() - began:.1f}s")
+        entries = manifest_entries(stack, run_id)
+        timeline = event_intervals(stack, run_id)
+
+    assert_files_written(entries, output)
+    # The waiting tasks went running -> deferred -> running -> success, in one try each.
+    waiting = {key: events for key, events in timeline.items() if key.split("[")[0] in WAITING_TASKS}
+    assert len(waiting) == 1 + 4 + 3
+    for key, events in waiting.items():
+        assert [name for name, _ in events] == ["running", "deferred", "running", "success"], key
+        assert "deferred" in watch.states_seen[key], key
+    tries = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/wait_for_images/tries")
+    assert [t["try_number"] for t in tries["task_instances"]] == [1]
+    # More tasks were deferred at the same time than the executor has slots: deferred tasks hold none.
+    assert most_at_once(deferred_spans(timeline)) > PARALLELISM
+    # Wait economy: twelve images, one long-poll held by the triggerer, no per-image polling.
+    held = [s["held"] for s in watch.samples]
+    assert held and max(held) == 1 and 1 in held
+    operations = stack.emulator.requests()["by_operation"]
+    assert operations.get("images.get", 0) == 0
+    assert (
+        operations["images.list"] <= 1 + 2 * (4 + 3) + 1 + 3
+    )  # batch wait, check + wait per post-process, download
+    # One paid request per planned image.
+    assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}
+    assert stack.emulator.violations() == []
+    assert_key_nowhere(stack, run_id)
+
+
+def test_pipeline_survives_a_triggerer_killed_while_the_sensor_is_deferred(
+    stack: Stack, tmp_path: Path
+) -> None:
+    stack.emulator.reset()
+    stack.emulator.configure(generation_seconds=20)
+    output = tmp_path / "output"
+    triggerer = stack.airflow.processes["triggerer"]
+    with printing_logs_on_failure(stack):
+        began = time.monotonic()
+        run_id = trigger_run(stack, output)
+
+        def triggerer_running_the_sensor() -> int | None:
+            """The id of the triggerer job the sensor's trigger is assigned to, while it is deferred."""
+            stack.airflow.check_alive(["api-server", "scheduler", "dag-processor"])
+            ti = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/wait_for_images")
+            trigger = ti.get("trigger") or {}
+            return (
+                int(trigger["triggerer_id"])
+                if ti["state"] == "deferred" and trigger.get("triggerer_id")
+                else None
+            )
+
+        def long_poll_held() -> int | None:
+            job = triggerer_running_the_sensor()
+            return job if job and stack.emulator.health()["waiting"] else None
+
+        first = wait_until("the sensor's long-poll, held by the triggerer", long_poll_held, 180, 0.25)
+        paid_before_crash = paid(stack)
+        triggerer.kill()  # SIGKILL to its process group: no clean shutdown, no goodbye to the emulator
+        triggerer.start()
+        watch = watch_run(stack, run_id, timeout=240)
+        print(f"e2e: run with a triggerer crash {time.monotonic() - began:.1f}s")
+        entries = manifest_entries(stack, run_id)
+
+    assert paid_before_crash == {
+        "total": 12,
+        "images.generate": 12,
+        "images.resize": 0,
+        "images.removeBackground": 0,
+    }
+    assert watch.states_seen["wait_for_images"] >= {"deferred", "success"}
+    tries = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/wait_for_images/tries")
+    assert [t["try_number"] for t in tries["task_instances"]] == [1]  # resumed, not retried
+    # Each triggerer writes the trigger's log to a file named after its job id: the killed one started the
+    # wait, the restarted one took it over (once the dead one's heartbeat was stale) and fired the event.
+    logs = trigger_logs(stack, run_id, "wait_for_images")
+    assert first in logs and len(logs) == 2, sorted(logs)
+    (second,) = set(logs) - {first}
+    assert "Trigger fired event" not in logs[first] and "starting" in logs[first]
+    assert "Trigger fired event" in logs[second]
+    assert_files_written(entries, output)
+    assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}  # nothing paid twice
+    assert stack.emulator.violations() == []
+    assert_key_nowhere(stack, run_id)
