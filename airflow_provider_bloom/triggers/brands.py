@@ -14,7 +14,6 @@ absolute deadline passes, then fires exactly one event ``{"status", "brand", "me
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -23,15 +22,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_bloom._images import wait_window
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, TERMINAL_BRAND_STATUSES, check_uuid
-from airflow_provider_bloom.exceptions import BloomAPIError, BloomError, BloomInputError
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators._base import check_wait_options
+from airflow_provider_bloom.triggers._retry import transient_delay
 
 #: The fields of a brand that travel in events and XCom: small and JSON-native.
 BRAND_RECORD_FIELDS = ("id", "status", "name", "url", "logoUrl", "logoError", "failure", "workspaceId")
 BRAND_EVENT_STATUSES = ("success", "failed", "timeout", "error")
 #: Longest pause between long-polls after a transient error.
-MAX_RETRY_DELAY = 30.0
 
 
 def slim_brand(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,16 +44,6 @@ def slim_brand(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def brand_event_status(brand: Mapping[str, Any]) -> str:
     return "success" if brand.get("status") == "ready" else "failed"
-
-
-def transient_delay(exc: BloomError, failures: int, base: float, left: float) -> float:
-    """Pause before asking again after a transient error: Bloom's ``Retry-After``, else jittered backoff."""
-    retry_after = exc.retry_after if isinstance(exc, BloomAPIError) else None
-    if retry_after is not None:
-        delay = float(retry_after)
-    else:
-        delay = random.uniform(0.5, 1.0) * min(MAX_RETRY_DELAY, base * 2 ** (failures - 1))  # noqa: S311
-    return max(0.0, min(delay, MAX_RETRY_DELAY, left))
 
 
 class BloomBrandTrigger(BaseTrigger):

@@ -10,7 +10,6 @@ another triggerer is harmless.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any
@@ -20,11 +19,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_bloom._images import flatten_image_ids, is_terminal, slim_record, wait_window
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
 from airflow_provider_bloom.client import AsyncBloomClient
-from airflow_provider_bloom.exceptions import BloomAPIError, BloomError, BloomInputError
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-
-#: Longest pause between re-issues after a transient error.
-MAX_RETRY_DELAY = 30.0
+from airflow_provider_bloom.triggers._retry import transient_delay
 
 
 class BloomImagesMissingError(BloomError):
@@ -147,7 +144,7 @@ class BloomImagesTrigger(BaseTrigger):
                 if exc.permanent:
                     raise
                 failures += 1
-                delay = self._retry_delay(exc, failures, self.deadline - time.time())
+                delay = transient_delay(exc, failures, self.retry_delay, self.deadline - time.time())
                 self.log.warning(
                     "Transient error while waiting for %d Bloom image(s) (%s); asking again in %.1fs",
                     len(pending),
@@ -166,14 +163,6 @@ class BloomImagesTrigger(BaseTrigger):
                     f"Bloom did not return these images (deleted, or not visible to this key): {missing}"
                 )
             pending = [i for i in pending if not is_terminal(records[i])]
-
-    def _retry_delay(self, exc: BloomError, failures: int, left: float) -> float:
-        retry_after = exc.retry_after if isinstance(exc, BloomAPIError) else None
-        if retry_after is not None:
-            delay = float(retry_after)
-        else:
-            delay = random.uniform(0.5, 1.0) * min(MAX_RETRY_DELAY, self.retry_delay * 2 ** (failures - 1))  # noqa: S311
-        return max(0.0, min(delay, MAX_RETRY_DELAY, left))
 
     def _event(
         self, status: str, records: dict[str, dict[str, Any]], message: str, **extra: Any
