@@ -193,6 +193,25 @@ class ImageWaitMixin:
         )
         raise AssertionError("defer() returned")  # pragma: no cover
 
+    def set_wait_options(
+        self,
+        *,
+        wait_for_completion: bool,
+        deferrable: bool | None,
+        wait_timeout: float,
+        poll_timeout: int,
+        on_failure: str,
+        include_urls: bool,
+    ) -> None:
+        """Check and keep the wait arguments (``deferrable=None``: ``[operators] default_deferrable``)."""
+        check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure, timeout=wait_timeout)
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.wait_timeout = wait_timeout
+        self.poll_timeout = poll_timeout
+        self.on_failure = on_failure
+        self.include_urls = include_urls
+
     def wait_for_images(self, context: Context, image_ids: Sequence[str]) -> list[dict[str, Any]]:
         if self.deferrable:
             self.defer_for_images(context, image_ids)

@@ -47,8 +47,6 @@ from airflow_provider_bloom.operators._base import (
     ImageWaitMixin,
     PaidRequestLedger,
     bloom_errors,
-    check_wait_options,
-    default_deferrable,
 )
 
 if TYPE_CHECKING:
@@ -119,16 +117,17 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure, timeout=wait_timeout)
+        self.set_wait_options(
+            wait_for_completion=wait_for_completion,
+            deferrable=deferrable,
+            wait_timeout=wait_timeout,
+            poll_timeout=poll_timeout,
+            on_failure=on_failure,
+            include_urls=include_urls,
+        )
         self.image_ids = image_ids
         self.brand_session_id = brand_session_id
         self.check_sources = check_sources
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_timeout = wait_timeout
-        self.poll_timeout = poll_timeout
-        self.on_failure = on_failure
-        self.include_urls = include_urls
 
     def check_literals(self, *names: str) -> None:
         """Check arguments already known when the DAG is parsed (templated ones are checked once rendered)."""

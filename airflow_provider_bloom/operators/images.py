@@ -15,8 +15,6 @@ from airflow_provider_bloom.operators._base import (
     ImageWaitMixin,
     PaidRequestLedger,
     bloom_errors,
-    check_wait_options,
-    default_deferrable,
     literal_from_template,
 )
 
@@ -112,13 +110,14 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         self.model = model
         self.variant_count = variant_count
         self.reference_image_ids = reference_image_ids
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_timeout = wait_timeout
-        self.poll_timeout = poll_timeout
-        self.on_failure = on_failure
-        self.include_urls = include_urls
-        check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure, timeout=wait_timeout)
+        self.set_wait_options(
+            wait_for_completion=wait_for_completion,
+            deferrable=deferrable,
+            wait_timeout=wait_timeout,
+            poll_timeout=poll_timeout,
+            on_failure=on_failure,
+            include_urls=include_urls,
+        )
         # Fail at parse time on what is already known; the rest is checked once rendered.
         for name in self.template_fields:
             value = getattr(self, name)
