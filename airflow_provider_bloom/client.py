@@ -382,16 +382,14 @@ class _ClientCore:
         return data
 
     def _lost_answer(self, op: Operation, message: str) -> BloomTransportError:
-        exc = BloomTransportError(
+        """The request went out but no answer came back: a paid call may have been charged."""
+        return BloomTransportError(
             f"{message} ({op.operation_id})", operation_id=op.operation_id, maybe_charged=op.paid
         )
-        exc.sent = True  # type: ignore[attr-defined]
-        return exc
 
     def _not_sent(self, op: Operation, message: str) -> BloomTransportError:
-        exc = BloomTransportError(f"{message} ({op.operation_id})", operation_id=op.operation_id)
-        exc.sent = False  # type: ignore[attr-defined]
-        return exc
+        """The request provably never reached Bloom: safe to retry, even a paid call."""
+        return BloomTransportError(f"{message} ({op.operation_id})", operation_id=op.operation_id)
 
     # -- retry policy ----------------------------------------------------------------------
     def should_retry(self, exc: BaseException) -> bool:
