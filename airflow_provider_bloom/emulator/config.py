@@ -100,6 +100,12 @@ class EmulatorConfig:
     vectorize_min_side: int = 512
     #: Largest accepted upload.
     max_upload_bytes: int = 10 * 1024 * 1024
+    #: The emulated server's clock runs this far ahead of this machine's (negative: behind). It
+    #: drives ``createdAt``, statuses and the ``Date`` header alike, to test clock-skew handling.
+    clock_offset_seconds: float = 0.0
+    #: New images (generated or uploaded) show up in filtered ``GET /images`` lists only this long
+    #: after they were created (Bloom's lists may lag); lookups by ``ids`` and by id see them at once.
+    list_delay_seconds: float = 0.0
 
     def updated(self, patch: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with ``patch`` applied; unknown fields or wrong types raise ``ValueError``."""

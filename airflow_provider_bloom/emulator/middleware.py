@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -110,10 +111,25 @@ class EmulatorMiddleware:
             return
         started = time.perf_counter()
         outcome: int | str = "error"
+        send = self._dated(send)
         try:
             outcome = await self._dispatch(scope, receive, send)
         finally:
             log_request(scope["method"], scope["path"], outcome, (time.perf_counter() - started) * 1000)
+
+    def _dated(self, send: Send) -> Send:
+        """Add Bloom's ``Date`` header (RFC 9110, whole seconds) from the emulated clock to every answer."""
+        clock = self.emulator.store.clock
+
+        async def dated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(key.lower() == b"date" for key, _ in headers):
+                    headers.append((b"date", formatdate(clock(), usegmt=True).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return dated_send
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> int | str:
         method, path = scope["method"], scope["path"]
@@ -197,6 +213,14 @@ class EmulatorMiddleware:
         held = _Captured(None, keep_body=True)
         await self.app(scope, receive, held.send)
         assert held.start is not None
+        if fault.kind == "status_after":
+            assert fault.status is not None
+            error = self.emulator.fault_error(fault.status, op, fault.retry_after)
+            await self._send_error(send, error, op)
+            self.emulator.counters.record_outcome(
+                name, fault.status, paid_effect=_paid_effect(op, held.status)
+            )
+            return fault.status
         if fault.kind == "cut_after":
             await close_connection(scope, receive, send)
             self.emulator.counters.record_outcome(name, CUT, paid_effect=_paid_effect(op, held.status))
