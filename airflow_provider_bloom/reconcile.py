@@ -130,7 +130,8 @@ class ImageQuery:
 
     operation: str
     action_type: str
-    brand_session_id: str
+    #: The brand the request went to (None: any brand).
+    brand_session_id: str | None
     count: int = 1
     prompt: str | None = None
     aspect_ratio: str | None = None
@@ -170,7 +171,8 @@ def image_candidates(
             continue
         if record.get("actionType") != query.action_type:
             continue
-        if record.get("brandSessionId") not in (None, query.brand_session_id):
+        brand = record.get("brandSessionId")
+        if query.brand_session_id is not None and brand not in (None, query.brand_session_id):
             continue
         if query.prompt is not None and record.get("prompt") != query.prompt:
             continue
