@@ -378,8 +378,6 @@ class Reconciler:
         attempt: Attempt,
         fetch: Callable[[], Iterator[Mapping[str, Any]]],
         decide: Callable[[list[Mapping[str, Any]], tuple[float, float | None]], Decision],
-        *,
-        keep_looking: bool = True,
     ) -> Decision:
         """Look until a certain match is confirmed, it turns out uncertain, or ``timeout`` passes."""
         started = time.monotonic()
@@ -398,7 +396,7 @@ class Reconciler:
                 if previous is not None and previous.outcome == "match" and previous.ids == decision.ids:
                     return decision
                 pause = CONFIRM_DELAY  # a second look must agree: Bloom's list may still be filling
-            elif decision.outcome == "ambiguous" or not keep_looking:
+            elif decision.outcome == "ambiguous":  # more looks can only find more
                 raise uncertain(operation, lost, decision, window, elapsed)
             else:
                 interval = next(intervals, interval)
@@ -436,7 +434,7 @@ class Reconciler:
         def decide(records: list[Mapping[str, Any]], window: tuple[float, float | None]) -> Decision:
             return decide_images(image_candidates(records, query, window), query)
 
-        return self.find(query.operation, lost, attempt, fetch, decide, keep_looking=not query.untraceable)
+        return self.find(query.operation, lost, attempt, fetch, decide)
 
     def brand(self, url: str, workspace_id: str | None, lost: BaseException, attempt: Attempt) -> Decision:
         """The brand a lost ``POST /brands`` created (same URL, created in the window), or raise."""

@@ -49,13 +49,13 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
     (literal values already when the DAG is parsed); a bad one fails the task
     without retries, naming the field.
 
-    Never pays twice: on Airflow 3.3+ the ids are kept in ``task_state_store``
-    the moment Bloom accepts the request, and a later try of the same task
-    instance (a retry, or a resume after the worker died) reuses them instead of
-    posting again. Clearing a task that already succeeded reuses its images too,
-    unless the request changed (or ``[state_store] clear_on_success`` is set).
-    A request whose answer was lost fails without retries, saying it may have
-    been charged.
+    Never pays twice: on Airflow 3.3+ the ids are kept in ``task_state_store`` the moment Bloom
+    accepts the request, and a later try of the same run of the task (a retry, or a resume after the
+    worker died) reuses them instead of posting again. Clearing the task makes new images (pass
+    ``reuse_on_clear=True`` to keep them). A request whose answer was lost is not sent again: the
+    images it created are looked up in Bloom's list (same prompt, ratio and variant count, one
+    variant group, created while the request was out) and adopted when the match is certain;
+    otherwise the task fails without retries, listing the candidates.
 
     :param prompt: what to generate (1-2000 characters). Templated.
     :param brand_session_id: the brand; defaults to the connection's ``brand_session_id`` extra. Templated.
