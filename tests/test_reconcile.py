@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk import DAG
+from conftest import conn_json
 from test_generate_operator import dag_run_fixture  # noqa: F401  (the dag_run fixture)
 from test_image_tools import bloom_dag, by_op, completed_images, run_dag
 
@@ -297,4 +298,50 @@ def test_a_cleared_task_makes_new_images_unless_reuse_on_clear(bloom_conn):
     assert cleared != first
     assert run(max_tries=5) == cleared  # ... and that round's retries reuse its own answer
     assert run(max_tries=7 + 2, reuse_on_clear=True) == first  # opt-in: keep the images across clears
+    assert bloom_conn.requests()["paid_posts"] == 2
+
+
+def test_airflows_clear_starts_a_new_round_and_a_retry_does_not(bloom_conn, dag_run, monkeypatch):
+    """The clear round read from a real task instance: 0 after a run with a retry, and the try number
+    at the clear after Airflow's own ``clear_task_instances`` (which sets ``max_tries``)."""
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.utils.session import create_session
+
+    from airflow_provider_bloom.operators._base import clear_round
+
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
+    bloom_conn.add_fault("images.list", "status", status=503)  # the first try's wait fails
+    with DAG("rec_clear_round", schedule=None, start_date=START) as dag:
+        GenerateImageOperator(
+            task_id="gen", prompt="a heron", wait_for_completion=True, retries=2, retry_delay=timedelta(0)
+        )
+    run = dag_run(dag)
+    assert run.state_of("gen") == "success" and run.tries_of("gen") == 2  # one retry
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).one()
+        task = SimpleNamespace(retries=2)
+        assert clear_round({"ti": ti, "task": task}) == 0  # the retry stayed in the first round
+        clear_task_instances([ti], session)
+        session.flush()
+        assert (ti.max_tries, clear_round({"ti": ti, "task": task})) == (4, 2)
+
+
+def test_mapped_tasks_with_the_same_prompt_never_share_images(bloom_conn, dag_run):
+    """Two mapped tasks, same prompt, both answers lost (dag.test runs them one after the other):
+    each either recovers its own images or fails listing candidates; none takes the other's."""
+    bloom_conn.add_fault("images.generate", "cut_after", count=2)
+    with DAG("rec_gen_mapped_same_prompt", schedule=None, start_date=START) as dag:
+        GenerateImageOperator.partial(task_id="gen", prompt="a swan", reconcile_timeout=3, **RETRIES).expand(
+            variant_count=[2, 2]
+        )
+    run = dag_run(dag)
+    adopted = [run.xcom("gen", map_index=i) for i in range(2)]
+    for index, ids in enumerate(adopted):
+        assert run.tries_of("gen", index) == 1
+        if ids is None:
+            assert run.state_of("gen", index) == "failed" and "groups of images match" in run.log
+        else:
+            assert run.state_of("gen", index) == "success" and len(ids) == 2
+    if all(adopted):
+        assert not set(adopted[0]) & set(adopted[1])
     assert bloom_conn.requests()["paid_posts"] == 2
