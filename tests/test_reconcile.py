@@ -345,3 +345,18 @@ def test_mapped_tasks_with_the_same_prompt_never_share_images(bloom_conn, dag_ru
     if all(adopted):
         assert not set(adopted[0]) & set(adopted[1])
     assert bloom_conn.requests()["paid_posts"] == 2
+
+
+def test_a_read_timeout_keeps_the_window_open_while_bloom_is_still_working(bloom_conn, dag_run, monkeypatch):
+    """The client gives up after 1 s; Bloom makes the images 2 s after the request arrived. The window
+    has no end after a timeout, so the later looks find and adopt them."""
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, timeout=1))
+    bloom_conn.add_fault("images.generate", "delay", delay_seconds=2)
+    with DAG("rec_gen_read_timeout", schedule=None, start_date=START) as dag:
+        GenerateImageOperator(task_id="gen", prompt="a glacier", variant_count=2, **RETRIES)
+    run = dag_run(dag)
+    assert run.state_of("gen") == "success" and run.tries_of("gen") == 1
+    made = _generated(bloom_conn)
+    assert len(made) == 2 and sorted(run.xcom("gen")) == sorted(r["id"] for r in made)
+    assert "ReadTimeout" in run.log
+    assert bloom_conn.requests()["paid_posts"] == 1

@@ -4,7 +4,8 @@ Kinds:
 
 * ``status``: answer ``status`` (429, 500, 502, 503, ...) in Bloom's error envelope, optionally
   with ``Retry-After``; the request has no effect.
-* ``delay``: wait ``delay_seconds``, then handle the request normally.
+* ``delay``: read the request, wait ``delay_seconds``, then handle it normally -- also when the
+  client gave up meanwhile (a read timeout), as Bloom keeps working on what it received.
 * ``cut_before``: close the connection without any response; the request has no effect.
 * ``cut_after``: handle the request (the charge happened, the image exists), then close the
   connection without sending the response.

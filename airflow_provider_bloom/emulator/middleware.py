@@ -204,8 +204,11 @@ class EmulatorMiddleware:
             self._finish(scope, name, op, captured, injected=True)
             return captured.status
         if fault.kind == "delay":
+            # The request is read first, so it is handled after the delay even if the client has
+            # given up meanwhile (a read timeout): Bloom keeps working on what it received.
+            replay = await _buffered(receive)
             await asyncio.sleep(fault.delay_seconds or 0.0)
-            return await self._run(scope, receive, send, name, op)
+            return await self._run(scope, replay, send, name, op)
         if fault.kind == "cut_before":
             await close_connection(scope, receive, send)
             self.emulator.counters.record_outcome(name, CUT, paid_effect=False)
@@ -264,6 +267,23 @@ class EmulatorMiddleware:
             send, error.status, dumps(payload), {"content-type": "application/json", **error.headers}
         )
         return error.status
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the whole request body now; the returned ``receive`` replays it, then reads on."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay
 
 
 def _paid_effect(op: spec.OperationSpec | None, status: int) -> bool:
