@@ -34,6 +34,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--clock-offset", type=float, default=0.0, help="seconds the emulated clock runs ahead (<0: behind)"
+    )
+    parser.add_argument(
+        "--list-delay", type=float, default=0.0, help="seconds before new images show up in filtered lists"
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
     return parser.parse_args(argv)
@@ -52,6 +58,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         download_base_url=args.download_base_url,
         validate_responses=args.validate_responses,
         seed=args.seed,
+        clock_offset_seconds=args.clock_offset,
+        list_delay_seconds=args.list_delay,
     )
 
 

@@ -125,7 +125,13 @@ class EmulatorConfig:
     def check(self) -> None:
         if self.error_envelope not in ("flat", "nested"):
             raise ValueError("error_envelope must be 'flat' or 'nested'")
-        for name in ("generation_seconds", "generation_jitter", "brand_ready_seconds", "initial_credits"):
+        for name in (
+            "generation_seconds",
+            "generation_jitter",
+            "brand_ready_seconds",
+            "initial_credits",
+            "list_delay_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if not 0.0 <= self.pending_fraction <= 1.0:
