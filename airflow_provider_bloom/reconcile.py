@@ -24,11 +24,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_bloom.exceptions import BloomError
+from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
 
 if TYPE_CHECKING:
     import requests
@@ -285,8 +285,9 @@ def uncertain(
         end = "now" if upper is None else _iso(upper)
         span = f" created between {_iso(lower)} and {end} (Bloom's clock)"
     listing = f" Candidates{span}: {shown}." if shown else f" Nothing matching was found{span}."
+    cause = str(lost).replace(f". {MAYBE_CHARGED_HINT}", "")
     message = (
-        f"Bloom's answer to {operation} was lost ({lost}); Bloom may have done the work and charged "
+        f"Bloom's answer to {operation} was lost ({cause}); Bloom may have done the work and charged "
         f"for it. Looked for what it created for {looked:.1f}s: {decision.reason}.{listing} "
         "Not sent again (Bloom has no idempotency key): check these in Bloom, then pass the right ids "
         "on downstream or re-run the task."
@@ -295,7 +296,8 @@ def uncertain(
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="milliseconds")
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def is_open_ended(exc: BaseException) -> bool:
@@ -338,6 +340,7 @@ class Reconciler:
         self.tolerance = tolerance
         self.sleep = sleep
         self._server: ServerTime | None = None
+        self._warned = False
 
     # -- Bloom's clock -------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -352,7 +355,9 @@ class Reconciler:
         if server is None:  # Bloom sent no Date header: fall back to this machine's clock
             now_wall, now_mono = time.time(), time.monotonic()
             server = ServerTime(now_wall, now_mono, now_mono)
-            self.log.warning("Bloom sent no Date header; using this machine's clock for the time window")
+            if not self._warned:
+                self._warned = True
+                self.log.warning("Bloom sent no Date header; using this machine's clock for the time window")
         return bloom_window(attempt, server, self.tolerance)
 
     # -- looking ---------------------------------------------------------------------------
