@@ -310,20 +310,28 @@ def test_airflows_clear_starts_a_new_round_and_a_retry_does_not(bloom_conn, dag_
     from airflow_provider_bloom.operators._base import clear_round
 
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
-    bloom_conn.add_fault("images.list", "status", status=503)  # the first try's wait fails
+    bloom_conn.add_fault("images.list", "status", count=3, status=503)  # the first try's wait times out
     with DAG("rec_clear_round", schedule=None, start_date=START) as dag:
         GenerateImageOperator(
-            task_id="gen", prompt="a heron", wait_for_completion=True, retries=2, retry_delay=timedelta(0)
+            task_id="gen",
+            prompt="a heron",
+            wait_for_completion=True,
+            deferrable=False,
+            wait_timeout=2,
+            retries=3,
+            retry_delay=timedelta(0),
         )
     run = dag_run(dag)
-    assert run.state_of("gen") == "success" and run.tries_of("gen") == 2  # one retry
+    assert run.state_of("gen") == "success" and run.tries_of("gen") >= 2  # retried
+    assert bloom_conn.requests()["paid_posts"] == 1
     with create_session() as session:
         ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).one()
-        task = SimpleNamespace(retries=2)
-        assert clear_round({"ti": ti, "task": task}) == 0  # the retry stayed in the first round
+        task = SimpleNamespace(retries=3)
+        assert clear_round({"ti": ti, "task": task}) == 0  # the retries stayed in the first round
+        tries = ti.try_number
         clear_task_instances([ti], session)
         session.flush()
-        assert (ti.max_tries, clear_round({"ti": ti, "task": task})) == (4, 2)
+        assert (ti.max_tries, clear_round({"ti": ti, "task": task})) == (tries + 3, tries)
 
 
 def test_mapped_tasks_with_the_same_prompt_never_share_images(bloom_conn, dag_run):

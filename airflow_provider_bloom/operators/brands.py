@@ -124,7 +124,9 @@ class UpdateBrandLogoOperator(BloomBaseOperator):
         with bloom_errors(f"Updating the logo of Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
             operation, payload, put = self._request()
-            answer = PaidRequestLedger(context, self.log).run(operation, payload, put)
+            answer = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear).run(
+                operation, payload, put
+            )
         self.log.info("Brand %s has a new logo; status %s", self.brand_id, answer.get("status"))
         return {"id": answer.get("id", self.brand_id), "status": answer.get("status")}
 

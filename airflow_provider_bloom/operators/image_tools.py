@@ -43,6 +43,8 @@ from airflow_provider_bloom.client import (
 )
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
 from airflow_provider_bloom.operators._base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
     BloomBaseOperator,
     ImageWaitMixin,
     PaidRequestLedger,
@@ -115,6 +117,8 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
         poll_timeout: int = MAX_WAIT_SECONDS,
         on_failure: str = "fail",
         include_urls: bool = False,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -125,6 +129,8 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
             poll_timeout=poll_timeout,
             on_failure=on_failure,
             include_urls=include_urls,
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
         )
         self.image_ids = image_ids
         self.brand_session_id = brand_session_id
@@ -241,10 +247,11 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
             payload = {"image_id": image_id, **(call.json or {})}
             recover = functools.partial(self._recover, image_id, call, list(created))
             try:
+                send = functools.partial(client.execute, call)
                 answer = ledger.run(
                     self.operation,
                     payload,
-                    functools.partial(client.execute, call),
+                    functools.partial(self.paced, send),
                     recover=recover,
                     valid=lambda answer: isinstance(answer.get("id"), str) and bool(answer["id"]),
                 )
@@ -551,13 +558,13 @@ class UploadImageOperator(BloomBaseOperator):
             recover = (
                 None
                 if operation == "images.uploadFileSigned"
-                else functools.partial(_send_again, post, self.log)
+                else functools.partial(_send_again, functools.partial(self.paced, post), self.log)
             )
             try:
                 answer = ledger.run(
                     operation,
                     payload,
-                    post,
+                    functools.partial(self.paced, post),
                     recover=recover,
                     valid=lambda answer: isinstance(answer.get("id"), str) and bool(answer["id"]),
                 )
@@ -801,7 +808,8 @@ class DeleteImagesOperator(BloomBaseOperator):
                     self.log.info("Image %s was already gone", ids[0])
             else:
                 for chunk in chunked(ids):
-                    deleted += int(self.hook.delete_images(chunk).get("deletedCount", 0))
+                    answer = self.paced(functools.partial(self.hook.delete_images, chunk))
+                    deleted += int(answer.get("deletedCount", 0))
         self.log.info("Deleted %d of %d image(s)", deleted, len(ids))
         return {"requested": len(ids), "deleted_count": deleted}
 
