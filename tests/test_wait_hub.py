@@ -276,7 +276,10 @@ async def test_a_thousand_triggers_start_without_stalling_the_loop(bloom_conn, m
     await beat
     assert lookups == 1
     assert active_hubs() == []
-    assert max(gaps) < 1.0  # generous on a loaded 2-core CI machine; the benchmark reports the real figure
+    # Per-trigger blocking work (an SSL context each: ~25 ms x 1,000) would stall it for tens of seconds.
+    # The bound is loose for a loaded 2-core machine (and Python's own GC pauses); the benchmark in
+    # bench/bench_hub.py reports the real figure.
+    assert max(gaps) < 3.0
 
 
 async def test_hub_for_closes_the_client_when_the_last_user_leaves():
