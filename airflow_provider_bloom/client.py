@@ -39,7 +39,9 @@ from airflow_provider_bloom._spec import (
     MAX_UPLOAD_BYTES,
     MAX_WAIT_SECONDS,
     OAUTH_TOKEN_PATH,
+    PAID_OPERATIONS,
     Operation,
+    answer_problem,
     check_ids,
     check_uuid,
     check_value,
@@ -163,7 +165,11 @@ class ClientSettings:
     def __post_init__(self) -> None:
         if self.auth_header not in {"x-api-key", "bearer"}:
             raise BloomInputError("auth_header", f"must be 'x-api-key' or 'bearer'; got {self.auth_header!r}")
-        parsed = urlparse(self.base_url)
+        try:
+            parsed = urlparse(self.base_url)
+            parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parsed = urlparse("")
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
             raise BloomInputError("host", f"must be Bloom's base URL like {DEFAULT_BASE_URL}")
         if self.oauth_client_id and not self.oauth_client_secret:
@@ -361,25 +367,32 @@ class _ClientCore:
                 retry_after=headers.get("retry-after"),
                 paid=op.paid,
             )
-        if 300 <= status < 400:
-            raise BloomServerError(
-                status,
-                None,
-                f"unexpected redirect to {headers.get('location')!r}",
-                operation_id=op.operation_id,
+        if not 200 <= status < 300:
+            where = headers.get("location")
+            raise self._bad_answer(
+                op, status, f"Bloom answered HTTP {status}" + (f" (a redirect to {where!r})" if where else "")
             )
         try:
             payload = _json_loads(content)
         except ValueError:
-            raise self._lost_answer(
-                op, f"Bloom answered HTTP {status} with a body that is not JSON"
+            raise self._bad_answer(
+                op, status, f"Bloom answered HTTP {status} with a body that is not JSON"
             ) from None
         data = payload.get("data", payload) if isinstance(payload, dict) else payload
-        if not isinstance(data, dict):
-            raise BloomServerError(status, None, "answer has no data object", operation_id=op.operation_id)
-        if op.operation_id == "images.generate" and "ids" not in data and "imageIds" in data:
-            data["ids"] = data["imageIds"]  # older prose documents `imageIds`
+        if isinstance(data, dict) and op.operation_id == "images.generate":
+            if "ids" not in data and "imageIds" in data:
+                data["ids"] = data["imageIds"]  # older prose documents `imageIds`
+        problem = answer_problem(op, status, data)
+        if problem is not None:
+            raise self._bad_answer(op, status, f"Bloom's answer is not what its spec promises: {problem}")
+        assert isinstance(data, dict)
         return data
+
+    def _bad_answer(self, op: Operation, status: int, message: str) -> BloomServerError:
+        """An answer came back but is not a valid success: for a paid call, it may have been charged."""
+        return BloomServerError(
+            status, "INVALID_ANSWER", message, operation_id=op.operation_id, maybe_charged=op.paid
+        )
 
     def _lost_answer(self, op: Operation, message: str) -> BloomTransportError:
         """The request went out but no answer came back: a paid call may have been charged."""
@@ -393,15 +406,19 @@ class _ClientCore:
 
     # -- retry policy ----------------------------------------------------------------------
     def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` may be answered by sending the same request again.
+
+        A paid POST is sent again only after a 429 (Bloom refused it) or when
+        the request provably never left (a refused connection): every other
+        answer, a malformed or unexpected one included, may mean it was charged.
+        """
         if getattr(exc, "maybe_charged", False):
             return False
         if isinstance(exc, BloomRateLimitError):
             return True  # Bloom rejected the request: nothing happened, nothing was charged
-        if isinstance(exc, BloomServerError):
-            return True  # paid calls were marked maybe_charged above
-        if isinstance(exc, BloomTransportError):
-            return True  # paid calls that may have been sent were marked maybe_charged
-        return False
+        if getattr(exc, "operation_id", None) in PAID_OPERATIONS:
+            return isinstance(exc, BloomTransportError)  # only a provably unsent request is left here
+        return isinstance(exc, (BloomServerError, BloomTransportError))
 
     def _wait_seconds(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -733,9 +750,14 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                 for attempt in tenacity.Retrying(**self.retry_kwargs()):
                     with attempt:
                         return self._send_once(call)
-            except BloomAuthError:
-                # An expired OAuth token is refreshed once; a 401 charges nothing.
-                if self.settings.uses_oauth and call.op.authenticated and not refreshed:
+            except BloomAuthError as exc:
+                # An expired OAuth token is refreshed once; Bloom's 401 charges nothing.
+                if (
+                    self.settings.uses_oauth
+                    and call.op.authenticated
+                    and not refreshed
+                    and not exc.maybe_charged
+                ):
                     refreshed, self._token = True, None
                     continue
                 raise
@@ -878,8 +900,13 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                 async for attempt in tenacity.AsyncRetrying(**self.retry_kwargs()):
                     with attempt:
                         return await self._send_once(call)
-            except BloomAuthError:
-                if self.settings.uses_oauth and call.op.authenticated and not refreshed:
+            except BloomAuthError as exc:
+                if (
+                    self.settings.uses_oauth
+                    and call.op.authenticated
+                    and not refreshed
+                    and not exc.maybe_charged
+                ):
                     refreshed, self._token = True, None
                     continue
                 raise
