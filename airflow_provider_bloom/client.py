@@ -118,7 +118,14 @@ def read_upload(field_name: str, file: FileInput, allowed: tuple[str, ...]) -> U
             raise BloomInputError(field_name, f"{path.name} is {size} bytes; Bloom accepts at most 10 MB")
         content, filename = path.read_bytes(), path.name
     elif hasattr(file, "read"):
-        content = file.read(MAX_UPLOAD_BYTES + 1)
+        if isinstance(file, io.TextIOBase):
+            raise BloomInputError(
+                field_name, "file objects must be opened in binary mode ('rb'), not text mode"
+            )
+        try:
+            content = file.read(MAX_UPLOAD_BYTES + 1)
+        except UnicodeDecodeError:
+            raise BloomInputError(field_name, "file objects must be opened in binary mode ('rb')") from None
         if not isinstance(content, (bytes, bytearray)):
             raise BloomInputError(field_name, "file objects must be opened in binary mode ('rb')")
         content = bytes(content)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,9 +59,14 @@ def check_wait_options(*, poll_timeout: Any, on_failure: Any, timeout: Any = Non
     if isinstance(poll_timeout, bool) or not isinstance(poll_timeout, int) or not 1 <= poll_timeout <= 295:
         raise BloomInputError("poll_timeout", f"must be whole seconds within 1..295; got {poll_timeout!r}")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
     ):
-        raise BloomInputError("wait_timeout", f"must be a positive number of seconds; got {timeout!r}")
+        raise BloomInputError(
+            "wait_timeout", f"must be a positive, finite number of seconds; got {timeout!r}"
+        )
     if on_failure not in ON_FAILURE_CHOICES:
         allowed = ", ".join(map(repr, ON_FAILURE_CHOICES))
         raise BloomInputError("on_failure", f"must be one of {allowed}; got {on_failure!r}")

@@ -66,10 +66,19 @@ def check_name_template(template: str) -> None:
         allowed = ", ".join("{" + f + "}" for f in NAME_FIELDS)
         bad = ", ".join("{" + f + "}" for f in unknown) or "{}"
         raise BloomInputError("name_template", f"unknown placeholder {bad}; use {allowed}")
+    if "://" in template:
+        raise BloomInputError(
+            "name_template", f"must be a file name under destination, not a URL; got {template[:80]!r}"
+        )
 
 
 def render_name(template: str, image_id: str, index: int, ext: str) -> str:
-    """The relative file name of one image; the extension follows the real type of the file."""
+    """The relative file name of one image; the extension follows the real type of the file.
+
+    ``{ext}`` holds the dot (``.png``); ``name.{ext}`` is read as ``name{ext}``, not ``name..png``.
+    """
+    check_name_template(template)
+    template = template.replace(".{ext}", "{ext}")
     name = template.format(image_id=image_id, ext=ext, index=index).strip()
     if "{ext}" not in template:
         pure = PurePosixPath(name)
@@ -94,7 +103,8 @@ class DownloadImagesOperator(BloomBaseOperator):
     :param destination: the target directory: an ``ObjectStoragePath``, a ``s3://bucket/prefix``-style
         URL, or a local path. Templated.
     :param name_template: file name under ``destination``, after Jinja: ``{image_id}``, ``{ext}`` (the
-        file's real extension, ``.png``/``.svg``/...) and ``{index}`` are filled per image, e.g.
+        file's real extension with its dot, ``.png``/``.svg``/...; ``{image_id}.{ext}`` means the same as
+        ``{image_id}{ext}``) and ``{index}`` are filled per image, e.g.
         ``"{{ ds }}/{image_id}.png"`` (an SVG then gets ``.svg``). Templated.
     :param destination_conn_id: the Airflow connection of the object store (if not in the path).
     :param overwrite: replace files that exist; by default they are kept and not downloaded again.

@@ -72,6 +72,8 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure)
+        if _known_at_parse_time(image_ids):
+            flatten_image_ids(image_ids, "image_ids")  # BloomInputError now, when the DAG is built
         self.image_ids = image_ids
         self.bloom_conn_id = bloom_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -132,3 +134,12 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
             )
         records = images_from_event(event)
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+
+
+def _known_at_parse_time(value: Any) -> bool:
+    """Ids written into the DAG file (not Jinja, not an XComArg): checkable when the DAG is built."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(item, str) and "{{" not in item and "{%" not in item for item in value
+    )
