@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -70,12 +71,27 @@ CONNECT_TIMEOUT = 10.0
 WAIT_READ_MARGIN = 30.0
 MAX_REDIRECTS = 5
 
+# What may come before an SVG's root element: a BOM, whitespace, the XML declaration,
+# processing instructions, comments and a DOCTYPE.
+_SVG_PROLOGUE = re.compile(
+    rb"(?:\xef\xbb\xbf)?(?:\s+|<\?xml[^>]*\?>|<\?[^>]*\?>|<!--.*?-->|<!doctype\s+svg[^>]*>)*", re.DOTALL
+)
+
+
+def _is_svg(head: bytes) -> bool:
+    """An SVG document: its root element is ``<svg`` (an HTML page that embeds one is not)."""
+    lowered = head.lower()
+    prologue = _SVG_PROLOGUE.match(lowered)
+    rest = lowered[prologue.end() if prologue else 0 :]
+    return rest.startswith(b"<svg") and rest[4:5] in {b" ", b">", b"\t", b"\n", b"\r", b"/"}
+
+
 _MAGIC: list[tuple[str, Callable[[bytes], bool]]] = [
     ("image/png", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
     ("image/jpeg", lambda b: b.startswith(b"\xff\xd8\xff")),
     ("image/webp", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
     ("image/avif", lambda b: b[4:8] == b"ftyp" and b[8:12] in {b"avif", b"avis"}),
-    ("image/svg+xml", lambda b: b"<svg" in b[:2048].lower()),
+    ("image/svg+xml", lambda b: _is_svg(b[:4096])),
 ]
 _EXTENSIONS = {
     "image/png": ".png",
