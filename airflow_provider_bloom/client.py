@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
-from urllib.parse import urljoin, urlparse
+from urllib.parse import quote, urljoin, urlparse
 
 import httpx
 import requests
@@ -237,8 +237,25 @@ class PreparedCall:
 
 @dataclass
 class _Token:
-    value: str
-    expires_at: float
+    value: str = field(repr=False)  # an OAuth access token is a credential
+    expires_at: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"_Token(value=***, expires_at={self.expires_at!r})"
+
+
+E = TypeVar("E", bound=BaseException)
+REDACTED = "***"
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v, redact) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- shared core
@@ -254,6 +271,45 @@ class _ClientCore:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
+
+    # -- secrets ---------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        values = [self.settings.api_key, self.settings.oauth_client_secret]
+        if self._token is not None:
+            values.append(self._token.value)
+        return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """``text`` (from a server) without this client's credentials, also URL- or JSON-escaped."""
+        for secret in self._secrets():
+            for form in (secret, quote(secret, safe=""), json.dumps(secret)[1:-1]):
+                text = text.replace(form, REDACTED)
+        return text
+
+    def scrubbed(self, exc: E) -> E:
+        """``exc`` with the client's credentials removed from any text a server supplied."""
+        if isinstance(exc, BloomAPIError):
+            exc.message = self.redact(exc.message)
+            exc.data = _redact_json(exc.data, self.redact)
+            exc.args = (exc._render(),)
+        return exc
+
+    def error_from_response(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        *,
+        operation_id: str | None = None,
+        retry_after: str | None = None,
+        paid: bool = False,
+    ) -> BloomAPIError:
+        """:func:`~airflow_provider_bloom.exceptions.error_from_response`, with the credentials redacted."""
+        return self.scrubbed(
+            error_from_response(
+                status, body, content_type, operation_id=operation_id, retry_after=retry_after, paid=paid
+            )
+        )
 
     # -- building -------------------------------------------------------------------------
     def prepare(
@@ -363,10 +419,10 @@ class _ClientCore:
 
     def _store_token(self, status: int, body: bytes, content_type: str | None) -> str:
         if status >= 400:
-            err = error_from_response(status, body, content_type, operation_id="oauth2.token")
+            err = self.error_from_response(status, body, content_type, operation_id="oauth2.token")
             raise BloomAuthError(
                 err.status, err.code or "OAUTH_TOKEN_FAILED", f"OAuth token request failed: {err.message}"
-            )
+            ) from None
         try:
             payload = _json_loads(body)
             value = str(payload["access_token"])
@@ -382,7 +438,7 @@ class _ClientCore:
         """Turn an HTTP answer into Bloom's ``data`` payload, or raise the matching error."""
         ctype = headers.get("content-type")
         if status >= 400:
-            raise error_from_response(
+            raise self.error_from_response(
                 status,
                 content,
                 ctype,
@@ -413,8 +469,10 @@ class _ClientCore:
 
     def _bad_answer(self, op: Operation, status: int, message: str) -> BloomServerError:
         """An answer came back but is not a valid success: for a paid call, it may have been charged."""
-        return BloomServerError(
-            status, "INVALID_ANSWER", message, operation_id=op.operation_id, maybe_charged=op.paid
+        return self.scrubbed(
+            BloomServerError(
+                status, "INVALID_ANSWER", message, operation_id=op.operation_id, maybe_charged=op.paid
+            )
         )
 
     def _lost_answer(self, op: Operation, message: str) -> BloomTransportError:
@@ -843,7 +901,7 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                 if resp.status_code >= 400:
                     content = resp.content
                     resp.close()
-                    raise error_from_response(
+                    raise self.error_from_response(
                         resp.status_code, content, resp.headers.get("content-type"), operation_id="download"
                     )
         try:
@@ -986,7 +1044,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                 if resp.status_code >= 400:
                     content = await resp.aread()
                     await resp.aclose()
-                    raise error_from_response(
+                    raise self.error_from_response(
                         resp.status_code, content, resp.headers.get("content-type"), operation_id="download"
                     )
         assert resp is not None
