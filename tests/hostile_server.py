@@ -73,10 +73,13 @@ class HostileServer:
                 if answer.chunk is None:
                     self.wfile.write(content)
                     return
-                for start in range(0, len(content), answer.chunk):
-                    self.wfile.write(content[start : start + answer.chunk])
-                    self.wfile.flush()
-                    time.sleep(answer.dribble_seconds)
+                try:
+                    for start in range(0, len(content), answer.chunk):
+                        self.wfile.write(content[start : start + answer.chunk])
+                        self.wfile.flush()
+                        time.sleep(answer.dribble_seconds)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up: that is what a test wanted
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 

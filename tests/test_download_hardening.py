@@ -79,12 +79,12 @@ def test_a_real_svg_served_as_octet_stream_is_saved_as_svg(image, hostile, tmp_p
 
 def test_a_dribbling_server_cannot_hold_the_slot_past_download_timeout(image, hostile, tmp_path):
     png = make_png(64, 64) + b"\0" * 4000
-    # 100 bytes every 0.1 s: about 4 s in all, each read well within the read timeout.
-    hostile.script(Answer(200, png, {"Content-Type": "image/png"}, chunk=100, dribble_seconds=0.1))
+    # 50 bytes every 0.1 s: over 8 s in all, each read well within the read timeout.
+    hostile.script(Answer(200, png, {"Content-Type": "image/png"}, chunk=50, dribble_seconds=0.1))
     started = time.monotonic()
     with pytest.raises(BloomDownloadError, match=r"took longer than download_timeout=1s"):
         download(image, tmp_path, download_timeout=1)
-    assert time.monotonic() - started < 3.5  # gave up near the deadline, not after the whole body
+    assert time.monotonic() - started < 5  # gave up near the 1 s deadline, not after the 8 s body
     assert list(tmp_path.iterdir()) == []
 
 
