@@ -222,3 +222,27 @@ def test_the_fuzz_reaches_both_outcomes(fuzz_emulator, bloom_api_key):
         dict(image_url="https://a.example/x%20y", brand_session_id=DEFAULT_BRAND_ID),
     )
     assert fuzz_emulator.requests()["by_operation"]["images.upload"] == 1
+
+
+@FUZZ
+@given(
+    image_id=uuids,
+    wait=st.booleans(),
+    timeout=st.one_of(st.none(), numbers),
+)
+def test_get_image(fuzz_emulator, bloom_api_key, image_id, wait, timeout):
+    kwargs = dict(image_id=image_id, wait=wait, timeout=timeout if wait else None)
+    if wait and isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 5:
+        kwargs["timeout"] = 1  # keep a valid long-poll short: the question is the shape, not the wait
+    either_refused_or_accepted(fuzz_emulator, bloom_api_key, "get_image", kwargs)
+
+
+@FUZZ
+@given(
+    workspace_id=st.one_of(st.none(), texts),
+    limit=st.one_of(st.none(), numbers),
+    cursor=st.one_of(st.none(), texts),
+)
+def test_list_brands(fuzz_emulator, bloom_api_key, workspace_id, limit, cursor):
+    kwargs = dict(workspace_id=workspace_id, limit=limit, cursor=cursor)
+    either_refused_or_accepted(fuzz_emulator, bloom_api_key, "list_brands", kwargs)
