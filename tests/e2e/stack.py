@@ -52,6 +52,20 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 
 
+#: DAGs used only by the end-to-end tests (served next to the examples).
+TEST_DAGS_FOLDER = REPO / "tests" / "e2e" / "dags"
+
+
+def dags_folder_with_test_dags(home: Path) -> Path:
+    """A DAG folder holding the example DAGs (and their data files) plus the end-to-end test DAGs."""
+    folder = home / "dags"
+    folder.mkdir(exist_ok=True)
+    for source in (*DAGS_FOLDER.iterdir(), *TEST_DAGS_FOLDER.glob("*.py")):
+        if source.is_file() and not (folder / source.name).exists():
+            (folder / source.name).symlink_to(source)
+    return folder
+
+
 def airflow_env(home: Path, api_port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The configuration every component shares: one metadata DB, JWT secret and Fernet key."""
     from cryptography.fernet import Fernet
@@ -62,7 +76,7 @@ def airflow_env(home: Path, api_port: int, extra: Mapping[str, str] | None = Non
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder_with_test_dags(home)),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
