@@ -198,8 +198,15 @@ class Store:
 
     def ready_brand(self, brand_id: str) -> BrandRecord:
         brand = self.brand(brand_id, 422)
-        if brand.status(self.clock()) != "ready":
-            raise BloomError(409, "BRAND_NOT_READY", data={"status": brand.status(self.clock())})
+        status = brand.status(self.clock())
+        if status != "ready":
+            # Bloom's spec: only a `ready` brand can generate; `logo_required` needs PUT /brands/{id}/logo.
+            message = (
+                "Brand is not ready for image generation: it needs a logo (PUT /brands/{id}/logo)"
+                if status == "logo_required"
+                else None
+            )
+            raise BloomError(409, "BRAND_NOT_READY", message, data={"status": status})
         return brand
 
     def list_brands(self, workspace_id: str | None) -> list[BrandRecord]:
