@@ -147,6 +147,25 @@ async def image_records(request: Request) -> dict[str, Any]:
     return {"images": [store.internal_record(store.images[i]) for i in ids if i in store.images]}
 
 
+@router.post("/images/reschedule")
+async def reschedule_images(request: Request) -> dict[str, Any]:
+    """Make running images end within ``within_seconds`` from now (``ids``: all when omitted)."""
+    body = await _json_object(request)
+    try:
+        within = float(body.get("within_seconds", 0))
+        ids = body.get("ids")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            raise ValueError("ids must be a list of image ids")
+        if not 0 <= within <= 3600:
+            raise ValueError("within_seconds must be within 0..3600")
+    except (TypeError, ValueError) as exc:
+        raise AdminError(str(exc)) from None
+    emulator = _emulator(request)
+    changed = emulator.store.reschedule_pending(within, ids)
+    emulator.hub.wake_all()  # held long-polls re-read the new end times
+    return {"rescheduled": changed}
+
+
 @router.post("/tokens")
 async def mint_token(request: Request) -> dict[str, Any]:
     """Mint a single-use token for the signed upload endpoints (Bloom mints them via its MCP tools)."""

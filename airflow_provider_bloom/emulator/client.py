@@ -104,6 +104,14 @@ class EmulatorClient:
         records: list[dict[str, Any]] = self._admin("GET", "/images", params=params)["images"]
         return records
 
+    def reschedule_images(self, within_seconds: float, ids: list[str] | None = None) -> list[str]:
+        """Make running images end at random times within ``within_seconds`` from now; returns their ids."""
+        body: dict[str, Any] = {"within_seconds": within_seconds}
+        if ids is not None:
+            body["ids"] = ids
+        changed: list[str] = self._admin("POST", "/images/reschedule", json=body)["rescheduled"]
+        return changed
+
     def mint_upload_token(self, kind: str, brand_id: str | None = None) -> str:
         """A single-use token for the signed upload endpoints (``kind``: ``image`` or ``logo``)."""
         token: str = self._admin("POST", "/tokens", json={"kind": kind, "brand_id": brand_id})["token"]

@@ -594,6 +594,24 @@ class Store:
 
     # ------------------------------------------------------------------ introspection
 
+    def reschedule_pending(self, within_seconds: float, ids: list[str] | None = None) -> list[str]:
+        """Make images still running end at a uniformly random time within ``within_seconds`` from now.
+
+        A test tool: a test can hold images running until its setup is done (say, 100 tasks deferred),
+        then let them finish. Returns the ids that were rescheduled.
+        """
+        now = self.clock()
+        changed: list[str] = []
+        for image_id in ids if ids is not None else list(self.images):
+            record = self.images.get(image_id)
+            if record is None or record.terminal_at is None or record.terminal_at <= now:
+                continue
+            end = now + (self.rng.uniform(0, within_seconds) if within_seconds > 0 else 0.0)
+            record.terminal_at = end
+            record.generating_at = min(record.generating_at or now, end)
+            changed.append(record.id)
+        return changed
+
     def internal_record(self, record: ImageRecord) -> dict[str, Any]:
         """What ``GET /_emulator/images`` shows (timestamps are epoch seconds)."""
         return {

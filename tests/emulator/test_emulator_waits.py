@@ -29,6 +29,30 @@ def test_wait_returns_as_soon_as_the_image_is_terminal(
     assert time.time() - record["terminal_at"] < 1.0
 
 
+def test_rescheduled_images_end_soon_and_wake_held_long_polls(
+    api: httpx.Client, bloom_emulator: EmulatorServer
+) -> None:
+    """The admin tool tests use to hold images running until their setup is done, then finish them."""
+    bloom_emulator.configure(generation_seconds=600)
+    ids = generate(api, variant_count=2)["ids"]
+    done = generate(api)["ids"]
+    result: dict[str, float] = {}
+
+    def hold() -> None:
+        started = time.monotonic()
+        page = data(api.get("/images", params={"ids": ",".join(ids), "wait": "true", "timeout": 30}))
+        assert {image["status"] for image in page["images"]} == {"completed"}
+        result["held"] = time.monotonic() - started
+
+    waiter = threading.Thread(target=hold)
+    waiter.start()
+    time.sleep(0.3)
+    assert bloom_emulator.reschedule_images(0.5, ids=ids) == ids
+    waiter.join(10)
+    assert 0.3 <= result["held"] < 3.0
+    assert bloom_emulator.image_records(done)[0]["status"] in ("pending", "generating")  # others untouched
+
+
 def test_wait_timeout_answers_200_with_the_current_state(
     api: httpx.Client, bloom_emulator: EmulatorServer
 ) -> None:
