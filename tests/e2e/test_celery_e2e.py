@@ -1,0 +1,256 @@
+"""bloom_content_pipeline on the CeleryExecutor, with two triggerers, one of them killed mid-wait.
+
+Past one machine's LocalExecutor: a real Redis broker and a real PostgreSQL metadata database (Debian's
+packages, installed by scripts/install_system_deps.sh where missing, started here as throwaway instances
+on free loopback ports in temporary folders), an ``airflow celery worker`` that runs every task, and two
+triggerers at once. The emulator runs at the demo's speed (3-5 s per image, ``scripts/demo.py``).
+
+While the Bloom waits are deferred and held by a triggerer, that triggerer is killed with SIGKILL (found
+through the ``trigger`` table's ``triggerer_id``): the other one takes its triggers over once the dead
+one's heartbeat is stale, the run succeeds, every task in one try, and exactly one paid POST per planned
+image. docker-compose.yaml's ``celery`` profile runs the same commands and settings
+(tests/test_compose.py checks that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from tests.e2e.stack import (
+    CELERY,
+    TRIGGERER_FAILOVER,
+    AirflowDeployment,
+    ManagedProcess,
+    PostgresCluster,
+    celery_env,
+    ensure_system_deps,
+    load_script,
+    start_emulator,
+    start_redis,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+DAG_ID = "bloom_content_pipeline"
+#: Planned paid requests for the shipped prompts file: 12 generations, 4 story resizes, 3 cut-outs.
+PLANNED = {"images.generate": 12, "images.resize": 4, "images.removeBackground": 3}
+#: The tasks that wait for Bloom (and may defer to a triggerer).
+WAITING_TASKS = ("wait_for_images", "resize_stories", "remove_backgrounds")
+#: Bloom waits deferred to a triggerer that has claimed them (``trigger.triggerer_id`` set).
+HELD_WAITS = """
+    SELECT ti.task_id, ti.map_index, t.id, t.triggerer_id
+    FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id
+    WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.state = 'deferred' AND t.triggerer_id IS NOT NULL
+"""
+
+
+@dataclass
+class CeleryStack:
+    airflow: AirflowDeployment
+    postgres: Any  # PostgresCluster
+    redis: ManagedProcess
+    emulator_process: ManagedProcess
+    emulator: EmulatorClient
+    api_key: str
+    home: Path
+
+    def report(self) -> str:
+        parts = [self.airflow.logs_report()]
+        for process in (self.emulator_process, self.redis, self.postgres.process):
+            if process is not None:
+                parts.append(f"----- {process.name} ({process.log_path}) -----\n{process.tail()}")
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def printing_logs_on_failure(stack: CeleryStack) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        print(stack.report())
+        raise
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
+    ensure_system_deps()
+    home = tmp_path_factory.mktemp("airflow-celery-e2e")
+    log_dir = home / "process-logs"
+    log_dir.mkdir()
+    with contextlib.ExitStack() as cleanup:  # stops whatever was started, in reverse order, also on failure
+        began = time.monotonic()
+        postgres = PostgresCluster(log_dir)
+        cleanup.callback(postgres.stop)
+        postgres.start()
+        redis, broker_url = start_redis(log_dir, home / "redis")
+        cleanup.callback(redis.stop)
+        emulator_process, root_url = start_emulator(
+            log_dir, *load_script("demo").EMULATOR_ARGS, "--rate-limit", "0", "--validate-responses"
+        )
+        cleanup.callback(emulator_process.stop)
+        emulator = EmulatorClient(root_url)
+        cleanup.callback(emulator.close)
+        api_key = f"bloom_sk_e2e_{secrets.token_hex(12)}"
+        connection = {
+            "conn_type": "bloom",
+            "host": f"{root_url}/api/v1",
+            "password": api_key,
+            "extra": {"brand_session_id": DEFAULT_BRAND_ID},
+        }
+        airflow = AirflowDeployment(
+            home,
+            {
+                "AIRFLOW_CONN_BLOOM_DEFAULT": json.dumps(connection),
+                **celery_env(broker_url, postgres.celery_result_backend),
+                **TRIGGERER_FAILOVER,
+            },
+            executor=CELERY,
+            database_url=postgres.url,
+            triggerers=2,
+        )
+        cleanup.callback(airflow.close)
+        result = CeleryStack(airflow, postgres, redis, emulator_process, emulator, api_key, home)
+        with printing_logs_on_failure(result):
+            services = time.monotonic()
+            airflow.migrate()
+            migrated = time.monotonic()
+            airflow.start()
+            airflow.wait_for_dag(DAG_ID)
+            print(
+                f"celery e2e: postgres+redis+emulator {services - began:.1f}s, db migrate "
+                f"{migrated - services:.1f}s, start-up {time.monotonic() - migrated:.1f}s"
+            )
+            airflow.api.send("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        yield result
+
+
+def run_path(run_id: str) -> str:
+    return f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+
+
+def ti_key(task_id: str, map_index: int) -> str:
+    return task_id if map_index < 0 else f"{task_id}[{map_index}]"
+
+
+def held_waits(stack: CeleryStack, connection: Any, run_id: str) -> dict[str, int]:
+    """Deferred Bloom waits and the triggerer job holding each (read straight from the trigger table)."""
+    with connection.cursor() as cursor:
+        cursor.execute(HELD_WAITS, (DAG_ID, run_id))
+        rows = cursor.fetchall()
+    return {
+        ti_key(task, index): int(triggerer) for task, index, _, triggerer in rows if task in WAITING_TASKS
+    }
+
+
+@dataclass
+class Takeover:
+    killed_job: int
+    killed_name: str
+    held: dict[str, int]
+    #: For each wait the killed triggerer held: every triggerer job seen holding it after the kill.
+    holders_after: dict[str, set[int]] = field(default_factory=dict)
+
+
+def trigger_logs(stack: CeleryStack, run_id: str, key: str) -> dict[int, str]:
+    """A task instance's trigger log files, by the id of the triggerer job that wrote each."""
+    task_id, _, index = key.partition("[")
+    folder = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
+    if index:
+        folder /= f"map_index={index.rstrip(']')}"
+    return {
+        int(path.name.rsplit(".", 2)[-2]): path.read_text(errors="replace")
+        for path in folder.glob("attempt=1.log.trigger.*.log")
+    }
+
+
+def paid(stack: CeleryStack) -> dict[str, Any]:
+    counters = stack.emulator.requests()
+    by_operation = counters["by_operation"]
+    return {"total": counters["paid_posts"], **{op: by_operation.get(op, 0) for op in PLANNED}}
+
+
+def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
+    stack: CeleryStack, tmp_path: Path
+) -> None:
+    stack.emulator.reset()
+    output = tmp_path / "output"
+    airflow = stack.airflow
+    connection = stack.postgres.connect()
+    connection.autocommit = True
+    try:
+        with printing_logs_on_failure(stack):
+            began = time.monotonic()
+            run = airflow.api.send(
+                "POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"output": str(output)}}
+            )
+            run_id = str(run["dag_run_id"])
+
+            def waits_held() -> dict[str, int] | None:
+                """Deferred waits claimed by a triggerer that has started running them (its trigger log)."""
+                airflow.check_alive()
+                held = held_waits(stack, connection, run_id)
+                started = {k: j for k, j in held.items() if j in trigger_logs(stack, run_id, k)}
+                return started or None
+
+            held = wait_until("Bloom waits held by a triggerer", waits_held, 240, interval=0.05)
+            job = next(iter(held.values()))
+            name = {job_id: name for name, job_id in airflow.triggerer_jobs.items()}[job]
+            airflow.processes[name].kill()  # SIGKILL to its process group: no clean shutdown
+            takeover = Takeover(job, name, {k: j for k, j in held.items() if j == job})
+            killed_at = time.monotonic()
+            print(
+                f"celery e2e: killed {name} (job {job}) holding {sorted(takeover.held)} at {killed_at - began:.1f}s"
+            )
+            survivors = [n for n in airflow.triggerers if n != name]
+
+            deadline = time.monotonic() + 240
+            while True:
+                airflow.check_alive([n for n in airflow.processes if n != name])
+                for key, holder in held_waits(stack, connection, run_id).items():
+                    if key in takeover.held:
+                        takeover.holders_after.setdefault(key, set()).add(holder)
+                state = airflow.api.get(run_path(run_id))["state"]
+                if state in ("success", "failed") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            tis = airflow.api.paged(f"{run_path(run_id)}/taskInstances", "task_instances")
+            states = {ti_key(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
+            print(
+                f"celery e2e: run {time.monotonic() - began:.1f}s ({state}), {time.monotonic() - killed_at:.1f}s after the kill"
+            )
+            assert state == "success", states
+            worker_log = airflow.processes["celery-worker"].log_path.read_text(errors="replace")
+    finally:
+        connection.close()
+
+    # Every task ran on the Celery worker, in one try.
+    assert all(s in ("success", "skipped") for s in states.values()), states
+    assert {
+        ti_key(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in tis if ti["state"] == "success"
+    } == {key: 1 for key, s in states.items() if s == "success"}
+    executed = worker_log.count("Executing workload in Celery")
+    assert executed >= sum(1 for s in states.values() if s == "success"), executed
+    # The killed triggerer had started each of its waits; the survivor took each over and fired its event.
+    (survivor_job,) = {airflow.triggerer_jobs[n] for n in survivors}
+    for key in takeover.held:
+        logs = trigger_logs(stack, run_id, key)
+        assert takeover.killed_job in logs, (key, sorted(logs))
+        assert "Trigger fired event" not in logs[takeover.killed_job], key
+        assert survivor_job in logs and "Trigger fired event" in logs[survivor_job], (key, sorted(logs))
+        assert takeover.holders_after.get(key, {survivor_job}) <= {takeover.killed_job, survivor_job}
+    # Files on disk, one paid POST per planned image: nothing paid twice across the crash.
+    assert len(list(output.rglob("*.png"))) == 12 and len(list(output.rglob("manifest.json"))) == 1
+    assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}
+    assert stack.emulator.violations() == []
