@@ -181,6 +181,15 @@ def paid(stack: CeleryStack) -> dict[str, Any]:
     return {"total": counters["paid_posts"], **{op: by_operation.get(op, 0) for op in PLANNED}}
 
 
+def assert_key_nowhere(stack: CeleryStack) -> None:
+    """No task or trigger log, nor any process's output, holds the API key."""
+    logs = [p for p in (stack.home / "logs").rglob("*") if p.is_file()]
+    logs += [p for p in (stack.home / "process-logs").glob("*.log")]
+    assert any("Bloom accepted the generation" in p.read_text(errors="replace") for p in logs)
+    for path in logs:
+        assert stack.api_key not in path.read_text(errors="replace"), f"API key in {path}"
+
+
 def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
     stack: CeleryStack, tmp_path: Path
 ) -> None:
@@ -197,23 +206,22 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
             )
             run_id = str(run["dag_run_id"])
 
-            def waits_held() -> dict[str, int] | None:
+            def waits_started() -> dict[str, int] | None:
                 """Deferred waits claimed by a triggerer that has started running them (its trigger log)."""
                 airflow.check_alive()
                 held = held_waits(stack, connection, run_id)
-                started = {k: j for k, j in held.items() if j in trigger_logs(stack, run_id, k)}
-                return started or None
+                return {k: job for k, job in held.items() if job in trigger_logs(stack, run_id, k)} or None
 
-            held = wait_until("Bloom waits held by a triggerer", waits_held, 240, interval=0.05)
+            held = wait_until("Bloom waits held by a triggerer", waits_started, 240, interval=0.05)
             job = next(iter(held.values()))
             name = {job_id: name for name, job_id in airflow.triggerer_jobs.items()}[job]
+            paid_before_kill = paid(stack)
             airflow.processes[name].kill()  # SIGKILL to its process group: no clean shutdown
-            takeover = Takeover(job, name, {k: j for k, j in held.items() if j == job})
             killed_at = time.monotonic()
-            print(
-                f"celery e2e: killed {name} (job {job}) holding {sorted(takeover.held)} at {killed_at - began:.1f}s"
-            )
-            survivors = [n for n in airflow.triggerers if n != name]
+            takeover = Takeover(job, name, {k: j for k, j in held.items() if j == job})
+            print(f"celery e2e: killed {name} (job {job}) holding {sorted(takeover.held)}, paid {paid_before_kill}")
+            print(f"celery e2e: kill at {killed_at - began:.1f}s after the trigger")
+            (survivor,) = [n for n in airflow.triggerers if n != name]
 
             deadline = time.monotonic() + 240
             while True:
@@ -225,32 +233,29 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
                 if state in ("success", "failed") or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
+            ended = time.monotonic()
+            print(f"celery e2e: run {ended - began:.1f}s ({state}), {ended - killed_at:.1f}s after the kill")
             tis = airflow.api.paged(f"{run_path(run_id)}/taskInstances", "task_instances")
             states = {ti_key(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
-            print(
-                f"celery e2e: run {time.monotonic() - began:.1f}s ({state}), {time.monotonic() - killed_at:.1f}s after the kill"
-            )
             assert state == "success", states
             worker_log = airflow.processes["celery-worker"].log_path.read_text(errors="replace")
     finally:
         connection.close()
 
-    # Every task ran on the Celery worker, in one try.
-    assert all(s in ("success", "skipped") for s in states.values()), states
-    assert {
-        ti_key(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in tis if ti["state"] == "success"
-    } == {key: 1 for key, s in states.items() if s == "success"}
-    executed = worker_log.count("Executing workload in Celery")
-    assert executed >= sum(1 for s in states.values() if s == "success"), executed
+    # Every task succeeded (or was skipped by its branch) in one try, run by the Celery worker.
+    assert set(states.values()) <= {"success", "skipped"}, states
+    tries = {ti_key(t["task_id"], t["map_index"]): t["try_number"] for t in tis if t["state"] == "success"}
+    assert tries and set(tries.values()) == {1}, tries
+    assert worker_log.count("Executing workload in Celery") >= len(tries)
     # The killed triggerer had started each of its waits; the survivor took each over and fired its event.
-    (survivor_job,) = {airflow.triggerer_jobs[n] for n in survivors}
+    survivor_job = airflow.triggerer_jobs[survivor]
     for key in takeover.held:
         logs = trigger_logs(stack, run_id, key)
-        assert takeover.killed_job in logs, (key, sorted(logs))
-        assert "Trigger fired event" not in logs[takeover.killed_job], key
+        assert takeover.killed_job in logs and "starting" in logs[takeover.killed_job], (key, sorted(logs))
         assert survivor_job in logs and "Trigger fired event" in logs[survivor_job], (key, sorted(logs))
-        assert takeover.holders_after.get(key, {survivor_job}) <= {takeover.killed_job, survivor_job}
+        assert takeover.holders_after.get(key, set()) <= {takeover.killed_job, survivor_job}
     # Files on disk, one paid POST per planned image: nothing paid twice across the crash.
     assert len(list(output.rglob("*.png"))) == 12 and len(list(output.rglob("manifest.json"))) == 1
     assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}
     assert stack.emulator.violations() == []
+    assert_key_nowhere(stack)
