@@ -218,7 +218,7 @@ class PostgresCluster:
         self.port = free_port()
         self.root: Path | None = None
         self.process: ManagedProcess | None = None
-        self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        self._owner: pwd.struct_passwd | None = None
 
     @property
     def url(self) -> str:
@@ -246,6 +246,8 @@ class PostgresCluster:
         initdb, postgres = system_binary("initdb"), system_binary("postgres")
         if initdb is None or postgres is None:
             raise RuntimeError(f"PostgreSQL is not installed (run {INSTALL_SYSTEM_DEPS})")
+        if os.geteuid() == 0:
+            self._owner = pwd.getpwnam("postgres")  # created by Debian's postgresql package
         self.root = Path(tempfile.mkdtemp(prefix="bloom-e2e-pg-"))
         data, sockets, pwfile = self.root / "data", self.root / "sockets", self.root / "pwfile"
         sockets.mkdir()

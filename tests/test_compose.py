@@ -23,7 +23,18 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.e2e.stack import AIRFLOW_COMPONENTS, EMULATOR_MODULE, REPO, load_script
+from tests.e2e.stack import (
+    AIRFLOW_COMPONENTS,
+    CELERY,
+    CELERY_SETTINGS,
+    CELERY_TRIGGERERS,
+    EMULATOR_MODULE,
+    REPO,
+    TRIGGERER_FAILOVER,
+    PostgresCluster,
+    component_commands,
+    load_script,
+)
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -36,7 +47,9 @@ AIRFLOW_SERVICES = {
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
 }
-CELERY_SERVICES = {"redis", "airflow-worker"}
+CELERY_SERVICES = {"redis", "airflow-worker", "airflow-triggerer-2"}
+#: Every service that runs an Airflow component (all but postgres, redis, the emulator and the init job).
+AIRFLOW_RUNNING = [*AIRFLOW_SERVICES, "airflow-triggerer-2", "airflow-worker"]
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
 
@@ -137,6 +150,35 @@ def test_local_executor_by_default_and_celery_as_a_profile(services: dict[str, d
     assert services["airflow-worker"]["environment"]["DUMB_INIT_SETSID"] == "0"
 
 
+def test_celery_profile_runs_what_the_celery_end_to_end_test_runs() -> None:
+    """`--profile celery` with AIRFLOW_EXECUTOR=CeleryExecutor: tests/e2e/test_celery_e2e.py's deployment."""
+    services = load_compose({"AIRFLOW_EXECUTOR": CELERY})["services"]
+    running = {name: services[name] for name in AIRFLOW_RUNNING}
+    # The same processes: the four components, a second triggerer and `airflow celery worker`.
+    expected = component_commands(CELERY, CELERY_TRIGGERERS)
+    assert sorted(command_words(s) for s in running.values()) == sorted(expected.values())
+    assert sum(command_words(s) == ["triggerer"] for s in running.values()) == CELERY_TRIGGERERS == 2
+    # The same settings, on every Airflow process.
+    for name, service in running.items():
+        env = service["environment"]
+        assert {k: env.get(k) for k in CELERY_SETTINGS} == CELERY_SETTINGS, name
+        assert {k: env.get(k) for k in TRIGGERER_FAILOVER} == TRIGGERER_FAILOVER, name
+    # The same kinds of broker, metadata DB and result backend (drivers named alike), at other addresses.
+    env = running["airflow-worker"]["environment"]
+    cluster = PostgresCluster(Path("unused"))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].split("://")[0] == cluster.url.split("://")[0]
+    assert (
+        env["AIRFLOW__CELERY__RESULT_BACKEND"].split("://")[0]
+        == cluster.celery_result_backend.split("://")[0]
+    )
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and env[
+        "AIRFLOW__CELERY__BROKER_URL"
+    ].endswith("/0")
+    # Deferred tasks need a triggerer in every shape; the extra one only comes with the celery profile.
+    assert "profiles" not in services["airflow-triggerer"]
+    assert services["airflow-triggerer-2"]["healthcheck"] == services["airflow-triggerer"]["healthcheck"]
+
+
 def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if name == "airflow-init":
@@ -155,7 +197,7 @@ def test_one_jwt_secret_and_one_fernet_key_for_all_components(services: dict[str
     text = COMPOSE_FILE.read_text()
     for variable in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"):
         assert text.count(f"{variable}:") == 1, f"{variable}: defined once, in the x-airflow-secrets anchor"
-        values = {services[name]["environment"][variable] for name in [*AIRFLOW_SERVICES, "airflow-worker"]}
+        values = {services[name]["environment"][variable] for name in AIRFLOW_RUNNING}
         assert len(values) == 1 and values != {""}, variable
     # HS512 wants at least 64 bytes of secret (PyJWT warns below that).
     assert len(services["airflow-scheduler"]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 64
@@ -169,7 +211,7 @@ def test_dags_folder_is_dags_examples_as_in_the_standalone_path(services: dict[s
     demo = load_script("demo")
     assert demo.DAGS_FOLDER == REPO / "dags_examples"
     assert Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) == demo.DAGS_FOLDER  # what the tests parse
-    for name in [*AIRFLOW_SERVICES, "airflow-worker"]:
+    for name in AIRFLOW_RUNNING:
         service = services[name]
         target = service["environment"]["AIRFLOW__CORE__DAGS_FOLDER"]
         mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}

@@ -57,6 +57,8 @@ ensure_system_deps = _local.ensure_system_deps
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 CELERY = "CeleryExecutor"
+#: Triggerers of the CeleryExecutor deployment (and of docker-compose.yaml's ``celery`` profile).
+CELERY_TRIGGERERS = 2
 #: What the CeleryExecutor deployment sets beyond the shared configuration and its broker/result backend
 #: URLs; docker-compose.yaml's ``celery`` profile sets the same (tests/test_compose.py checks it).
 CELERY_SETTINGS = {

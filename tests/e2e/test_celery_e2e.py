@@ -29,6 +29,7 @@ import pytest
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
 from tests.e2e.stack import (
     CELERY,
+    CELERY_TRIGGERERS,
     TRIGGERER_FAILOVER,
     AirflowDeployment,
     ManagedProcess,
@@ -118,7 +119,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
             },
             executor=CELERY,
             database_url=postgres.url,
-            triggerers=2,
+            triggerers=CELERY_TRIGGERERS,
         )
         cleanup.callback(airflow.close)
         result = CeleryStack(airflow, postgres, redis, emulator_process, emulator, api_key, home)
@@ -219,8 +220,8 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
             airflow.processes[name].kill()  # SIGKILL to its process group: no clean shutdown
             killed_at = time.monotonic()
             takeover = Takeover(job, name, {k: j for k, j in held.items() if j == job})
-            print(f"celery e2e: killed {name} (job {job}) holding {sorted(takeover.held)}, paid {paid_before_kill}")
-            print(f"celery e2e: kill at {killed_at - began:.1f}s after the trigger")
+            print(f"celery e2e: killed {name} (job {job}) holding {sorted(takeover.held)}")
+            print(f"celery e2e: kill at {killed_at - began:.1f}s after the trigger, paid: {paid_before_kill}")
             (survivor,) = [n for n in airflow.triggerers if n != name]
 
             deadline = time.monotonic() + 240
