@@ -211,7 +211,12 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
                 """Deferred waits claimed by a triggerer that has started running them (its trigger log)."""
                 airflow.check_alive()
                 held = held_waits(stack, connection, run_id)
-                return {k: job for k, job in held.items() if job in trigger_logs(stack, run_id, k)} or None
+                started = {
+                    k: job
+                    for k, job in held.items()
+                    if "starting" in trigger_logs(stack, run_id, k).get(job, "")
+                }
+                return started or None
 
             held = wait_until("Bloom waits held by a triggerer", waits_started, 240, interval=0.05)
             job = next(iter(held.values()))
@@ -224,12 +229,19 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
             print(f"celery e2e: kill at {killed_at - began:.1f}s after the trigger, paid: {paid_before_kill}")
             (survivor,) = [n for n in airflow.triggerers if n != name]
 
+            survivor_job = airflow.triggerer_jobs[survivor]
+            taken_over_after: float | None = None
             deadline = time.monotonic() + 240
             while True:
                 airflow.check_alive([n for n in airflow.processes if n != name])
                 for key, holder in held_waits(stack, connection, run_id).items():
                     if key in takeover.held:
                         takeover.holders_after.setdefault(key, set()).add(holder)
+                if taken_over_after is None and all(
+                    survivor_job in trigger_logs(stack, run_id, key) for key in takeover.held
+                ):
+                    taken_over_after = time.monotonic() - killed_at
+                    print(f"celery e2e: taken over {taken_over_after:.1f}s after the kill")
                 state = airflow.api.get(run_path(run_id))["state"]
                 if state in ("success", "failed") or time.monotonic() > deadline:
                     break
@@ -249,7 +261,6 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
     assert tries and set(tries.values()) == {1}, tries
     assert worker_log.count("Executing workload in Celery") >= len(tries)
     # The killed triggerer had started each of its waits; the survivor took each over and fired its event.
-    survivor_job = airflow.triggerer_jobs[survivor]
     for key in takeover.held:
         logs = trigger_logs(stack, run_id, key)
         assert takeover.killed_job in logs and "starting" in logs[takeover.killed_job], (key, sorted(logs))
