@@ -28,11 +28,10 @@ if [[ $(id -u) -ne 0 ]]; then
     fi
 fi
 echo "install_system_deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt=("${sudo[@]}" apt-get -q -o DPkg::Lock::Timeout=600)
+# Wait for another apt/dpkg run (e.g. another project script installing a browser) instead of failing.
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
 "${apt[@]}" update
-# RUNLEVEL=1 keeps Debian's maintainer scripts from starting the packaged services on machines
-# without a policy-rc.d; the test runs its own instances.
-"${sudo[@]}" env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
-    apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${missing[@]}"
+# Should the packages start their own services (machines without a policy-rc.d), nothing uses them:
+# the test's instances listen on other, free ports.
+"${apt[@]}" -y install --no-install-recommends "${missing[@]}"
 have_redis && have_postgres
