@@ -193,18 +193,14 @@ class AirflowDeployment:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.api_port = free_port()
         self.executor = executor
-        self.env = airflow_env(
-            home, self.api_port, {"AIRFLOW__CORE__EXECUTOR": executor, **(extra_env or {})}
-        )
-        if database_url is not None:
-            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database_url
+        extra = {"AIRFLOW__CORE__EXECUTOR": executor, **(extra_env or {})}
+        self.env = airflow_env(home, self.api_port, extra, database_url)
         password = secrets.token_urlsafe(16)
         (home / "passwords.json").write_text(json.dumps({ADMIN_USER: password}))
         self.api = AirflowApi(f"http://127.0.0.1:{self.api_port}", password)
         airflow = [sys.executable, "-m", "airflow"]
-        commands = {
-            name: [*airflow, *words] for name, words in component_commands(executor, triggerers).items()
-        }
+        components = component_commands(executor, triggerers)
+        commands = {name: [*airflow, *words] for name, words in components.items()}
         commands["api-server"] += ["--host", "127.0.0.1", "--port", str(self.api_port)]
         assert tuple(commands)[: len(AIRFLOW_COMPONENTS)] == AIRFLOW_COMPONENTS
         #: The triggerer processes, in start order.
