@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, TERMINAL_IMAGE_STATUSES, check_uuid
+from airflow_provider_bloom._spec import TERMINAL_IMAGE_STATUSES, check_uuid
 from airflow_provider_bloom.exceptions import BloomInputError
 
 #: The fields of an image record that go to XCom: small and JSON-native.
@@ -72,8 +72,3 @@ def flatten_image_ids(value: Any, field: str = "image_ids") -> list[str]:
     if not unique:
         raise BloomInputError(field, "no image ids were given")
     return unique
-
-
-def wait_window(seconds_left: float, poll_timeout: int = MAX_WAIT_SECONDS) -> int:
-    """The ``timeout`` of the next long-poll: what is left of the deadline, within Bloom's 1..295."""
-    return int(max(1, min(poll_timeout, MAX_WAIT_SECONDS, int(seconds_left) or 1)))

@@ -34,6 +34,11 @@ import requests
 import tenacity
 
 from airflow_provider_bloom import __version__
+from airflow_provider_bloom._budget import (
+    DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_WAIT_REQUESTS_PER_MINUTE,
+    credential_fingerprint,
+)
 from airflow_provider_bloom._spec import (
     DEFAULT_BASE_URL,
     MAX_UPLOAD_BYTES,
@@ -159,6 +164,10 @@ class ClientSettings:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_retry_after: float = 120.0
+    #: Requests per minute the triggerer's wait hub may send on this credential (Bloom allows 120).
+    wait_requests_per_minute: int = DEFAULT_WAIT_REQUESTS_PER_MINUTE
+    #: Requests per minute one task may send in a loop (post-processing, uploads, deletions).
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
 
     def __post_init__(self) -> None:
         if self.auth_header not in {"x-api-key", "bearer"}:
@@ -170,6 +179,21 @@ class ClientSettings:
             raise BloomInputError("oauth_client_secret", "is required with oauth_client_id")
         if self.max_retries < 0 or self.timeout <= 0:
             raise BloomInputError("max_retries/timeout", "must be >= 0 and > 0")
+        for name in ("wait_requests_per_minute", "requests_per_minute"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 6000:
+                raise BloomInputError(
+                    name, f"must be a whole number of requests per minute >= 1; got {value!r}"
+                )
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way fingerprint of the credential (key, or OAuth client): safe in names and logs."""
+        if self.uses_oauth:
+            return credential_fingerprint(
+                "oauth", self.oauth_client_id, self.oauth_client_secret, self.token_url
+            )
+        return credential_fingerprint("key", self.api_key, self.auth_header)
 
     @property
     def uses_oauth(self) -> bool:
@@ -184,7 +208,7 @@ class ClientSettings:
 
     def __repr__(self) -> str:  # never the key or the client secret
         auth = "oauth" if self.uses_oauth else (self.auth_header if self.api_key else "none")
-        return f"ClientSettings(base_url={self.base_url!r}, auth={auth})"
+        return f"ClientSettings(base_url={self.base_url!r}, auth={auth}, credential={self.fingerprint})"
 
 
 def same_origin(a: str, b: str) -> bool:

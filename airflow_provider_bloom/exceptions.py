@@ -127,6 +127,18 @@ class BloomTransportError(BloomError):
         super().__init__(message)
 
 
+class BloomImagesMissingError(BloomError):
+    """Bloom did not return some of the ids asked for (deleted, or not visible to this key)."""
+
+    permanent = True
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = list(missing)
+        super().__init__(
+            f"Bloom did not return these images (deleted, or not visible to this key): {self.missing}"
+        )
+
+
 MAYBE_CHARGED_HINT = (
     "The request was sent but its answer was lost, so Bloom may have accepted it and charged for it. "
     "It was not retried automatically (Bloom has no idempotency key). Check before retrying: "

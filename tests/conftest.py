@@ -67,3 +67,13 @@ def bloom_conn(bloom_emulator, monkeypatch):
 @pytest.fixture
 def airflow_home() -> Path:
     return _HOME
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connection_lookups():
+    """Tests change connections between them: the triggers' short lookup cache must not carry over."""
+    from airflow_provider_bloom.triggers.hub import forget_connections
+
+    forget_connections()
+    yield
+    forget_connections()

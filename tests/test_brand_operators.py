@@ -162,7 +162,9 @@ async def events_of(trigger: BloomBrandTrigger) -> list[dict]:
 
 def test_trigger_serializes_only_primitives_and_never_the_key(bloom_conn):
     brand_id = str(uuid.uuid4())
-    trigger = BloomBrandTrigger(brand_id=brand_id, deadline=1_900_000_000.5, poll_timeout=60, retry_delay=0.5)
+    trigger = BloomBrandTrigger(
+        brand_id=brand_id, deadline=1_900_000_000.5, poll_timeout=60, retry_delay=0.5, not_before=1.5e9
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_bloom.triggers.brands.BloomBrandTrigger"
     assert kwargs == {
@@ -171,6 +173,7 @@ def test_trigger_serializes_only_primitives_and_never_the_key(bloom_conn):
         "bloom_conn_id": "bloom_default",
         "poll_timeout": 60,
         "retry_delay": 0.5,
+        "not_before": 1.5e9,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)

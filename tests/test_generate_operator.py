@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -226,6 +227,8 @@ def test_wait_for_completion_returns_the_records(bloom_conn, dag_run, deferrable
             variant_count=2,
             wait_for_completion=True,
             deferrable=deferrable,
+            defer_after=0,  # defer at once (dag.test() runs the trigger in line)
+            min_defer_seconds=0,
         )
     run = dag_run(dag)
     assert run.state == "success"
@@ -235,6 +238,57 @@ def test_wait_for_completion_returns_the_records(bloom_conn, dag_run, deferrable
     assert ("[DAG TEST] running trigger in line" in run.log) is deferrable
     assert bloom_conn.requests()["by_operation"]["images.list"] == 1
     assert bloom_conn.requests()["paid_posts"] == 1
+
+
+def test_a_fast_wait_finishes_in_the_worker_without_deferring(bloom_conn, dag_run):
+    """Images that end within ``defer_after`` need no deferral: one long-poll from the worker."""
+    bloom_conn.configure(generation_seconds=0.5)
+    with DAG("gen_wait_fast", schedule=None, start_date=START) as dag:
+        GenerateImageOperator(
+            task_id="gen", prompt="a quick sketch", wait_for_completion=True, deferrable=True, defer_after=8
+        )
+    run = dag_run(dag)
+    assert run.state == "success"
+    assert [r["status"] for r in run.xcom("gen")] == ["completed"]
+    assert "[DAG TEST] running trigger in line" not in run.log
+    assert "ended within defer_after: no deferral" in run.log
+    assert bloom_conn.requests()["by_operation"]["images.list"] == 1
+
+
+def test_a_slow_wait_defers_after_defer_after_and_fires_no_sooner_than_min_defer_seconds(bloom_conn, dag_run):
+    bloom_conn.configure(generation_seconds=2.5)
+    with DAG("gen_wait_slow", schedule=None, start_date=START) as dag:
+        GenerateImageOperator(
+            task_id="gen",
+            prompt="a slow oil painting",
+            wait_for_completion=True,
+            deferrable=True,
+            defer_after=1,
+            min_defer_seconds=3,
+        )
+    started = time.monotonic()
+    run = dag_run(dag)
+    assert run.state == "success"
+    assert "[DAG TEST] running trigger in line" in run.log
+    # Deferred after ~1 s; the images ended ~1.5 s later, but the event waited for min_defer_seconds.
+    assert time.monotonic() - started >= 1 + 3
+    assert bloom_conn.requests()["by_operation"]["images.list"] == 2  # the worker's, then the hub's
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"defer_after": -1}, "defer_after"),
+        ({"defer_after": float("nan")}, "defer_after"),
+        ({"defer_after": 300}, "defer_after"),
+        ({"min_defer_seconds": float("inf")}, "min_defer_seconds"),
+        ({"wait_timeout": float("inf")}, "wait_timeout"),
+    ],
+)
+def test_wait_options_are_checked_when_the_dag_is_parsed(kwargs, field):
+    with pytest.raises(BloomInputError) as err:
+        GenerateImageOperator(task_id="bad", prompt="p", wait_for_completion=True, **kwargs)
+    assert err.value.field == field
 
 
 def test_deferrable_defaults_to_the_airflow_setting(monkeypatch):
@@ -308,11 +362,12 @@ def test_a_lost_answer_fails_without_retry_saying_it_may_have_been_charged(bloom
 
 
 def test_a_retry_after_the_answer_was_stored_reuses_the_ids(bloom_conn, dag_run, monkeypatch):
-    """Airflow 3.3 ``task_state_store``, a real second try under one ``dag.test()`` (retries=1,
-    retry_delay=0): try 1 posts, stores Bloom's answer, then its wait fails (503s beyond the client's
-    retries); try 2 finds the stored ids, does not post again and waits for the same images."""
+    """Airflow 3.3 ``task_state_store``, a real second try under one ``dag.test()`` (retry_delay=0):
+    try 1 posts, stores Bloom's answer, then its wait times out in a 503 storm (asked again with backoff
+    until ``wait_timeout``); a later try finds the stored ids, does not post again and waits for the
+    same images."""
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
-    bloom_conn.add_fault("images.list", "status", count=1, status=503)
+    bloom_conn.add_fault("images.list", "status", count=3, status=503)
     with DAG("gen_retry_reuses", schedule=None, start_date=START) as dag:
         GenerateImageOperator(
             task_id="gen",
@@ -320,12 +375,13 @@ def test_a_retry_after_the_answer_was_stored_reuses_the_ids(bloom_conn, dag_run,
             variant_count=2,
             wait_for_completion=True,
             deferrable=False,
-            retries=1,
+            wait_timeout=2,
+            retries=3,
             retry_delay=timedelta(0),
         )
     run = dag_run(dag)
     assert run.state_of("gen") == "success"
-    assert run.tries_of("gen") == 2
+    assert run.tries_of("gen") >= 2
     assert generations(bloom_conn) == 1
     assert bloom_conn.requests()["paid_posts_effective"] == 1
     generated = [image["id"] for image in bloom_conn.image_records() if image["source"] == "generated"]

@@ -34,7 +34,8 @@ RECORD_FIELDS = {
     "prompt",
 }
 MODES = {
-    "deferrable": {"deferrable": True},
+    # defer at once: dag.test() runs the trigger in line (fast waits that end in the worker have their test)
+    "deferrable": {"deferrable": True, "defer_after": 0, "min_defer_seconds": 0},
     "poke": {"deferrable": False, "mode": "poke", "poke_interval": 0.1},
     "reschedule": {"deferrable": False, "mode": "reschedule", "poke_interval": 0.1},
 }

@@ -60,7 +60,12 @@ async def until(predicate, what: str, limit: float = 10.0) -> None:
 def test_serialize_round_trip_holds_only_primitives_and_no_key(bloom_conn, bloom_api_key):
     ids = [str(uuid.uuid4()) for _ in range(3)]
     trigger = BloomImagesTrigger(
-        image_ids=ids, deadline=1_900_000_000.5, poll_timeout=120, include_urls=True, retry_delay=0.5
+        image_ids=ids,
+        deadline=1_900_000_000.5,
+        poll_timeout=120,
+        include_urls=True,
+        retry_delay=0.5,
+        not_before=1_899_999_000.0,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_bloom.triggers.images.BloomImagesTrigger"
@@ -71,6 +76,7 @@ def test_serialize_round_trip_holds_only_primitives_and_no_key(bloom_conn, bloom
         "poll_timeout": 120,
         "include_urls": True,
         "retry_delay": 0.5,
+        "not_before": 1_899_999_000.0,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs  # JSON-native
     rebuilt = import_string(classpath)(**kwargs)

@@ -16,8 +16,8 @@ except ImportError:  # pragma: no cover - Airflow 3.1
     from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
 
 from airflow_provider_bloom import _CONN_FIELDS, _UI_FIELD_BEHAVIOUR
-from airflow_provider_bloom._images import is_terminal, wait_window
-from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids, chunked
+from airflow_provider_bloom._budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_WAIT_REQUESTS_PER_MINUTE
+from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids
 from airflow_provider_bloom.client import (
     JSON,
     AsyncBloomClient,
@@ -27,6 +27,13 @@ from airflow_provider_bloom.client import (
     FileInput,
 )
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.waiting import (
+    ImageWait,
+    check_poll_timeout,
+    is_transient,
+    transient_delay,
+    wait_window,
+)
 
 
 def _extras(conn: Any) -> dict[str, Any]:
@@ -72,6 +79,10 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
         brand_session_id=extras.get("brand_session_id") or None,
         timeout=_number(extras, "timeout", float, 60.0),
         max_retries=_number(extras, "max_retries", int, 5),
+        wait_requests_per_minute=_number(
+            extras, "wait_requests_per_minute", int, DEFAULT_WAIT_REQUESTS_PER_MINUTE
+        ),
+        requests_per_minute=_number(extras, "requests_per_minute", int, DEFAULT_REQUESTS_PER_MINUTE),
     )
 
 
@@ -194,36 +205,45 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         timeout: float = 600,
         poll_timeout: int = 295,
         include_urls: bool | None = None,
+        *,
+        retry_transient: bool = True,
+        retry_delay: float = 1.0,
     ) -> list[JSON]:
         """Long-poll ``GET /images?ids=...&wait=true`` per chunk of <= 50 ids until all are terminal.
 
-        Returns the image records in the order of ``ids``; images still running
-        at the deadline are returned as they are (check their ``status``).
+        Returns the image records in the order of ``ids``; images still running at the deadline
+        are returned as they are (check their ``status``; an id never answered has ``status`` None).
+        The decisions are those of :class:`~airflow_provider_bloom.waiting.ImageWait`, shared with the
+        triggerer: an id Bloom does not return raises ``BloomImagesMissingError``; a transient error
+        (after the client's own retries) is asked again after a backoff until the deadline, unless
+        ``retry_transient`` is False.
         """
         if isinstance(ids, str):
             ids = [ids]
-        ids = check_ids("ids", list(ids), maximum=len(ids) or 1)
+        state = ImageWait(check_ids("ids", list(ids), maximum=len(ids) or 1))
+        check_poll_timeout(poll_timeout)
         deadline = time.monotonic() + timeout
-        records: dict[str, JSON] = {}
-        for chunk in chunked(ids):
-            pending = list(chunk)
-            while pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
+        failures = 0
+        while not state.done and (left := deadline - time.monotonic()) > 0:
+            for batch in state.batches():
+                try:
+                    page = self.list_images(
+                        ids=batch,
+                        wait=True,
+                        timeout=wait_window(left, poll_timeout),
+                        include_urls=include_urls,
+                    )
+                except BloomError as exc:
+                    if not retry_transient or not is_transient(exc):
+                        raise
+                    failures += 1
+                    time.sleep(transient_delay(exc, failures, retry_delay, deadline - time.monotonic()))
                     break
-                page = self.list_images(
-                    ids=pending,
-                    wait=True,
-                    timeout=wait_window(left, poll_timeout),
-                    include_urls=include_urls,
-                )
-                for image in page.get("images", []):
-                    records[image["id"]] = image
-                pending = [i for i in pending if not is_terminal(records.get(i, {}))]
-        missing = [i for i in ids if i not in records]
-        if missing:
-            raise BloomError(f"Bloom did not return these images (deleted or not yours?): {missing}")
-        return [records[i] for i in ids]
+                failures = 0
+                state.apply(batch, page)
+                if (left := deadline - time.monotonic()) <= 0:
+                    break
+        return state.ordered()
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with GET /account (used by the UI's Test button and the CLI)."""

@@ -7,17 +7,21 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_bloom._budget import sync_bucket, take_sync
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.waiting import EVENT_STATUSES, check_poll_timeout
 
 try:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -27,10 +31,19 @@ except ImportError:  # pragma: no cover - older task SDKs
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+T = TypeVar("T")
 ON_FAILURE_CHOICES = ("fail", "skip", "ignore")
-EVENT_STATUSES = ("success", "failed", "timeout", "error")
 #: Extra time Airflow grants a deferral beyond the trigger's own deadline (a backstop only).
 DEFERRAL_MARGIN_SECONDS = 60
+#: The longest wait_timeout accepted (30 days): beyond it a deadline means nothing.
+MAX_WAIT_TIMEOUT = 30 * 24 * 3600.0
+#: Seconds a task about to defer first waits in the worker (one long-poll): work that ends in this
+#: window returns without deferring at all (no scheduler/triggerer round trip, no defer-exit race).
+DEFAULT_DEFER_AFTER = 10.0
+#: Seconds after deferring before the trigger may fire: Airflow's scheduler must handle the deferring
+#: worker's exit before the task resumes, or it may fail the resumed task ("state mismatch",
+#: apache/airflow#72716). The trigger holds an early result until then.
+DEFAULT_MIN_DEFER_SECONDS = 10.0
 
 
 def default_deferrable() -> bool:
@@ -53,14 +66,34 @@ def literal_from_template(value: Any) -> Any:
     return value
 
 
-def check_wait_options(*, poll_timeout: Any, on_failure: Any, timeout: Any = None) -> None:
+def _seconds(field: str, value: Any, *, low: float, high: float, low_open: bool = False) -> float:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and value <= high
+    )
+    if not ok:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        raise BloomInputError(field, f"must be a number of seconds {bound} and <= {high:g}; got {value!r}")
+    return float(value)
+
+
+def check_wait_options(
+    *,
+    poll_timeout: Any,
+    on_failure: Any,
+    timeout: Any = None,
+    defer_after: Any = DEFAULT_DEFER_AFTER,
+    min_defer_seconds: Any = DEFAULT_MIN_DEFER_SECONDS,
+) -> None:
     """Check the wait arguments shared by operators and sensors; BloomInputError names the field."""
-    if isinstance(poll_timeout, bool) or not isinstance(poll_timeout, int) or not 1 <= poll_timeout <= 295:
-        raise BloomInputError("poll_timeout", f"must be whole seconds within 1..295; got {poll_timeout!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise BloomInputError("wait_timeout", f"must be a positive number of seconds; got {timeout!r}")
+    check_poll_timeout(poll_timeout)
+    if timeout is not None:
+        _seconds("wait_timeout", timeout, low=0, high=MAX_WAIT_TIMEOUT, low_open=True)
+    _seconds("defer_after", defer_after, low=0, high=MAX_WAIT_SECONDS)
+    _seconds("min_defer_seconds", min_defer_seconds, low=0, high=300)
     if on_failure not in ON_FAILURE_CHOICES:
         allowed = ", ".join(map(repr, ON_FAILURE_CHOICES))
         raise BloomInputError("on_failure", f"must be one of {allowed}; got {on_failure!r}")
@@ -93,6 +126,24 @@ class BloomBaseOperator(BaseOperator):
     @cached_property
     def hook(self) -> BloomHook:
         return BloomHook(bloom_conn_id=self.bloom_conn_id)
+
+    def paced(self, send: Callable[[], T]) -> T:
+        """Send one of many requests of this task within the connection's ``requests_per_minute``.
+
+        A task that sends many requests in a loop (post-processing over 200 ids, uploads, deletions)
+        takes a token of the process's bucket for this credential first, so that one task never
+        floods Bloom's limit of 120 requests per minute per key with 429s.
+        """
+        settings = self.hook.settings
+        bucket = sync_bucket(settings.base_url, settings.fingerprint, settings.requests_per_minute)
+        waited = take_sync(bucket)
+        if waited >= 1.0:
+            self.log.info(
+                "Paced: waited %.1fs to stay within requests_per_minute=%d",
+                waited,
+                settings.requests_per_minute,
+            )
+        return send()
 
 
 class PaidRequestLedger:
@@ -158,6 +209,8 @@ class ImageWaitMixin:
     poll_timeout: int
     on_failure: str
     include_urls: bool
+    defer_after: float = DEFAULT_DEFER_AFTER
+    min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS
     bloom_conn_id: str
     log: Any
 
@@ -166,14 +219,19 @@ class ImageWaitMixin:
         @property
         def hook(self) -> BloomHook: ...
 
-    def defer_for_images(self, context: Context, image_ids: Sequence[str]) -> NoReturn:
+    def defer_for_images(
+        self, context: Context, image_ids: Sequence[str], wait_timeout: float | None = None
+    ) -> NoReturn:
         """Hand the wait to :class:`BloomImagesTrigger`, freeing the worker slot.
 
-        The task resumes in ``execute_complete`` with the trigger's event.
+        The task resumes in ``execute_complete`` with the trigger's event, which the trigger holds
+        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race).
         """
         from airflow_provider_bloom.triggers.images import BloomImagesTrigger
 
-        deadline = datetime.now(timezone.utc) + timedelta(seconds=self.wait_timeout)
+        seconds = self.wait_timeout if wait_timeout is None else max(1.0, wait_timeout)
+        now = time.time()
+        deadline = datetime.fromtimestamp(now, timezone.utc) + timedelta(seconds=seconds)
         self.log.info(
             "Deferring: waiting in the triggerer for %d Bloom image(s) until %s",
             len(image_ids),
@@ -186,10 +244,11 @@ class ImageWaitMixin:
                 deadline=deadline.timestamp(),
                 poll_timeout=self.poll_timeout,
                 include_urls=self.include_urls,
+                not_before=now + self.min_defer_seconds,
             ),
             method_name="execute_complete",
             # A backstop only: the trigger itself answers "timeout" at the deadline.
-            timeout=timedelta(seconds=self.wait_timeout + DEFERRAL_MARGIN_SECONDS),
+            timeout=timedelta(seconds=seconds + DEFERRAL_MARGIN_SECONDS),
         )
         raise AssertionError("defer() returned")  # pragma: no cover
 
@@ -202,27 +261,66 @@ class ImageWaitMixin:
         poll_timeout: int,
         on_failure: str,
         include_urls: bool,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
     ) -> None:
         """Check and keep the wait arguments (``deferrable=None``: ``[operators] default_deferrable``)."""
-        check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure, timeout=wait_timeout)
+        check_wait_options(
+            poll_timeout=poll_timeout,
+            on_failure=on_failure,
+            timeout=wait_timeout,
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
+        )
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_timeout = wait_timeout
+        self.wait_timeout = float(wait_timeout)
         self.poll_timeout = poll_timeout
         self.on_failure = on_failure
         self.include_urls = include_urls
+        self.defer_after = float(defer_after)
+        self.min_defer_seconds = float(min_defer_seconds)
+
+    def brief_wait(self, image_ids: Sequence[str]) -> list[dict[str, Any]] | None:
+        """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids).
+
+        Returns the records when every image is terminal by then (the task need not defer), else None.
+        A transient error here only means "defer now"; a permanent one fails the task.
+        """
+        if self.defer_after <= 0:
+            return None
+        window = max(1, min(self.poll_timeout, int(self.defer_after)))
+        try:
+            with bloom_errors("Waiting for Bloom images"):
+                records = self.hook.wait_for_images(
+                    list(image_ids),
+                    timeout=self.defer_after,
+                    poll_timeout=window,
+                    include_urls=self.include_urls or None,
+                    retry_transient=False,
+                )
+        except BloomError as exc:
+            self.log.info("Could not finish waiting in the worker (%s); deferring", exc)
+            return None
+        if all(r.get("status") in ("completed", "failed") for r in records):
+            self.log.info("All %d Bloom image(s) ended within defer_after: no deferral", len(records))
+            return records
+        return None
 
     def wait_for_images(self, context: Context, image_ids: Sequence[str]) -> list[dict[str, Any]]:
-        if self.deferrable:
-            self.defer_for_images(context, image_ids)
         started = time.monotonic()
-        with bloom_errors("Waiting for Bloom images"):
-            records = self.hook.wait_for_images(
-                list(image_ids),
-                timeout=self.wait_timeout,
-                poll_timeout=self.poll_timeout,
-                include_urls=self.include_urls or None,
-            )
+        if self.deferrable:
+            records = self.brief_wait(image_ids)
+            if records is None:
+                self.defer_for_images(context, image_ids, self.wait_timeout - (time.monotonic() - started))
+        else:
+            with bloom_errors("Waiting for Bloom images"):
+                records = self.hook.wait_for_images(
+                    list(image_ids),
+                    timeout=self.wait_timeout,
+                    poll_timeout=self.poll_timeout,
+                    include_urls=self.include_urls or None,
+                )
         self.log.info("Waited %.1fs for %d image(s)", time.monotonic() - started, len(records))
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
 

@@ -43,6 +43,8 @@ from airflow_provider_bloom.client import (
 )
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
 from airflow_provider_bloom.operators._base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
     BloomBaseOperator,
     ImageWaitMixin,
     PaidRequestLedger,
@@ -114,6 +116,8 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
         poll_timeout: int = MAX_WAIT_SECONDS,
         on_failure: str = "fail",
         include_urls: bool = False,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,6 +128,8 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
             poll_timeout=poll_timeout,
             on_failure=on_failure,
             include_urls=include_urls,
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
         )
         self.image_ids = image_ids
         self.brand_session_id = brand_session_id
@@ -206,7 +212,8 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
         for image_id, call in calls:
             payload = {"image_id": image_id, **(call.json or {})}
             try:
-                answer = ledger.run(self.operation, payload, functools.partial(client.execute, call))
+                send = functools.partial(client.execute, call)
+                answer = ledger.run(self.operation, payload, functools.partial(self.paced, send))
             except BloomError as exc:
                 _paid_failure(exc, f"Bloom {self.action} of image {image_id}", created, self.log)
                 raise  # unreachable: _paid_failure always raises
@@ -470,7 +477,7 @@ class UploadImageOperator(BloomBaseOperator):
         for source in sources:
             post, operation, payload = self._request(source, tokens)
             try:
-                answer = ledger.run(operation, payload, post)
+                answer = ledger.run(operation, payload, functools.partial(self.paced, post))
             except BloomError as exc:
                 created = [u["id"] for u in uploads]
                 _paid_failure(exc, f"Bloom upload of {source.display}", created, self.log)
@@ -711,7 +718,8 @@ class DeleteImagesOperator(BloomBaseOperator):
                     self.log.info("Image %s was already gone", ids[0])
             else:
                 for chunk in chunked(ids):
-                    deleted += int(self.hook.delete_images(chunk).get("deletedCount", 0))
+                    answer = self.paced(functools.partial(self.hook.delete_images, chunk))
+                    deleted += int(answer.get("deletedCount", 0))
         self.log.info("Deleted %d of %d image(s)", deleted, len(ids))
         return {"requested": len(ids), "deleted_count": deleted}
 

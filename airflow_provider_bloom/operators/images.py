@@ -10,6 +10,8 @@ from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_oper
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT
 from airflow_provider_bloom.links import BloomImageLink
 from airflow_provider_bloom.operators._base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
     AirflowFailException,
     BloomBaseOperator,
     ImageWaitMixin,
@@ -70,6 +72,10 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
     :param poll_timeout: seconds Bloom may hold each long-poll (1..295).
     :param on_failure: when an image failed: "fail" the task, "skip" it, or "ignore" (return all).
     :param include_urls: keep Bloom's signed download URLs in the returned records.
+    :param defer_after: deferrable mode: seconds to wait in the worker (one long-poll) before
+        deferring; images that end within it need no deferral (default 10; 0 defers at once).
+    :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
+        the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     """
 
     template_fields: Sequence[str] = (
@@ -100,6 +106,8 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         poll_timeout: int = MAX_WAIT_SECONDS,
         on_failure: str = "fail",
         include_urls: bool = False,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +125,8 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
             poll_timeout=poll_timeout,
             on_failure=on_failure,
             include_urls=include_urls,
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
         )
         # Fail at parse time on what is already known; the rest is checked once rendered.
         for name in self.template_fields:

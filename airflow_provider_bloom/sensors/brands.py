@@ -12,6 +12,8 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensor
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_uuid
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.operators._base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
     AirflowFailException,
     BloomBaseOperator,
     bloom_errors,
@@ -40,6 +42,10 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param timeout: give up after this many seconds (default one hour).
     :param poke_interval: seconds between checks in poke/reschedule mode.
+    :param defer_after: deferrable mode: seconds to wait in the worker (one long-poll) before
+        deferring (default 10; 0 defers at once).
+    :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
+        the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     """
 
     template_fields: Sequence[str] = ("brand_id",)
@@ -54,23 +60,30 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         deferrable: bool | None = None,
         timeout: float = 3600,
         poke_interval: float = 5,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(timeout=timeout, poke_interval=poke_interval, **kwargs)
-        if poll_timeout != 0:
-            check_wait_options(poll_timeout=poll_timeout, on_failure="fail")
+        check_wait_options(
+            poll_timeout=poll_timeout or MAX_WAIT_SECONDS,
+            on_failure="fail",
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
+        )
+        self.defer_after = float(defer_after)
+        self.min_defer_seconds = float(min_defer_seconds)
         self.brand_id = brand_id
         self.accept_logo_required = accept_logo_required
         self.poll_timeout = poll_timeout
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def _fetch(self, wait: bool) -> dict[str, Any]:
+    def _fetch(self, wait: bool, timeout: int | None = None) -> dict[str, Any]:
         with bloom_errors(f"Checking Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
-            wait = wait and self.poll_timeout > 0
-            answer = self.hook.get_brand(
-                self.brand_id, wait=wait, timeout=self.poll_timeout if wait else None
-            )
+            timeout = timeout or self.poll_timeout
+            wait = wait and timeout > 0
+            answer = self.hook.get_brand(self.brand_id, wait=wait, timeout=timeout if wait else None)
         return slim_brand(answer)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -111,18 +124,24 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        done = self.decide(self._fetch(wait=False))
+        # Wait briefly in the worker first (defer_after): onboarding that ends by then needs no deferral.
+        started = time.time()
+        brief = int(self.defer_after)
+        done = self.decide(self._fetch(wait=brief > 0, timeout=brief or None))
         if isinstance(done, PokeReturnValue):
             return done.xcom_value
+        now = time.time()
+        left = max(1.0, self.timeout - (now - started))
         self.defer(
             trigger=BloomBrandTrigger(
                 brand_id=self.brand_id,
                 bloom_conn_id=self.bloom_conn_id,
-                deadline=time.time() + self.timeout,
+                deadline=now + left,
                 poll_timeout=self.poll_timeout or MAX_WAIT_SECONDS,
+                not_before=now + self.min_defer_seconds,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 60),
+            timeout=timedelta(seconds=left + 60),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -9,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_bloom._images import flatten_image_ids, is_terminal
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
+from airflow_provider_bloom._images import flatten_image_ids
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.links import BloomImageLink
 from airflow_provider_bloom.operators._base import (
-    AirflowFailException,
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
     ImageWaitMixin,
     bloom_errors,
     check_wait_options,
@@ -24,6 +26,7 @@ from airflow_provider_bloom.operators._base import (
     literal_from_template,
     resolve_images,
 )
+from airflow_provider_bloom.waiting import ImageWait
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,6 +55,10 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     :param poll_timeout: seconds Bloom may hold each long-poll in deferrable mode (1..295).
     :param poke_interval: seconds between pokes (poke/reschedule mode).
     :param timeout: seconds before the sensor gives up (``AirflowSensorTimeout``).
+    :param defer_after: deferrable mode: seconds to wait in the worker (one long-poll) before
+        deferring; images that end within it need no deferral (default 10; 0 defers at once).
+    :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
+        the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     """
 
     template_fields: Sequence[str] = ("image_ids",)
@@ -68,10 +75,19 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         include_urls: bool = False,
         poll_timeout: int = MAX_WAIT_SECONDS,
         poke_interval: timedelta | float = 10,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
-        check_wait_options(poll_timeout=poll_timeout, on_failure=on_failure)
+        check_wait_options(
+            poll_timeout=poll_timeout,
+            on_failure=on_failure,
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
+        )
+        self.defer_after = float(defer_after)
+        self.min_defer_seconds = float(min_defer_seconds)
         self.image_ids = image_ids
         self.bloom_conn_id = bloom_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -80,7 +96,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         self.poll_timeout = poll_timeout
         self.wait_for_completion = True
         self.wait_timeout = float(self.timeout)  # the deferred wait's deadline is the sensor's timeout
-        self._terminal: dict[str, dict[str, Any]] = {}
+        self._state: ImageWait | None = None
 
     @cached_property
     def hook(self) -> BloomHook:
@@ -96,33 +112,31 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         ids = self.ids
         BloomImageLink.persist(context, self.hook.settings.base_url, ids[0])
         if self.deferrable:
-            self.defer_for_images(context, ids)
+            started = time.monotonic()
+            records = self.brief_wait(ids)
+            if records is not None:
+                return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+            self.defer_for_images(context, ids, self.wait_timeout - (time.monotonic() - started))
         return super().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        ids = self.ids
-        pending = [i for i in ids if i not in self._terminal]
-        for chunk in chunked(pending):
+        if self._state is None:
+            self._state = ImageWait(self.ids)
+        state = self._state
+        for batch in state.batches():
             try:
                 with bloom_errors("Checking Bloom images"):
-                    page = self.hook.list_images(ids=chunk, include_urls=self.include_urls or None)
+                    page = self.hook.list_images(ids=batch, include_urls=self.include_urls or None)
+                    state.apply(batch, page)
             except BloomError as exc:  # transient (permanent ones fail above): try again next poke
-                self.log.warning("Could not check %d Bloom image(s) this time: %s", len(chunk), exc)
+                self.log.warning("Could not check %d Bloom image(s) this time: %s", len(batch), exc)
                 return False
-            found = {image["id"]: image for image in page.get("images", []) if image.get("id") in chunk}
-            missing = [i for i in chunk if i not in found]
-            if missing:
-                raise AirflowFailException(
-                    f"Bloom did not return these images (deleted, or not visible to this key): {missing}"
-                )
-            self._terminal.update({i: r for i, r in found.items() if is_terminal(r)})
-        done = sum(i in self._terminal for i in ids)
-        if done < len(ids):
-            self.log.info("%d of %d Bloom image(s) terminal", done, len(ids))
+        if not state.done:
+            done = len(state.ids) - len(state.pending)
+            self.log.info("%d of %d Bloom image(s) terminal", done, len(state.ids))
             return False
-        records = [self._terminal[i] for i in ids]
         return PokeReturnValue(
-            True, resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+            True, resolve_images(state.ordered(), self.on_failure, self.log, include_urls=self.include_urls)
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

@@ -1,47 +1,50 @@
 """BloomImagesTrigger: wait in the triggerer until every listed Bloom image is terminal.
 
-One long-poll ``GET /images?ids=...&wait=true`` per chunk of <= 50 ids, all
-chunks concurrently, re-issued for the ids still running until they are all
-terminal or the deadline passes. Everything is async (httpx, async connection
-lookup); the trigger only reads, so running it twice or restarting it on
-another triggerer is harmless.
+The trigger hands its ids to the wait hub of its credential (:mod:`airflow_provider_bloom.triggers.hub`),
+which long-polls ``GET /images?ids=...&wait=true`` for it while the request budget allows and sweeps
+many triggers' ids together when it does not. Everything is async (httpx, one async connection
+lookup shared by the triggers that start together); the trigger only reads, so running it twice or
+restarting it on another triggerer is harmless.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_bloom._images import flatten_image_ids, is_terminal, slim_record, wait_window
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
-from airflow_provider_bloom.client import AsyncBloomClient
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom._images import flatten_image_ids
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
+from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.triggers._retry import transient_delay
+from airflow_provider_bloom.triggers.hub import connection_settings, hold_until, hub_for
+from airflow_provider_bloom.waiting import (
+    ImageWait,
+    check_epoch,
+    check_poll_timeout,
+    check_retry_delay,
+    error_event,
+)
 
-
-class BloomImagesMissingError(BloomError):
-    """Bloom did not return some of the ids (deleted, or another account's)."""
-
-    permanent = True
+__all__ = ["BloomImagesMissingError", "BloomImagesTrigger"]
 
 
 class BloomImagesTrigger(BaseTrigger):
     """Fire once every image in ``image_ids`` is ``completed`` or ``failed``, or at ``deadline``.
 
-    :param image_ids: the ids to wait for (any number; chunked by 50).
+    :param image_ids: the ids to wait for (any number; the hub asks for at most 50 per request).
     :param bloom_conn_id: the Bloom connection (looked up asynchronously; the key is never serialized).
     :param deadline: absolute time (epoch seconds, UTC) after which the trigger answers ``timeout``.
         Absolute, so a trigger restarted on another triggerer keeps the original deadline.
     :param poll_timeout: seconds each long-poll may be held by Bloom (1..295).
     :param include_urls: ask Bloom for signed download URLs and keep them in the event.
-    :param retry_delay: first pause before re-issuing a long-poll after a transient error
-        (429, 5xx, network) that the client's own retries did not absorb; doubles up to 30 s,
-        with jitter; a ``Retry-After`` from Bloom wins.
+    :param retry_delay: first pause before asking again after a transient error (5xx, network);
+        doubles up to 30 s, with jitter; a ``Retry-After`` from Bloom wins. A 429 slows the whole
+        hub instead.
+    :param not_before: epoch seconds before which the event is not fired (the operator sets it a few
+        seconds after it deferred, so that Airflow's scheduler has handled the deferring worker's
+        exit before the task resumes: see "Deferral and Airflow's defer-exit race" in the README).
 
     Yields exactly one event ``{"status", "images", "message"}``: ``success`` (all completed),
     ``failed`` (all terminal, some failed), ``timeout`` (deadline passed) or ``error`` (a
@@ -57,26 +60,16 @@ class BloomImagesTrigger(BaseTrigger):
         poll_timeout: int = MAX_WAIT_SECONDS,
         include_urls: bool = False,
         retry_delay: float = 1.0,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.image_ids = flatten_image_ids(image_ids, "image_ids")
-        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-            raise BloomInputError("deadline", f"must be epoch seconds (a number); got {deadline!r:.60}")
-        if (
-            isinstance(poll_timeout, bool)
-            or not isinstance(poll_timeout, int)
-            or not 1 <= poll_timeout <= 295
-        ):
-            raise BloomInputError(
-                "poll_timeout", f"must be a whole number of seconds within 1..295; got {poll_timeout!r}"
-            )
-        if not isinstance(retry_delay, (int, float)) or retry_delay < 0:
-            raise BloomInputError("retry_delay", f"must be a number of seconds >= 0; got {retry_delay!r}")
-        self.deadline = float(deadline)
-        self.bloom_conn_id = bloom_conn_id
-        self.poll_timeout = poll_timeout
+        self.deadline = float(check_epoch("deadline", deadline))  # type: ignore[arg-type]
+        self.poll_timeout = check_poll_timeout(poll_timeout)
+        self.retry_delay = check_retry_delay(retry_delay)
+        self.bloom_conn_id = str(bloom_conn_id)
         self.include_urls = bool(include_urls)
-        self.retry_delay = float(retry_delay)
+        self.not_before = check_epoch("not_before", not_before, optional=True)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -88,6 +81,7 @@ class BloomImagesTrigger(BaseTrigger):
                 "poll_timeout": self.poll_timeout,
                 "include_urls": self.include_urls,
                 "retry_delay": self.retry_delay,
+                "not_before": self.not_before,
             },
         )
 
@@ -102,103 +96,24 @@ class BloomImagesTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def wait(self) -> dict[str, Any]:
-        """Wait and return the event payload (the client is closed before this returns)."""
-        records: dict[str, dict[str, Any]] = {}
+        """Wait through the hub and return the one event payload."""
+        state = ImageWait(self.image_ids)
         try:
-            client = await BloomHook(bloom_conn_id=self.bloom_conn_id).aget_client()
-            async with client:
-                await _all_or_cancel(
-                    self._wait_chunk(client, chunk, records) for chunk in chunked(self.image_ids)
+            settings = await connection_settings(self.bloom_conn_id)
+            async with hub_for(settings) as hub:
+                await hub.wait_images(
+                    state,
+                    deadline=self.deadline,
+                    poll_timeout=self.poll_timeout,
+                    include_urls=self.include_urls,
+                    retry_delay=self.retry_delay,
                 )
+            event = state.event(include_urls=self.include_urls)
         except BloomError as exc:
             self.log.warning("Waiting for Bloom images failed: %s", exc)
-            return self._event(
-                "error",
-                records,
-                str(exc),
-                code=getattr(exc, "code", None) or type(exc).__name__,
-                permanent=bool(exc.permanent),
-            )
+            event = error_event(state.event(include_urls=self.include_urls), exc)
         except Exception as exc:  # one error event, never a crashed trigger
             self.log.exception("Unexpected error while waiting for Bloom images")
-            return self._event("error", records, f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
-        return self._final_event(records)
-
-    async def _wait_chunk(
-        self, client: AsyncBloomClient, chunk: list[str], records: dict[str, dict[str, Any]]
-    ) -> None:
-        pending = list(chunk)
-        failures = 0
-        while pending:
-            left = self.deadline - time.time()
-            if left <= 0:
-                return
-            try:
-                page = await client.list_images(
-                    ids=pending,
-                    wait=True,
-                    timeout=wait_window(left, self.poll_timeout),
-                    include_urls=self.include_urls or None,
-                )
-            except BloomError as exc:
-                if exc.permanent:
-                    raise
-                failures += 1
-                delay = transient_delay(exc, failures, self.retry_delay, self.deadline - time.time())
-                self.log.warning(
-                    "Transient error while waiting for %d Bloom image(s) (%s); asking again in %.1fs",
-                    len(pending),
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            for image in page.get("images", []):
-                if image.get("id") in pending:
-                    records[image["id"]] = image
-            missing = [i for i in pending if i not in records]
-            if missing:
-                raise BloomImagesMissingError(
-                    f"Bloom did not return these images (deleted, or not visible to this key): {missing}"
-                )
-            pending = [i for i in pending if not is_terminal(records[i])]
-
-    def _event(
-        self, status: str, records: dict[str, dict[str, Any]], message: str, **extra: Any
-    ) -> dict[str, Any]:
-        images = [
-            slim_record(records[i], include_urls=self.include_urls)
-            if i in records
-            else {"id": i, "status": None}
-            for i in self.image_ids
-        ]
-        return {"status": status, "images": images, "message": message, **extra}
-
-    def _final_event(self, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        total = len(self.image_ids)
-        running = [i for i in self.image_ids if not is_terminal(records.get(i, {}))]
-        failed = [i for i in self.image_ids if records.get(i, {}).get("status") == "failed"]
-        if running:
-            return self._event(
-                "timeout",
-                records,
-                f"Deadline passed with {len(running)} of {total} Bloom image(s) still running",
-            )
-        if failed:
-            return self._event("failed", records, f"{len(failed)} of {total} Bloom image(s) failed")
-        return self._event("success", records, f"All {total} Bloom image(s) completed")
-
-
-async def _all_or_cancel(coroutines: Iterable[Awaitable[None]]) -> None:
-    """Run concurrently; on the first error cancel the rest (and wait for them) before raising it."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for task in tasks:
-            task.cancel()  # no-op for finished tasks; reached on our own cancellation too
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+            event = error_event(state.event(include_urls=self.include_urls), exc)
+        await hold_until(self.not_before)
+        return event

@@ -74,6 +74,20 @@ TRIGGERER_FAILOVER = {
 }
 
 
+#: DAGs used only by the end-to-end tests (served next to the examples).
+TEST_DAGS_FOLDER = REPO / "tests" / "e2e" / "dags"
+
+
+def dags_folder_with_test_dags(home: Path) -> Path:
+    """A DAG folder holding the example DAGs (and their data files) plus the end-to-end test DAGs."""
+    folder = home / "dags"
+    folder.mkdir(exist_ok=True)
+    for source in (*DAGS_FOLDER.iterdir(), *TEST_DAGS_FOLDER.glob("*.py")):
+        if source.is_file() and not (folder / source.name).exists():
+            (folder / source.name).symlink_to(source)
+    return folder
+
+
 def component_commands(executor: str = "LocalExecutor", triggerers: int = 1) -> dict[str, list[str]]:
     """Each process of a deployment and its ``airflow`` sub-command (as docker-compose.yaml's services).
 
@@ -113,7 +127,7 @@ def airflow_env(
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder_with_test_dags(home)),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),

@@ -1,0 +1,522 @@
+"""The wait hub: one per triggerer process and Bloom credential, shared by every Bloom trigger in it.
+
+A :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` or
+:class:`~airflow_provider_bloom.triggers.brands.BloomBrandTrigger` does not send requests itself: it
+hands its ids to the hub of its credential (:func:`hub_for`) and awaits its own result. The hub
+decides what is sent, on one shared ``httpx.AsyncClient``, within one request budget.
+
+Keys. A hub is keyed by the event loop, Bloom's base URL, a one-way fingerprint of the key (or of the
+OAuth client) and the budget; two credentials never share a hub, a request or a budget, and no
+secret appears in a hub's name, log lines or repr. It is created when the first trigger of its
+credential arrives and closed (client included) when the last one leaves. Nothing is shared between
+processes: each triggerer has its own hubs, so a trigger that moves to another triggerer just starts
+over there.
+
+Budget. Everything a hub sends goes through a :class:`~airflow_provider_bloom._budget.TokenBucket` of
+``wait_requests_per_minute`` (connection extra, default 60 of Bloom's 120, burst 6), which leaves the
+rest of the key's limit to the workers' submissions. A 429 slows the whole hub down once (pause for
+``Retry-After`` or a few jittered seconds, then half rate for a minute); the requests it answered are
+put back in the queue, nothing fails. Several triggerers on one key each have their own hub: give each
+``120 / (triggerers + 1)`` or less (e.g. 40 with two triggerers) so that submissions keep room.
+
+Strategy. Bloom's ``GET /images?ids=...&wait=true`` holds until *every* listed id is terminal, so a
+long-poll of mixed ids waits for the slowest of them. The hub therefore uses two kinds of request:
+
+* a **long-poll** per group (one trigger's ids, at most 50): the event fires within milliseconds of
+  the last image turning terminal, and a wait costs one request per long-poll window (up to 295 s).
+  A group gets one when the bucket holds a token beyond what one sweep round of the other queued ids
+  needs. One trigger alone (the common case) is always served this way, as before the hub.
+* a **sweep** when the budget cannot cover a long-poll per group: ``GET /images?ids=<50 ids>`` without
+  ``wait``, packing the queued groups' ids least-recently-checked first, as fast as the budget allows
+  but no id more than once a second. Each answer settles every group it covers whose images are all
+  terminal.
+
+With the defaults (60 requests/min), a round over P queued ids costs ceil(P/50) requests, so each id
+is checked every ceil(P/50) seconds: 2 s for 100 waiting triggers, 20 s for 1,000. The figures
+measured by ``bench/bench_hub.py`` are in the README (requests, 429s, delay from the last terminal
+status to the event, the longest event-loop stall, memory).
+
+The decisions about a wait (pending ids, missing ids, transient errors, backoff) are the I/O-free ones
+of :mod:`airflow_provider_bloom.waiting`, shared with the sync hook and the sensor's poke mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from airflow_provider_bloom._budget import TokenBucket
+from airflow_provider_bloom._spec import MAX_IDS_PER_CALL
+from airflow_provider_bloom.client import USER_AGENT, AsyncBloomClient, ClientSettings
+from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
+from airflow_provider_bloom.waiting import (
+    ImageWait,
+    brand_event,
+    brand_timeout_event,
+    error_event,
+    slim_brand,
+    transient_delay,
+    wait_window,
+)
+
+log = logging.getLogger(__name__)
+
+#: Long-polls held at once by one hub (the connection pool is sized for them).
+MAX_LONG_POLLS = 100
+#: No id is checked by a sweep more often than this (seconds).
+MIN_RECHECK_SECONDS = 1.0
+#: How long a looked-up connection is reused by triggers that start afterwards (seconds).
+SETTINGS_TTL_SECONDS = 10.0
+
+
+# --------------------------------------------------------------------------- connection lookups
+_settings_cache: dict[str, tuple[float, ClientSettings]] = {}
+_lookups: dict[tuple[int, str], asyncio.Task[ClientSettings]] = {}
+
+
+def forget_connections() -> None:
+    """Drop cached connection lookups (tests that change a connection call this)."""
+    _settings_cache.clear()
+
+
+async def connection_settings(conn_id: str) -> ClientSettings:
+    """The client settings of ``conn_id``, from one async lookup shared by the triggers starting together.
+
+    A thousand triggers that start at once await the same lookup; triggers that start within
+    :data:`SETTINGS_TTL_SECONDS` after it reuse its answer.
+    """
+    cached = _settings_cache.get(conn_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    loop = asyncio.get_running_loop()
+    key = (id(loop), conn_id)
+    task = _lookups.get(key)
+    if task is None:
+        task = loop.create_task(BloomHook(bloom_conn_id=conn_id).aget_settings())
+        _lookups[key] = task
+
+        def _done(done: asyncio.Task[ClientSettings], key: tuple[int, str] = key) -> None:
+            if _lookups.get(key) is done:
+                del _lookups[key]
+            if not done.cancelled() and done.exception() is None:
+                _settings_cache[key[1]] = (time.monotonic() + SETTINGS_TTL_SECONDS, done.result())
+
+        task.add_done_callback(_done)
+    return await asyncio.shield(task)
+
+
+# --------------------------------------------------------------------------- waiters
+class _Waiter:
+    """One trigger's wait inside the hub."""
+
+    def __init__(self, deadline: float, poll_timeout: int, retry_delay: float) -> None:
+        self.deadline = deadline
+        self.poll_timeout = poll_timeout
+        self.retry_delay = retry_delay
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.future.done():
+            return
+        if error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(error)
+
+    def poll_window(self, now_epoch: float) -> int:
+        return wait_window(self.deadline - now_epoch, self.poll_timeout)
+
+
+class _ImageWaiter(_Waiter):
+    def __init__(self, state: ImageWait, include_urls: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+        self.include_urls = include_urls
+
+
+class _BrandWaiter(_Waiter):
+    def __init__(self, brand_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.brand_id = brand_id
+        self.brand: dict[str, Any] = {"id": brand_id, "status": None}
+        self.event: dict[str, Any] | None = None
+
+
+_sequence = itertools.count()
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """A unit of the queue: up to 50 ids of one image waiter, or one brand waiter."""
+
+    waiter: _Waiter
+    ids: list[str] = dataclasses.field(default_factory=list)
+    order: int = dataclasses.field(default_factory=lambda: next(_sequence))
+    not_before: float = 0.0  # monotonic; set after a transient error
+    checked_at: float = -math.inf  # monotonic; last answer about these ids
+    failures: int = 0
+    solo: bool = False  # after a permanent error in a mixed sweep: asked alone, to find whose it is
+    busy: bool = False
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def is_brand(self) -> bool:
+        return isinstance(self.waiter, _BrandWaiter)
+
+
+# --------------------------------------------------------------------------- the hub
+class WaitHub:
+    """Every Bloom wait of one credential in one process: one client, one budget, one queue.
+
+    Use :func:`hub_for`; then :meth:`wait_images` or :meth:`wait_brand` from a trigger.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_recheck: float = MIN_RECHECK_SECONDS,
+        max_long_polls: int = MAX_LONG_POLLS,
+    ) -> None:
+        # The hub paces and retries itself: the client sends each request once.
+        self.settings = dataclasses.replace(settings, max_retries=0)
+        self.name = f"{urlparse(settings.base_url).netloc}#{settings.fingerprint}"
+        self.bucket = TokenBucket(settings.wait_requests_per_minute, clock=clock)
+        self.clock = clock
+        self.min_recheck = min_recheck
+        self.max_long_polls = max_long_polls
+        self.users = 0
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("requests", "long_polls", "sweeps", "rate_limited", "errors"), 0
+        )
+        self._jobs: list[_Job] = []
+        self._client: AsyncBloomClient | None = None
+        self._client_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._long_polls = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<WaitHub {self.name} users={self.users} queued={len(self._jobs)} {self.bucket!r}>"
+
+    # -- public: what triggers call -----------------------------------------------------------
+    async def wait_images(
+        self,
+        state: ImageWait,
+        *,
+        deadline: float,
+        poll_timeout: int,
+        include_urls: bool = False,
+        retry_delay: float = 1.0,
+    ) -> None:
+        """Wait until every id of ``state`` is terminal, or ``deadline`` (epoch seconds) passes.
+
+        ``state`` is updated in place. Raises the error that ended this wait (a permanent Bloom
+        error, or ids that Bloom did not return); returns normally on completion and at the deadline.
+        """
+        if state.done:
+            return
+        waiter = _ImageWaiter(
+            state, include_urls, deadline=deadline, poll_timeout=poll_timeout, retry_delay=retry_delay
+        )
+        jobs = [_Job(waiter, ids=chunk) for chunk in state.batches()]
+        await self._wait(waiter, jobs)
+
+    async def wait_brand(
+        self, brand_id: str, *, deadline: float, poll_timeout: int, retry_delay: float = 1.0
+    ) -> dict[str, Any]:
+        """Wait until the brand's onboarding ends or ``deadline`` passes; return the event payload."""
+        waiter = _BrandWaiter(brand_id, deadline=deadline, poll_timeout=poll_timeout, retry_delay=retry_delay)
+        try:
+            await self._wait(waiter, [_Job(waiter)])
+        except BloomError as exc:
+            return error_event({"brand": waiter.brand}, exc)
+        return waiter.event or brand_timeout_event(waiter.brand)
+
+    async def _wait(self, waiter: _Waiter, jobs: list[_Job]) -> None:
+        self._jobs.extend(jobs)
+        self._start()
+        try:
+            left = waiter.deadline - time.time()
+            if left > 0:
+                await asyncio.wait_for(asyncio.shield(waiter.future), timeout=left)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._leave(waiter)
+        if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception():
+            raise waiter.future.exception()  # type: ignore[misc]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"bloom-hub {self.name}")
+        self._wake.set()
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """Forget a waiter: its queued jobs go, its own long-polls are cancelled."""
+        for job in [j for j in self._jobs if j.waiter is waiter]:
+            self._jobs.remove(job)
+            if job.task is not None and not job.task.done():
+                job.task.cancel()
+        if not waiter.future.done():
+            waiter.future.cancel()
+        elif not waiter.future.cancelled():
+            waiter.future.exception()  # retrieved here, so asyncio never warns about it
+
+    async def aclose(self) -> None:
+        """Stop the hub: cancel what is in flight and close the client."""
+        self._closed = True
+        tasks = [t for t in (self._runner, *self._inflight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        log.info("Bloom wait hub %s closed: %s", self.name, self.stats)
+
+    async def _get_client(self) -> AsyncBloomClient:
+        async with self._client_lock:
+            if self._client is None:
+                # Building the client (its SSL context) takes tens of ms: off the event loop, once.
+                http = await asyncio.to_thread(_make_http_client, self.max_long_polls)
+                self._client = AsyncBloomClient(self.settings, client=http)
+                log.info("Bloom wait hub %s started (%s)", self.name, self.bucket)
+            return self._client
+
+    # -- the scheduler ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._closed:
+            now = self.clock()
+            action, jobs, idle = self._next_action(now)
+            if action is None:
+                await self._sleep(idle)
+                continue
+            delay = self.bucket.try_take()
+            if delay > 0:
+                await self._sleep(delay)
+                continue
+            for job in jobs:
+                job.busy = True
+            coro = self._long_poll(jobs[0]) if action == "long" else self._sweep(jobs)
+            task = asyncio.get_running_loop().create_task(coro)
+            if action == "long":
+                jobs[0].task = task
+                self._long_polls += 1
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            await asyncio.sleep(0)  # let the request start before the next decision
+
+    async def _sleep(self, seconds: float | None) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def _next_action(self, now: float) -> tuple[str | None, list[_Job], float | None]:
+        """Decide what the next token buys: ``("long", [job])``, ``("sweep", jobs)`` or nothing yet."""
+        waiting = [j for j in self._jobs if not j.busy]
+        ready = [j for j in waiting if j.not_before <= now]
+        if not ready:
+            later = [j.not_before - now for j in waiting]
+            return None, [], (min(later) if later else None)
+        brands = [j for j in ready if j.is_brand]
+        if brands:
+            return "long", [brands[0]], None
+        if self._long_polls < self.max_long_polls:
+            first = min(ready, key=lambda j: j.order)
+            others = sum(len(j.ids) for j in ready) - len(first.ids)
+            if self.bucket.available() - 1 >= math.ceil(others / MAX_IDS_PER_CALL):
+                return "long", [first], None
+        due = sorted((j for j in ready if j.checked_at <= now - self.min_recheck), key=lambda j: j.checked_at)
+        if not due:
+            return None, [], min(j.checked_at + self.min_recheck for j in ready) - now
+        if due[0].solo:
+            return "sweep", [due[0]], None
+        batch: list[_Job] = []
+        size = 0
+        for job in due:
+            if job.solo or size + len(job.ids) > MAX_IDS_PER_CALL:
+                continue
+            batch.append(job)
+            size += len(job.ids)
+        return "sweep", batch, None
+
+    # -- requests -----------------------------------------------------------------------------
+    async def _long_poll(self, job: _Job) -> None:
+        waiter = job.waiter
+        try:
+            client = await self._get_client()
+            self.stats["requests"] += 1
+            self.stats["long_polls"] += 1
+            window = waiter.poll_window(time.time())
+            if isinstance(waiter, _BrandWaiter):
+                answer = await client.get_brand(waiter.brand_id, wait=True, timeout=window)
+                self._settle_brand(job, answer)
+            else:
+                assert isinstance(waiter, _ImageWaiter)
+                page = await client.list_images(
+                    ids=job.ids, wait=True, timeout=window, include_urls=waiter.include_urls or None
+                )
+                self._settle_images([job], page)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every error is routed to its waiter(s)
+            self._failed([job], exc)
+        finally:
+            self._long_polls -= 1
+            job.busy, job.task = False, None
+            self._wake.set()
+
+    async def _sweep(self, jobs: list[_Job]) -> None:
+        ids = [i for job in jobs for i in job.ids]
+        include_urls = any(isinstance(j.waiter, _ImageWaiter) and j.waiter.include_urls for j in jobs)
+        try:
+            client = await self._get_client()
+            self.stats["requests"] += 1
+            self.stats["sweeps"] += 1
+            page = await client.list_images(ids=ids, include_urls=include_urls or None)
+            self._settle_images(jobs, page)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            self._failed(jobs, exc)
+        finally:
+            for job in jobs:
+                job.busy = False
+            self._wake.set()
+
+    # -- answers ------------------------------------------------------------------------------
+    def _settle_images(self, jobs: list[_Job], page: dict[str, Any]) -> None:
+        now = self.clock()
+        for job in jobs:
+            if job not in self._jobs:
+                continue  # its trigger left while the request was in flight
+            waiter = job.waiter
+            assert isinstance(waiter, _ImageWaiter)
+            job.checked_at, job.failures, job.solo = now, 0, False
+            try:
+                waiter.state.apply(job.ids, page)
+            except BloomImagesMissingError as exc:
+                self._finish(waiter, exc)
+                continue
+            job.ids = [i for i in job.ids if i in waiter.state.pending]
+            if not job.ids:
+                self._jobs.remove(job)
+            else:
+                job.order = next(_sequence)  # back of the queue for the next long-poll
+            if waiter.state.done:
+                self._finish(waiter)
+
+    def _settle_brand(self, job: _Job, answer: dict[str, Any]) -> None:
+        waiter = job.waiter
+        assert isinstance(waiter, _BrandWaiter)
+        if job not in self._jobs:
+            return  # its trigger left while the request was in flight
+        waiter.brand = slim_brand(answer)
+        job.failures = 0
+        job.order = next(_sequence)
+        event = brand_event(answer)
+        if event is not None:
+            waiter.event = event
+            self._finish(waiter)
+
+    def _failed(self, jobs: list[_Job], exc: BaseException) -> None:
+        jobs = [j for j in jobs if j in self._jobs]
+        if isinstance(exc, BloomRateLimitError):
+            self.stats["rate_limited"] += 1
+            if self.bucket.penalize(exc.retry_after):
+                log.warning(
+                    "Bloom answered 429 to the wait hub %s: slowing down (%s)", self.name, exc.retry_after
+                )
+            return  # the jobs stay queued; nothing was done by Bloom
+        self.stats["errors"] += 1
+        waiters = {id(j.waiter): j.waiter for j in jobs}
+        permanent = not isinstance(exc, BloomError) or exc.permanent
+        if permanent:
+            if len(waiters) == 1:
+                for waiter in waiters.values():
+                    self._finish(waiter, exc)
+                return
+            for job in jobs:  # whose error is it? ask again for each trigger alone
+                job.solo = True
+            log.warning("A Bloom sweep of %d waits failed (%s); asking for each alone", len(waiters), exc)
+            return
+        now = self.clock()
+        for job in jobs:
+            job.failures += 1
+            job.not_before = now + transient_delay(
+                exc, job.failures, job.waiter.retry_delay, job.waiter.deadline - time.time()
+            )
+        log.warning("Transient error in the Bloom wait hub %s (%s); asking again later", self.name, exc)
+
+    def _finish(self, waiter: _Waiter, error: BaseException | None = None) -> None:
+        for job in [j for j in self._jobs if j.waiter is waiter]:
+            self._jobs.remove(job)
+        waiter.finish(error)
+
+
+def _make_http_client(max_long_polls: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=max_long_polls + 10, max_keepalive_connections=20),
+    )
+
+
+async def hold_until(not_before: float | None) -> None:
+    """Sleep until ``not_before`` (epoch seconds), so that an event never fires too soon after deferral."""
+    if not_before is not None:
+        left = not_before - time.time()
+        if left > 0:
+            await asyncio.sleep(left)
+
+
+# --------------------------------------------------------------------------- registry
+_hubs: dict[tuple[int, str, str, int], WaitHub] = {}
+
+
+@asynccontextmanager
+async def hub_for(settings: ClientSettings) -> AsyncIterator[WaitHub]:
+    """The hub of this credential in this process (event loop); closed when its last user leaves."""
+    key = (
+        id(asyncio.get_running_loop()),
+        settings.base_url,
+        settings.fingerprint,
+        settings.wait_requests_per_minute,
+    )
+    hub = _hubs.get(key)
+    if hub is None:
+        hub = _hubs[key] = WaitHub(settings)
+    hub.users += 1
+    try:
+        yield hub
+    finally:
+        hub.users -= 1
+        if hub.users == 0:
+            if _hubs.get(key) is hub:
+                del _hubs[key]
+            await hub.aclose()
+
+
+def active_hubs() -> list[WaitHub]:
+    """The hubs alive in this process (for tests and diagnostics)."""
+    return list(_hubs.values())
