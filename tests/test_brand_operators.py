@@ -35,7 +35,13 @@ def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
         poked = BloomBrandSensor(
             task_id="wait_poke", brand_id=create.output, deferrable=False, poke_interval=0.1
         )
-        deferred = BloomBrandSensor(task_id="wait_deferred", brand_id=create.output, deferrable=True)
+        deferred = BloomBrandSensor(
+            task_id="wait_deferred",
+            brand_id=create.output,
+            deferrable=True,
+            defer_after=0,
+            min_defer_seconds=0,
+        )
         listed = ListBrandsOperator(task_id="list", status="ready")
         delete = DeleteBrandOperator(task_id="delete", brand_id=create.output)
         delete_again = DeleteBrandOperator(task_id="delete_again", brand_id=create.output, missing_ok=True)
@@ -63,14 +69,18 @@ def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, req
     bloom_conn.configure(brand_ready_seconds=2.0)
     with bloom_dag(request.node.name) as dag:
         create = CreateBrandOperator(task_id="create", url="https://fail-brand.example.com")
-        deferred = BloomBrandSensor(task_id="deferred", brand_id=create.output, deferrable=True)
+        deferred = BloomBrandSensor(
+            task_id="deferred", brand_id=create.output, deferrable=True, defer_after=0, min_defer_seconds=0
+        )
         poke = BloomBrandSensor(
             task_id="poke", brand_id=create.output, poke_interval=0.1, trigger_rule="all_done"
         )
         create >> deferred >> poke  # the deferred one first, while the brand is still analyzing
         CreateBrandOperator(task_id="bad_url", url="{{ 'not a url' }}")
         BloomBrandSensor(task_id="bad_id", brand_id="{{ 'brand-1' }}")
-        BloomBrandSensor(task_id="unknown", brand_id=str(uuid.uuid4()), deferrable=True)
+        BloomBrandSensor(
+            task_id="unknown", brand_id=str(uuid.uuid4()), deferrable=True, defer_after=0, min_defer_seconds=0
+        )
     out = run_dag(dag)
 
     assert "Pausing task as DEFERRED" in capfd.readouterr().out
@@ -101,12 +111,19 @@ def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloo
         create = CreateBrandOperator(task_id="create", url="https://logo-required.example.com")
         strict = BloomBrandSensor(task_id="strict", brand_id=create.output, poke_interval=0.1)
         lenient = BloomBrandSensor(
-            task_id="lenient", brand_id=create.output, accept_logo_required=True, deferrable=True
+            task_id="lenient",
+            brand_id=create.output,
+            accept_logo_required=True,
+            deferrable=True,
+            defer_after=0,
+            min_defer_seconds=0,
         )
         by_url = UpdateBrandLogoOperator(
             task_id="by_url", brand_id=create.output, logo_url="https://acme.example.com/logo.png"
         )
-        ready = BloomBrandSensor(task_id="ready", brand_id=create.output, deferrable=True)
+        ready = BloomBrandSensor(
+            task_id="ready", brand_id=create.output, deferrable=True, defer_after=0, min_defer_seconds=0
+        )
         by_file = UpdateBrandLogoOperator(task_id="by_file", brand_id=create.output, logo_file=str(logo_svg))
         by_token = UpdateBrandLogoOperator(
             task_id="by_token", brand_id=token_brand, logo_file=logo_png, upload_token=token
