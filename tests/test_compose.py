@@ -28,6 +28,7 @@ from tests.e2e.stack import (
     CELERY,
     CELERY_SETTINGS,
     CELERY_TRIGGERERS,
+    CELERY_WAIT_REQUESTS_PER_MINUTE,
     EMULATOR_MODULE,
     REPO,
     TRIGGERER_FAILOVER,
@@ -174,6 +175,10 @@ def test_celery_profile_runs_what_the_celery_end_to_end_test_runs() -> None:
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and env[
         "AIRFLOW__CELERY__BROKER_URL"
     ].endswith("/0")
+    # The same wait budget per triggerer on the shared key (the connection the entrypoint builds).
+    env, _ = run_entrypoint(running["airflow-triggerer-2"]["environment"])
+    extra = json.loads(env["AIRFLOW_CONN_BLOOM_DEFAULT"])["extra"]
+    assert extra["wait_requests_per_minute"] == CELERY_WAIT_REQUESTS_PER_MINUTE == 40
     # Deferred tasks need a triggerer in every shape; the extra one only comes with the celery profile.
     assert "profiles" not in services["airflow-triggerer"]
     assert services["airflow-triggerer-2"]["healthcheck"] == services["airflow-triggerer"]["healthcheck"]
@@ -282,7 +287,10 @@ def test_bloom_connection_defaults_to_the_emulator_service(services: dict[str, d
     assert conn["conn_type"] == "bloom"
     assert conn["host"] == "http://bloom-emulator:8787/api/v1"
     assert conn["password"].startswith("bloom_sk_")
-    assert conn["extra"] == {"brand_session_id": DEFAULT_BRAND_ID}
+    assert conn["extra"] == {
+        "brand_session_id": DEFAULT_BRAND_ID,
+        "wait_requests_per_minute": CELERY_WAIT_REQUESTS_PER_MINUTE,
+    }
     assert "emulator" in stderr and conn["password"] not in stderr
 
 
@@ -313,3 +321,16 @@ def test_an_explicit_connection_wins_and_a_key_without_brand_fails_loudly(
     )
     assert done.returncode != 0
     assert "BLOOM_BRAND_ID" in done.stderr and "bloom_sk_x" not in done.stderr
+
+
+def test_a_wrong_wait_budget_fails_loudly() -> None:
+    done = subprocess.run(
+        ["bash", str(ENTRYPOINT), "true"],
+        env={"PATH": PATH, "BLOOM_WAIT_REQUESTS_PER_MINUTE": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "BLOOM_WAIT_REQUESTS_PER_MINUTE" in done.stderr and "'lots'" in done.stderr

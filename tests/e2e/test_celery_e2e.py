@@ -32,6 +32,7 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
 from tests.e2e.stack import (
     CELERY,
     CELERY_TRIGGERERS,
+    CELERY_WAIT_REQUESTS_PER_MINUTE,
     TRIGGERER_FAILOVER,
     AirflowDeployment,
     ManagedProcess,
@@ -105,8 +106,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
         redis, broker_url = start_redis(log_dir, home / "redis")
         cleanup.callback(redis.stop)
         emulator_process, root_url = start_emulator(
-            log_dir, *load_script("demo").EMULATOR_ARGS, "--rate-limit", "0", "--validate-responses"
-        )
+            log_dir, *load_script("demo").EMULATOR_ARGS, "--validate-responses"
+        )  # and Bloom's limit of 120 requests per minute per key
         cleanup.callback(emulator_process.stop)
         emulator = EmulatorClient(root_url)
         cleanup.callback(emulator.close)
@@ -115,7 +116,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
             "conn_type": "bloom",
             "host": f"{root_url}/api/v1",
             "password": api_key,
-            "extra": {"brand_session_id": DEFAULT_BRAND_ID},
+            # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as the README advises.
+            "extra": {
+                "brand_session_id": DEFAULT_BRAND_ID,
+                "wait_requests_per_minute": CELERY_WAIT_REQUESTS_PER_MINUTE,
+            },
         }
         airflow = AirflowDeployment(
             home,
@@ -181,6 +186,11 @@ def trigger_logs(stack: CeleryStack, run_id: str, key: str) -> dict[int, str]:
         int(path.name.rsplit(".", 2)[-2]): path.read_text(errors="replace")
         for path in folder.glob("attempt=1.log.trigger.*.log")
     }
+
+
+def answered_429(stack: CeleryStack) -> int:
+    statuses = stack.emulator.requests()["by_operation_status"]
+    return sum(int(by_status.get("429", 0)) for by_status in statuses.values())
 
 
 def paid(stack: CeleryStack) -> dict[str, Any]:
@@ -251,6 +261,7 @@ def assert_one_clean_run(stack: CeleryStack, result: RunResult, output: Path) ->
     assert all(t["id"] in worker_log for t in result.tis if t["state"] == "success")
     assert len(list(output.rglob("*.png"))) == 12 and len(list(output.rglob("manifest.json"))) == 1
     assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}
+    assert answered_429(stack) == 0  # two triggerers' hubs and the worker's POSTs stayed within the limit
     assert stack.emulator.violations() == []
 
 
