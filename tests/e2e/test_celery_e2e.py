@@ -272,7 +272,14 @@ def test_celery_run_at_the_demos_speed(stack: CeleryStack, tmp_path: Path) -> No
     with printing_logs_on_failure(stack):
         began = time.monotonic()
         result = watch_run(stack, trigger_run(stack, output), began)
-        print(f"celery e2e: run at the demo's speed {result.seconds:.1f}s ({result.state})")
+        deferred = sorted(
+            ti_key(e["task_id"], e.get("map_index", -1))
+            for e in stack.airflow.api.paged(
+                "/eventLogs", "event_logs", dag_id=DAG_ID, run_id=result.run_id, event_pattern="deferred"
+            )
+            if e["event"] == "deferred"
+        )
+        print(f"celery e2e: demo's speed {result.seconds:.1f}s ({result.state}), deferred: {deferred}")
         assert_one_clean_run(stack, result, output)
     assert_key_nowhere(stack)
 
