@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,7 +47,12 @@ PAID_OPERATIONS = frozenset(
 # Signed uploads carry a single-use token in the path instead of credentials.
 UNAUTHENTICATED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# \Z, not $: "$" also matches before a trailing newline, so "<uuid>\n" would pass.
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+# RFC 3986: the characters a URI may hold unescaped, and a '%' must start an escape.
+_URI_CHAR = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PORT_RE = re.compile(r"\d*\Z")
 _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
 
 
@@ -139,18 +145,66 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def is_uuid(value: Any) -> bool:
+    return isinstance(value, str) and _UUID_RE.match(value) is not None
+
+
 def check_uuid(field_name: str, value: Any) -> str:
-    if not isinstance(value, str) or not _UUID_RE.match(value):
+    if not is_uuid(value):
         raise BloomInputError(field_name, f"must be a UUID like 3f2b...-...; got {_describe(value)}")
     return value
+
+
+def _uri_problem(value: str) -> str | None:
+    """Why ``value`` is not an absolute http(s) URI as RFC 3986 (Bloom's ``format: uri``) allows, or None."""
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parsed.scheme.lower() not in {"http", "https"} or not parsed.netloc or not parsed.hostname:
+        return "must be an absolute http(s) URL"
+    for char in value:
+        if not _URI_CHAR.match(char):
+            hint = " (percent-encode it, e.g. %20 for a space)" if char.isprintable() else ""
+            return f"holds {char!r}, which a URL may not contain unescaped{hint}"
+    if _BAD_PERCENT.search(value):
+        return "holds a '%' that is not followed by two hex digits"
+    if value.count("#") > 1:
+        return "holds more than one '#'"
+    authority = parsed.netloc
+    hostport = authority.rsplit("@", 1)[-1]
+    tail = value.split("//", 1)[1][len(authority) :]
+    if "[" in tail or "]" in tail:
+        return "holds '[' or ']' outside an IPv6 host"
+    if hostport.startswith("["):
+        literal, _, after = hostport[1:].partition("]")
+        if not literal or ":" not in literal or not re.match(r"(:\d*)?\Z", after):
+            return "has a malformed IPv6 host"
+    else:
+        _, _, port = hostport.partition(":")
+        if "[" in hostport or "]" in hostport or ":" in port or not _PORT_RE.match(port):
+            return "has a malformed host or port"
+    return None
 
 
 def check_url(field_name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise BloomInputError(field_name, f"must be an http(s) URL; got {_describe(value)}")
-    parsed = urlparse(value)
-    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-        raise BloomInputError(field_name, f"must be an absolute http(s) URL; got {_describe(value)}")
+    problem = _uri_problem(value)
+    if problem is not None:
+        raise BloomInputError(field_name, f"{problem}; got {_describe(value)}")
+    return value
+
+
+def check_text(field_name: str, value: str) -> str:
+    """A string must be sendable as UTF-8 (a lone surrogate from a bad decode is not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BloomInputError(
+            field_name, f"holds {value[exc.start : exc.end]!r}, which is not valid Unicode text"
+        ) from None
     return value
 
 
@@ -181,6 +235,7 @@ def check_value(field_name: str, value: Any, schema: Mapping[str, Any]) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             raise BloomInputError(field_name, f"must be a string; got {_describe(value)}")
+        check_text(field_name, value)
         lo, hi = schema.get("minLength"), schema.get("maxLength")
         if lo is not None and len(value) < lo:
             raise BloomInputError(field_name, f"must be at least {lo} character(s) long; got {len(value)}")
@@ -193,6 +248,8 @@ def check_value(field_name: str, value: Any, schema: Mapping[str, Any]) -> Any:
     elif kind in {"integer", "number"}:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BloomInputError(field_name, f"must be a number; got {_describe(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BloomInputError(field_name, f"must be a finite number; got {_describe(value)}")
         if kind == "integer" and not float(value).is_integer():
             raise BloomInputError(field_name, f"must be a whole number; got {_describe(value)}")
         lo, hi = schema.get("minimum"), schema.get("maximum")
@@ -231,3 +288,75 @@ def check_ids(field_name: str, ids: Any, *, minimum: int = 1, maximum: int = MAX
 
 def chunked(items: list[str], size: int = MAX_IDS_PER_CALL) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _data_schema(op: Operation, status: int) -> Mapping[str, Any] | None:
+    responses = op.responses
+    answer = responses.get(str(status)) or next(
+        (r for code, r in responses.items() if code.startswith("2")), None
+    )
+    if not isinstance(answer, Mapping):
+        return None
+    schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+    data = schema.get("properties", {}).get("data")
+    return data if isinstance(data, Mapping) else None
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "boolean": (bool,),
+    "number": (int, float),
+    "integer": (int,),
+}
+
+
+def _shape_problem(where: str, value: Any, schema: Mapping[str, Any]) -> str | None:
+    """Why ``value`` breaks the shape the spec promises, or None.
+
+    Checks what the client relies on: required fields, JSON types and the
+    ``uuid`` format of ids (an id goes into XCom, file names and links). Enum
+    values are not checked, so a new status Bloom adds is not a failure.
+    """
+    if "anyOf" in schema:
+        problems = [_shape_problem(where, value, option) for option in schema["anyOf"]]
+        return None if any(p is None for p in problems) else problems[0]
+    kind = schema.get("type")
+    if kind == "null":
+        return None if value is None else f"{where} must be null"
+    if kind in _JSON_TYPES:
+        if not isinstance(value, _JSON_TYPES[kind]) or (kind != "boolean" and isinstance(value, bool)):
+            return f"{where} must be a{'n' if kind[0] in 'aeiou' else ''} {kind}; got {_describe(value)}"
+    if kind == "string" and schema.get("format") == "uuid" and not is_uuid(value):
+        return f"{where} must be a UUID; got {_describe(value)}"
+    if kind == "object" or "properties" in schema:
+        if not isinstance(value, dict):
+            return f"{where} must be an object; got {_describe(value)}"
+        for name in schema.get("required", []):
+            if name not in value:
+                return f"{where} has no {name!r}"
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                problem = _shape_problem(f"{where}.{name}", value[name], sub)
+                if problem:
+                    return problem
+    if kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            return f"{where} must hold at least {schema['minItems']} item(s)"
+        for i, item in enumerate(value):
+            problem = _shape_problem(f"{where}[{i}]", item, schema.get("items", {}))
+            if problem:
+                return problem
+    return None
+
+
+def answer_problem(op: Operation, status: int, data: Any) -> str | None:
+    """Why a success answer's ``data`` is not what Bloom's spec promises for ``op``, or None."""
+    schema = _data_schema(op, status)
+    if schema is None:
+        return None if isinstance(data, dict) else "data is not an object"
+    return _shape_problem("data", data, schema)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
-from urllib.parse import urljoin, urlparse
+from urllib.parse import quote, urljoin, urlparse
 
 import httpx
 import requests
@@ -44,7 +45,9 @@ from airflow_provider_bloom._spec import (
     MAX_UPLOAD_BYTES,
     MAX_WAIT_SECONDS,
     OAUTH_TOKEN_PATH,
+    PAID_OPERATIONS,
     Operation,
+    answer_problem,
     check_ids,
     check_uuid,
     check_value,
@@ -73,12 +76,27 @@ CONNECT_TIMEOUT = 10.0
 WAIT_READ_MARGIN = 30.0
 MAX_REDIRECTS = 5
 
+# What may come before an SVG's root element: a BOM, whitespace, the XML declaration,
+# processing instructions, comments and a DOCTYPE.
+_SVG_PROLOGUE = re.compile(
+    rb"(?:\xef\xbb\xbf)?(?:\s+|<\?xml[^>]*\?>|<\?[^>]*\?>|<!--.*?-->|<!doctype\s+svg[^>]*>)*", re.DOTALL
+)
+
+
+def _is_svg(head: bytes) -> bool:
+    """An SVG document: its root element is ``<svg`` (an HTML page that embeds one is not)."""
+    lowered = head.lower()
+    prologue = _SVG_PROLOGUE.match(lowered)
+    rest = lowered[prologue.end() if prologue else 0 :]
+    return rest.startswith(b"<svg") and rest[4:5] in {b" ", b">", b"\t", b"\n", b"\r", b"/"}
+
+
 _MAGIC: list[tuple[str, Callable[[bytes], bool]]] = [
     ("image/png", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
     ("image/jpeg", lambda b: b.startswith(b"\xff\xd8\xff")),
     ("image/webp", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
     ("image/avif", lambda b: b[4:8] == b"ftyp" and b[8:12] in {b"avif", b"avis"}),
-    ("image/svg+xml", lambda b: b"<svg" in b[:2048].lower()),
+    ("image/svg+xml", lambda b: _is_svg(b[:4096])),
 ]
 _EXTENSIONS = {
     "image/png": ".png",
@@ -121,7 +139,14 @@ def read_upload(field_name: str, file: FileInput, allowed: tuple[str, ...]) -> U
             raise BloomInputError(field_name, f"{path.name} is {size} bytes; Bloom accepts at most 10 MB")
         content, filename = path.read_bytes(), path.name
     elif hasattr(file, "read"):
-        content = file.read(MAX_UPLOAD_BYTES + 1)
+        if isinstance(file, io.TextIOBase):
+            raise BloomInputError(
+                field_name, "file objects must be opened in binary mode ('rb'), not text mode"
+            )
+        try:
+            content = file.read(MAX_UPLOAD_BYTES + 1)
+        except UnicodeDecodeError:
+            raise BloomInputError(field_name, "file objects must be opened in binary mode ('rb')") from None
         if not isinstance(content, (bytes, bytearray)):
             raise BloomInputError(field_name, "file objects must be opened in binary mode ('rb')")
         content = bytes(content)
@@ -172,7 +197,11 @@ class ClientSettings:
     def __post_init__(self) -> None:
         if self.auth_header not in {"x-api-key", "bearer"}:
             raise BloomInputError("auth_header", f"must be 'x-api-key' or 'bearer'; got {self.auth_header!r}")
-        parsed = urlparse(self.base_url)
+        try:
+            parsed = urlparse(self.base_url)
+            parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parsed = urlparse("")
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
             raise BloomInputError("host", f"must be Bloom's base URL like {DEFAULT_BASE_URL}")
         if self.oauth_client_id and not self.oauth_client_secret:
@@ -232,8 +261,25 @@ class PreparedCall:
 
 @dataclass
 class _Token:
-    value: str
-    expires_at: float
+    value: str = field(repr=False)  # an OAuth access token is a credential
+    expires_at: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"_Token(value=***, expires_at={self.expires_at!r})"
+
+
+E = TypeVar("E", bound=BaseException)
+REDACTED = "***"
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v, redact) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- shared core
@@ -249,6 +295,45 @@ class _ClientCore:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
+
+    # -- secrets ---------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        values = [self.settings.api_key, self.settings.oauth_client_secret]
+        if self._token is not None:
+            values.append(self._token.value)
+        return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """``text`` (from a server) without this client's credentials, also URL- or JSON-escaped."""
+        for secret in self._secrets():
+            for form in (secret, quote(secret, safe=""), json.dumps(secret)[1:-1]):
+                text = text.replace(form, REDACTED)
+        return text
+
+    def scrubbed(self, exc: E) -> E:
+        """``exc`` with the client's credentials removed from any text a server supplied."""
+        if isinstance(exc, BloomAPIError):
+            exc.message = self.redact(exc.message)
+            exc.data = _redact_json(exc.data, self.redact)
+            exc.args = (exc._render(),)
+        return exc
+
+    def error_from_response(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        *,
+        operation_id: str | None = None,
+        retry_after: str | None = None,
+        paid: bool = False,
+    ) -> BloomAPIError:
+        """:func:`~airflow_provider_bloom.exceptions.error_from_response`, with the credentials redacted."""
+        return self.scrubbed(
+            error_from_response(
+                status, body, content_type, operation_id=operation_id, retry_after=retry_after, paid=paid
+            )
+        )
 
     # -- building -------------------------------------------------------------------------
     def prepare(
@@ -358,10 +443,10 @@ class _ClientCore:
 
     def _store_token(self, status: int, body: bytes, content_type: str | None) -> str:
         if status >= 400:
-            err = error_from_response(status, body, content_type, operation_id="oauth2.token")
+            err = self.error_from_response(status, body, content_type, operation_id="oauth2.token")
             raise BloomAuthError(
                 err.status, err.code or "OAUTH_TOKEN_FAILED", f"OAuth token request failed: {err.message}"
-            )
+            ) from None
         try:
             payload = _json_loads(body)
             value = str(payload["access_token"])
@@ -377,7 +462,7 @@ class _ClientCore:
         """Turn an HTTP answer into Bloom's ``data`` payload, or raise the matching error."""
         ctype = headers.get("content-type")
         if status >= 400:
-            raise error_from_response(
+            raise self.error_from_response(
                 status,
                 content,
                 ctype,
@@ -385,25 +470,34 @@ class _ClientCore:
                 retry_after=headers.get("retry-after"),
                 paid=op.paid,
             )
-        if 300 <= status < 400:
-            raise BloomServerError(
-                status,
-                None,
-                f"unexpected redirect to {headers.get('location')!r}",
-                operation_id=op.operation_id,
+        if not 200 <= status < 300:
+            where = headers.get("location")
+            raise self._bad_answer(
+                op, status, f"Bloom answered HTTP {status}" + (f" (a redirect to {where!r})" if where else "")
             )
         try:
             payload = _json_loads(content)
         except ValueError:
-            raise self._lost_answer(
-                op, f"Bloom answered HTTP {status} with a body that is not JSON"
+            raise self._bad_answer(
+                op, status, f"Bloom answered HTTP {status} with a body that is not JSON"
             ) from None
         data = payload.get("data", payload) if isinstance(payload, dict) else payload
-        if not isinstance(data, dict):
-            raise BloomServerError(status, None, "answer has no data object", operation_id=op.operation_id)
-        if op.operation_id == "images.generate" and "ids" not in data and "imageIds" in data:
-            data["ids"] = data["imageIds"]  # older prose documents `imageIds`
+        if isinstance(data, dict) and op.operation_id == "images.generate":
+            if "ids" not in data and "imageIds" in data:
+                data["ids"] = data["imageIds"]  # older prose documents `imageIds`
+        problem = answer_problem(op, status, data)
+        if problem is not None:
+            raise self._bad_answer(op, status, f"Bloom's answer is not what its spec promises: {problem}")
+        assert isinstance(data, dict)
         return data
+
+    def _bad_answer(self, op: Operation, status: int, message: str) -> BloomServerError:
+        """An answer came back but is not a valid success: for a paid call, it may have been charged."""
+        return self.scrubbed(
+            BloomServerError(
+                status, "INVALID_ANSWER", message, operation_id=op.operation_id, maybe_charged=op.paid
+            )
+        )
 
     def _lost_answer(self, op: Operation, message: str) -> BloomTransportError:
         """The request went out but no answer came back: a paid call may have been charged."""
@@ -417,15 +511,19 @@ class _ClientCore:
 
     # -- retry policy ----------------------------------------------------------------------
     def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` may be answered by sending the same request again.
+
+        A paid POST is sent again only after a 429 (Bloom refused it) or when
+        the request provably never left (a refused connection): every other
+        answer, a malformed or unexpected one included, may mean it was charged.
+        """
         if getattr(exc, "maybe_charged", False):
             return False
         if isinstance(exc, BloomRateLimitError):
             return True  # Bloom rejected the request: nothing happened, nothing was charged
-        if isinstance(exc, BloomServerError):
-            return True  # paid calls were marked maybe_charged above
-        if isinstance(exc, BloomTransportError):
-            return True  # paid calls that may have been sent were marked maybe_charged
-        return False
+        if getattr(exc, "operation_id", None) in PAID_OPERATIONS:
+            return isinstance(exc, BloomTransportError)  # only a provably unsent request is left here
+        return isinstance(exc, (BloomServerError, BloomTransportError))
 
     def _wait_seconds(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -757,9 +855,14 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                 for attempt in tenacity.Retrying(**self.retry_kwargs()):
                     with attempt:
                         return self._send_once(call)
-            except BloomAuthError:
-                # An expired OAuth token is refreshed once; a 401 charges nothing.
-                if self.settings.uses_oauth and call.op.authenticated and not refreshed:
+            except BloomAuthError as exc:
+                # An expired OAuth token is refreshed once; Bloom's 401 charges nothing.
+                if (
+                    self.settings.uses_oauth
+                    and call.op.authenticated
+                    and not refreshed
+                    and not exc.maybe_charged
+                ):
                     refreshed, self._token = True, None
                     continue
                 raise
@@ -822,7 +925,7 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                 if resp.status_code >= 400:
                     content = resp.content
                     resp.close()
-                    raise error_from_response(
+                    raise self.error_from_response(
                         resp.status_code, content, resp.headers.get("content-type"), operation_id="download"
                     )
         try:
@@ -902,8 +1005,13 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                 async for attempt in tenacity.AsyncRetrying(**self.retry_kwargs()):
                     with attempt:
                         return await self._send_once(call)
-            except BloomAuthError:
-                if self.settings.uses_oauth and call.op.authenticated and not refreshed:
+            except BloomAuthError as exc:
+                if (
+                    self.settings.uses_oauth
+                    and call.op.authenticated
+                    and not refreshed
+                    and not exc.maybe_charged
+                ):
                     refreshed, self._token = True, None
                     continue
                 raise
@@ -960,7 +1068,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                 if resp.status_code >= 400:
                     content = await resp.aread()
                     await resp.aclose()
-                    raise error_from_response(
+                    raise self.error_from_response(
                         resp.status_code, content, resp.headers.get("content-type"), operation_id="download"
                     )
         assert resp is not None

@@ -140,7 +140,7 @@ class BloomImagesMissingError(BloomError):
 
 
 MAYBE_CHARGED_HINT = (
-    "The request was sent but its answer was lost, so Bloom may have accepted it and charged for it. "
+    "The request was sent but no valid answer came back, so Bloom may have accepted it and charged for it. "
     "It was not retried automatically (Bloom has no idempotency key). Check before retrying: "
     "list recent images (GET /images?limit=20, or BloomHook().list_images(limit=20)) and GET /credits."
 )
@@ -224,6 +224,7 @@ def error_from_response(
         operation_id=operation_id,
         data=data,
         retry_after=parse_retry_after(retry_after),
-        # A paid POST answered 5xx may still have been accepted: never retried blindly.
-        maybe_charged=paid and status >= 500,
+        # A paid POST answered 5xx, or 4xx without Bloom's error envelope (a proxy's page), may
+        # still have been accepted: never retried blindly. A 429 and Bloom's own refusals are safe.
+        maybe_charged=paid and status != 429 and (status >= 500 or not code),
     )

@@ -52,6 +52,7 @@ SCENARIOS: list[tuple[str, int, tuple[int, int], float, int, float]] = [
 SUBMIT_SCRIPT = """
 import json, os, sys
 from airflow_provider_bloom.hooks.bloom import BloomHook
+sys.stdin.readline()  # the go signal: halfway through the wait
 from airflow_provider_bloom.exceptions import BloomError
 try:
     BloomHook().generate_images(prompt="submitted mid-wait", variant_count=1)
@@ -92,6 +93,15 @@ async def run_scenario(emulator: Any, n: int, sizes: tuple[int, int], spread: fl
     from airflow_provider_bloom.triggers.images import BloomImagesTrigger
 
     forget_connections()
+    # The other process starts first (forking it mid-wait would stall this loop) and waits for a signal.
+    submitter = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SUBMIT_SCRIPT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     emulator.configure(rate_limit_per_minute=0, generation_seconds=1.0, generation_jitter=spread)
     hook = BloomHook()
     groups = []
@@ -127,29 +137,24 @@ async def run_scenario(emulator: Any, n: int, sizes: tuple[int, int], spread: fl
     beat = asyncio.ensure_future(heartbeat())
     started = time.time()
     tasks = [asyncio.ensure_future(one(k, ids)) for k, ids in enumerate(groups)]
+    go_at = time.monotonic() + min(30.0, spread / 2)
+    signalled = False
 
-    submit: dict[str, Any] = {}
-
-    async def submit_midway() -> None:
-        await asyncio.sleep(min(30.0, spread / 2))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            SUBMIT_SCRIPT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        out, _ = await proc.communicate()
-        submit.update(json.loads(out.decode().strip().splitlines()[-1]))
-
-    submitter = asyncio.ensure_future(submit_midway())
     while not all(t.done() for t in tasks):
         peak = max(peak, rss_mb())
-        await asyncio.sleep(0.5)
+        if not signalled and time.monotonic() >= go_at:
+            assert submitter.stdin is not None
+            submitter.stdin.write(b"go\n")
+            signalled = True
+        await asyncio.sleep(0.1)
+    if not signalled:
+        assert submitter.stdin is not None
+        submitter.stdin.write(b"go\n")
     events = [t.result() for t in tasks]
-    await submitter
     stop.set()
     await beat
+    out, _ = await submitter.communicate()  # the POST was sent mid-wait (or, for N=1, right after)
+    submit = json.loads(out.decode().strip().splitlines()[-1])
     elapsed = time.time() - started
 
     records: dict[str, float] = {}

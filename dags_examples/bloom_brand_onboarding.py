@@ -5,10 +5,10 @@
 
 Bloom analyses the site in the background (colours, fonts, logo, images); that takes minutes. A brand
 that ends ``failed`` fails ``wait_for_brand`` with Bloom's failure code; one that ends ``logo_required``
-fails it with instructions (give it a logo with ``UpdateBrandLogoOperator``), unless the param
-``accept_logo_required`` is true.
+(Bloom found no usable logo) fails it with instructions, since Bloom cannot generate with a brand
+until it has a logo: pass the param ``logo_url`` to give Bloom the logo up front.
 
-Params: ``brand_url`` (a public website or Instagram profile), ``test_prompt``, ``accept_logo_required``.
+Params: ``brand_url`` (a public website or Instagram profile), ``test_prompt``, ``logo_url`` (optional).
 Connection ``bloom_default``. The brand id is the task ``create_brand``'s XCom: put it in the
 connection's ``brand_session_id`` extra to make it the default brand of your other DAGs.
 """
@@ -38,18 +38,21 @@ log = logging.getLogger(__name__)
         "test_prompt": Param(
             "A hero image for our homepage in the brand's colours", type="string", minLength=1, maxLength=2000
         ),
-        "accept_logo_required": Param(False, type="boolean", description="Go on when Bloom finds no logo"),
+        "logo_url": Param(
+            None, type=["null", "string"], description="The brand's logo (else Bloom looks for one)"
+        ),
     },
-    render_template_as_native_obj=True,  # so the boolean param stays a boolean
+    render_template_as_native_obj=True,  # so an empty logo_url stays None
 )
 def bloom_brand_onboarding() -> None:
-    create_brand = CreateBrandOperator(task_id="create_brand", url="{{ params.brand_url }}")
+    create_brand = CreateBrandOperator(
+        task_id="create_brand", url="{{ params.brand_url }}", logo_url="{{ params.logo_url or None }}"
+    )
 
     wait_for_brand = BloomBrandSensor(
         task_id="wait_for_brand",
         brand_id=create_brand.output,
         deferrable=True,
-        accept_logo_required="{{ params.accept_logo_required }}",
         timeout=3600,
     )
 

@@ -231,9 +231,16 @@ def test_emulator_service_runs_the_same_entry_point_as_the_demo(services: dict[s
     assert emulator["entrypoint"] == ["python", "-m", EMULATOR_MODULE]
     assert load_script("demo").EMULATOR_MODULE == EMULATOR_MODULE
     words = command_words(emulator)
-    from airflow_provider_bloom.emulator.__main__ import parse_args
+    from airflow_provider_bloom.emulator.__main__ import config_from_args, parse_args
 
-    parse_args(words)  # the emulator's own command line accepts what the service passes
+    config = config_from_args(
+        parse_args(words)
+    )  # the emulator's command line accepts what the service passes
+    # The Bloom API is served to the network, the admin API (a test tool, no auth) only inside the
+    # emulator's container: the Airflow containers cannot reconfigure it or read its state.
+    assert not config.admin_allowed("172.18.0.5") and config.admin_allowed("127.0.0.1")
+    assert "127.0.0.1:8787/_emulator/health" in " ".join(emulator["healthcheck"]["test"])
+    assert config.fetch_url_origins == []
     port = words[words.index("--port") + 1]
     assert words[words.index("--host") + 1] == "0.0.0.0"
     assert emulator["ports"] == [f"127.0.0.1:{port}:{port}"]

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_bloom.emulator import BRAND_FAIL_MARKER, CONTENT_SAFETY_MARKER, DEFAULT_BRAND_ID
+from airflow_provider_bloom.emulator import (
+    BRAND_FAIL_MARKER,
+    BRAND_LOGO_REQUIRED_MARKER,
+    CONTENT_SAFETY_MARKER,
+    DEFAULT_BRAND_ID,
+)
 from tests.airflow_helpers import DagResult, run_dag
 from tests.e2e.stack import DAGS_FOLDER
 
@@ -215,6 +220,26 @@ def test_brand_onboarding_fails_clearly_when_bloom_cannot_read_the_site(dagbag: 
     assert result.state_of("wait_for_brand") == "failed"
     assert result.state_of("test_generation") == "upstream_failed"
     assert paid(bloom_conn)["images.generate"] == 0
+
+
+@pytest.mark.parametrize("with_logo", [False, True])
+def test_brand_onboarding_needs_a_logo_before_generating(
+    dagbag: Any, bloom_conn: Any, with_logo: bool
+) -> None:
+    """Bloom generates only with a `ready` brand: without a logo the DAG stops at the sensor, unpaid."""
+    conf: dict[str, Any] = {"brand_url": f"https://{BRAND_LOGO_REQUIRED_MARKER}.example.com"}
+    if with_logo:
+        conf["logo_url"] = "https://acme.example.com/logo.png"
+    result = run_dag(dagbag.get_dag("bloom_brand_onboarding"), run_conf=conf)
+
+    if with_logo:
+        assert result.state == "success"
+        assert result.xcom("report")["brand_status"] == "ready"
+        assert paid(bloom_conn)["images.generate"] == 1
+    else:
+        assert result.state == "failed" and result.state_of("wait_for_brand") == "failed"
+        assert result.state_of("test_generation") == "upstream_failed"
+        assert paid(bloom_conn)["images.generate"] == 0
 
 
 def test_batch_collect_fires_everything_then_collects_with_one_sensor(dagbag: Any, bloom_conn: Any) -> None:

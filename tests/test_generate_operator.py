@@ -348,17 +348,20 @@ def test_errors_a_retry_cannot_fix_fail_at_once_with_blooms_code(
 # --------------------------------------------------------------------------- never pay twice
 
 
-def test_a_lost_answer_fails_without_retry_saying_it_may_have_been_charged(bloom_conn, dag_run):
+def test_a_lost_answer_is_recovered_from_blooms_list_without_posting_again(bloom_conn, dag_run):
+    """More fault kinds, brands, edits, uploads and the uncertain cases: tests/test_reconcile.py."""
     bloom_conn.add_fault("images.generate", "cut_after")
     with DAG("gen_lost_answer", schedule=None, start_date=START) as dag:
         GenerateImageOperator(task_id="gen", prompt="a comet", **NO_RETRY_WANTED)
     run = dag_run(dag)
-    assert run.state_of("gen") == "failed"
+    assert run.state_of("gen") == "success"
     assert run.tries_of("gen") == 1
-    assert "may have accepted it and charged for it" in run.log
+    assert "Recovered the 1 image(s) of the generation whose answer was lost" in run.log
     counters = bloom_conn.requests()
     assert generations(bloom_conn) == 1  # posted once, never again
-    assert counters["paid_posts_effective"] == 1  # ... and Bloom did charge for it
+    assert counters["paid_posts_effective"] == 1  # ... Bloom charged for it, and the task has its image
+    (made,) = [r["id"] for r in bloom_conn.image_records() if r["source"] == "generated"]
+    assert run.xcom("gen") == [made]
 
 
 def test_a_retry_after_the_answer_was_stored_reuses_the_ids(bloom_conn, dag_run, monkeypatch):

@@ -65,6 +65,32 @@ BAD_CALLS = [
     ("upload_image_file", {"file": io.StringIO("text")}, "file", "binary mode"),
     ("upload_image_file_signed", {"token": "t", "file": PNG}, "token", "UUID"),
     ("upload_brand_logo_file", {"brand_id": UUID, "file": b"<html></html>"}, "file", "not an image"),
+    # RFC 3986 as strictly as Bloom's `format: uri`
+    ("upload_image", {"image_url": "http://[::1"}, "image_url", "not a valid URL"),
+    ("upload_image", {"image_url": "https://a.example:80x/i.png"}, "image_url", "not a valid URL"),
+    *[
+        ("upload_image", {"image_url": f"https://a.example/i{char}.png"}, "image_url", "may not contain")
+        for char in [" ", '"', "|", "<", ">", "{", "}", "\\", "^", "`", "é", "\t", "\n"]
+    ],
+    ("upload_image", {"image_url": "https://a.example/i%zz.png"}, "image_url", "'%'"),
+    ("upload_image", {"image_url": "https://a.example/i%4.png"}, "image_url", "'%'"),
+    ("create_brand", {"url": "https://a.example/#a#b"}, "url", "'#'"),
+    ("create_brand", {"url": "https://a.example/[x]"}, "url", "'['"),
+    # anchored UUIDs: a trailing newline is not part of an id
+    ("get_image", {"image_id": UUID + "\n"}, "image_id", "UUID"),
+    ("generate_images", {"prompt": "p", "brand_session_id": UUID + "\n"}, "brand_session_id", "UUID"),
+    # numbers: nan/inf pass a range check by accident
+    ("search_images", {"query": "q", "max_distance": float("nan")}, "max_distance", "finite"),
+    ("search_images", {"query": "q", "max_distance": float("inf")}, "max_distance", "finite"),
+    # text that cannot be sent as UTF-8
+    ("generate_images", {"prompt": "a \ud800 cat"}, "prompt", "not valid Unicode"),
+    ("list_images", {"cursor": "c\udcff"}, "cursor", "not valid Unicode"),
+    (
+        "upload_image_file",
+        {"file": io.TextIOWrapper(io.BytesIO(PNG + b"\xff\xfe"), encoding="utf-8")},
+        "file",
+        "binary mode",
+    ),
 ]
 
 
@@ -107,3 +133,74 @@ def test_comma_separated_ids_are_accepted_and_sent_as_one_parameter():
     )
     assert call.params == {"ids": f"{UUID},{DEFAULT_BRAND_ID}", "wait": "true", "timeout": "200"}
     assert call.read_timeout > 200, "a long-poll needs a read timeout above its wait"
+
+
+def test_a_bad_base_url_is_an_input_error_not_a_value_error():
+    with pytest.raises(BloomInputError) as info:
+        ClientSettings(base_url="http://[::1", api_key="bloom_sk_x")
+    assert info.value.field == "host"
+
+
+# -- operator and sensor arguments ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1, 0])
+def test_wait_timeout_must_be_positive_and_finite(timeout):
+    from airflow_provider_bloom.operators.images import GenerateImageOperator
+
+    with pytest.raises(BloomInputError) as info:
+        GenerateImageOperator(task_id="g", prompt="p", wait_for_completion=True, wait_timeout=timeout)
+    assert info.value.field == "wait_timeout"
+
+
+def test_image_sensor_checks_literal_ids_when_the_dag_is_built():
+    from airflow_provider_bloom.sensors.images import BloomImageSensor
+
+    with pytest.raises(BloomInputError) as info:
+        BloomImageSensor(task_id="s", image_ids=["not-a-uuid"])
+    assert info.value.field == "image_ids"
+    with pytest.raises(BloomInputError):
+        BloomImageSensor(task_id="s2", image_ids="../../etc/x")
+    # templated ids are checked once rendered
+    BloomImageSensor(task_id="s3", image_ids="{{ ti.xcom_pull('g') }}")
+    BloomImageSensor(task_id="s4", image_ids=[UUID])
+
+
+@pytest.mark.parametrize("prompts", ["abc", "12 prompts", "3.5", "-2"])
+def test_credits_sensor_refuses_a_prompts_string_that_is_not_a_number(prompts):
+    from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
+
+    sensor = BloomCreditsSensor(task_id="c", prompts=prompts)
+    with pytest.raises(BloomInputError) as info:
+        sensor.required()
+    assert info.value.field == "prompts"
+
+
+@pytest.mark.parametrize(("prompts", "needed"), [("7", 7.0), ("['a', 'b']", 2.0), (["a", "b", "c"], 3.0)])
+def test_credits_sensor_reads_rendered_numbers_and_lists(prompts, needed):
+    from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
+
+    assert BloomCreditsSensor(task_id="c", prompts=prompts).required()[0] == needed
+
+
+def test_download_name_template_holding_a_url_is_refused_when_the_dag_is_built():
+    from airflow_provider_bloom.operators.download import DownloadImagesOperator, render_name
+
+    with pytest.raises(BloomInputError) as info:
+        DownloadImagesOperator(
+            task_id="d",
+            image_ids=[UUID],
+            destination="/tmp/x",
+            name_template="https://evil.example/{image_id}{ext}",
+        )
+    assert info.value.field == "name_template"
+    with pytest.raises(BloomInputError, match="not a URL"):
+        render_name("s3://bucket/{image_id}{ext}", UUID, 0, ".png")
+
+
+def test_download_name_template_with_a_dot_before_ext_has_no_double_dot():
+    from airflow_provider_bloom.operators.download import render_name
+
+    assert render_name("{image_id}.{ext}", UUID, 0, ".png") == f"{UUID}.png"
+    assert render_name("{image_id}{ext}", UUID, 0, ".svg") == f"{UUID}.svg"
+    assert render_name("out/{index}-{image_id}.{ext}", UUID, 3, ".webp") == f"out/3-{UUID}.webp"

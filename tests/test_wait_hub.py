@@ -7,6 +7,7 @@ emulator over loopback; the budget and the state machine are I/O-free and run on
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -15,7 +16,7 @@ import uuid
 import pytest
 from conftest import API_KEY, conn_json
 
-from airflow_provider_bloom._budget import TokenBucket, credential_fingerprint
+from airflow_provider_bloom._budget import TokenBucket, credential_fingerprint, take_sync
 from airflow_provider_bloom.client import ClientSettings
 from airflow_provider_bloom.exceptions import BloomImagesMissingError, BloomRateLimitError, BloomServerError
 from airflow_provider_bloom.hooks.bloom import BloomHook
@@ -275,7 +276,10 @@ async def test_a_thousand_triggers_start_without_stalling_the_loop(bloom_conn, m
     await beat
     assert lookups == 1
     assert active_hubs() == []
-    assert max(gaps) < 1.0  # generous on a loaded 2-core CI machine; the benchmark reports the real figure
+    # Per-trigger blocking work (an SSL context each: ~25 ms x 1,000) would stall it for tens of seconds.
+    # The bound is loose for a loaded 2-core machine (and Python's own GC pauses); the benchmark in
+    # bench/bench_hub.py reports the real figure.
+    assert max(gaps) < 3.0
 
 
 async def test_hub_for_closes_the_client_when_the_last_user_leaves():
@@ -421,3 +425,28 @@ def test_event_payloads_are_json_and_small():
     event = state.event()
     assert json.loads(json.dumps(event)) == event
     assert "extra" not in event["images"][0] and event["images"][0]["imageUrl"] is None
+
+
+def test_a_task_that_deletes_many_images_is_paced_by_its_bucket(bloom_conn, monkeypatch):
+    """DeleteImagesOperator over 200 ids (4 requests) with requests_per_minute=2 (burst 1): the first
+    request goes at once, each later one waits for a token (~30 s, on a fake clock here)."""
+    import airflow_provider_bloom.operators._base as base
+    from airflow_provider_bloom.operators.image_tools import DeleteImagesOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, requests_per_minute=2))
+    clock = FakeClock()
+    bucket = TokenBucket(2, burst=1, clock=clock)
+    sleeps: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(base, "sync_bucket", lambda url, fingerprint, per_minute: bucket)
+    monkeypatch.setattr(base, "take_sync", functools.partial(take_sync, sleep=fake_sleep))
+    ids = [str(uuid.uuid4()) for _ in range(200)]
+    result = DeleteImagesOperator(task_id="cleanup", image_ids=ids).execute({})
+    assert result == {"requested": 200, "deleted_count": 0}
+    assert bloom_conn.requests()["by_operation"]["images.deleteMany"] == 4
+    assert len(sleeps) == 3 and all(s == pytest.approx(30.0) for s in sleeps)
+    assert bucket.sent == 4

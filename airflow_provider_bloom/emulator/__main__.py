@@ -34,12 +34,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--clock-offset", type=float, default=0.0, help="seconds the emulated clock runs ahead (<0: behind)"
+    )
+    parser.add_argument(
+        "--list-delay", type=float, default=0.0, help="seconds before new images show up in filtered lists"
+    )
+    parser.add_argument(
+        "--admin-from",
+        action="append",
+        metavar="NETWORK",
+        help="client network allowed to use the admin API /_emulator/ (repeatable; 'any' for all; "
+        "default: loopback only)",
+    )
+    parser.add_argument(
+        "--fetch-url-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="loopback origin (http://127.0.0.1:8123) whose URLs images.upload may really fetch (repeatable)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
     return parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    defaults = EmulatorConfig()
     return EmulatorConfig(
         generation_seconds=args.generation_seconds,
         generation_jitter=args.generation_jitter,
@@ -52,7 +72,18 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         download_base_url=args.download_base_url,
         validate_responses=args.validate_responses,
         seed=args.seed,
+        clock_offset_seconds=args.clock_offset,
+        list_delay_seconds=args.list_delay,
+        admin_networks=_admin_networks(args.admin_from) or defaults.admin_networks,
+        fetch_url_origins=list(args.fetch_url_origin or []),
     )
+
+
+def _admin_networks(values: Sequence[str] | None) -> list[str]:
+    networks: list[str] = []
+    for value in values or []:
+        networks += ["0.0.0.0/0", "::/0"] if value.strip().lower() == "any" else [value.strip()]
+    return networks
 
 
 def _raise_open_file_limit() -> None:

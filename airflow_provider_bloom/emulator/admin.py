@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from airflow_provider_bloom.emulator import spec
@@ -13,12 +13,28 @@ from airflow_provider_bloom.emulator.errors import BloomError
 from airflow_provider_bloom.emulator.faults import FaultRule
 from airflow_provider_bloom.emulator.runtime import PSEUDO_OPERATIONS, Emulator
 
-router = APIRouter(prefix="/_emulator")
 KNOWN_OPERATIONS = frozenset(spec.operations()) | PSEUDO_OPERATIONS
 
 
 class AdminError(Exception):
     """A bad admin request (400 ``{"error": message}``)."""
+
+
+class AdminForbidden(Exception):
+    """The admin API is a test tool: only clients in ``admin_networks`` may use it (403)."""
+
+
+def _admin_allowed(request: Request) -> None:
+    emulator: Emulator = request.app.state.emulator
+    host = request.client.host if request.client else None
+    if not emulator.config.admin_allowed(host):
+        raise AdminForbidden(
+            f"the emulator's admin API answers only clients in admin_networks "
+            f"{emulator.config.admin_networks}; {host} is not (start it with --admin-from to allow more)"
+        )
+
+
+router = APIRouter(prefix="/_emulator", dependencies=[Depends(_admin_allowed)])
 
 
 def _emulator(request: Request) -> Emulator:
@@ -46,6 +62,10 @@ def install(app: FastAPI) -> None:
     async def admin_error(request: Request, exc: AdminError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
+    @app.exception_handler(AdminForbidden)
+    async def admin_forbidden(request: Request, exc: AdminForbidden) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=403)
+
 
 @router.post("/reset")
 async def reset(request: Request) -> dict[str, Any]:
@@ -55,14 +75,14 @@ async def reset(request: Request) -> dict[str, Any]:
 
 @router.get("/config")
 async def get_config(request: Request) -> dict[str, Any]:
-    return _emulator(request).config.to_dict()
+    return _emulator(request).config.public_dict()
 
 
 @router.post("/config")
 async def patch_config(request: Request) -> dict[str, Any]:
     patch = await _json_object(request)
     try:
-        return _emulator(request).configure(patch).to_dict()
+        return _emulator(request).configure(patch).public_dict()
     except ValueError as exc:
         raise AdminError(str(exc)) from None
 

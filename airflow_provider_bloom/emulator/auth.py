@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -57,19 +57,34 @@ def valid_oauth_client(client_id: str, client_secret: str, config: EmulatorConfi
 
 
 class RateLimiter:
-    """A sliding-window log per caller: at most ``limit`` requests in any ``window`` seconds."""
+    """A sliding-window log per caller: at most ``limit`` requests in any ``window`` seconds.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    Bounded: at most ``max_callers`` callers are tracked (the least recently seen one is
+    forgotten first), and each caller's log holds at most ``limit`` times.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_callers: int = 10_000) -> None:
         self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
+        self.max_callers = max_callers
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
 
     def reset(self) -> None:
         self._hits.clear()
 
+    @property
+    def tracked(self) -> int:
+        return len(self._hits)
+
     def hit(self, caller: str, limit: int, window: float) -> float | None:
         """Record a request; ``None`` when allowed, else seconds until a slot frees up."""
         now = self._clock()
-        hits = self._hits.setdefault(caller, deque())
+        hits = self._hits.get(caller)
+        if hits is None:
+            hits = self._hits[caller] = deque()
+            while len(self._hits) > self.max_callers:
+                self._hits.popitem(last=False)
+        else:
+            self._hits.move_to_end(caller)
         while hits and hits[0] <= now - window:
             hits.popleft()
         if len(hits) >= limit:

@@ -10,6 +10,7 @@ All other fields are read on every request.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import types
 import typing
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ OAUTH_CLIENT_PREFIX = "bloom_client_"
 PRICING_URL = "https://www.trybloom.ai/pricing"
 
 ErrorEnvelope = Literal["flat", "nested"]
+SECRET_PLACEHOLDER = "***"
 
 #: Fields that shape the seeded state (see the module docstring).
 SEED_FIELDS = frozenset({"initial_credits", "unlimited_credits", "team_workspaces", "seed"})
@@ -100,6 +102,21 @@ class EmulatorConfig:
     vectorize_min_side: int = 512
     #: Largest accepted upload.
     max_upload_bytes: int = 10 * 1024 * 1024
+    #: The emulated server's clock runs this far ahead of this machine's (negative: behind). It
+    #: drives ``createdAt``, statuses and the ``Date`` header alike, to test clock-skew handling.
+    clock_offset_seconds: float = 0.0
+    #: New images (generated or uploaded) show up in filtered ``GET /images`` lists only this long
+    #: after they were created (Bloom's lists may lag); lookups by ``ids`` and by id see them at once.
+    list_delay_seconds: float = 0.0
+    #: Loopback origins (``http://127.0.0.1:8123``) that ``POST /images/uploads`` may really fetch.
+    #: Off by default: any other loopback URL answers 400 ``DOWNLOAD_FAILED`` (as Bloom, which cannot
+    #: reach your machine, would), so the emulator never makes requests to other local services.
+    #: Non-loopback URLs are never fetched (a synthetic image stands in).
+    fetch_url_origins: list[str] = field(default_factory=list)
+    #: Client networks allowed to use the admin API (``/_emulator/...``, a test tool without auth):
+    #: loopback only by default, so other containers on a Docker network reach the Bloom API but
+    #: cannot reconfigure the emulator or read its state.
+    admin_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
     def updated(self, patch: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with ``patch`` applied; unknown fields or wrong types raise ``ValueError``."""
@@ -119,18 +136,67 @@ class EmulatorConfig:
     def check(self) -> None:
         if self.error_envelope not in ("flat", "nested"):
             raise ValueError("error_envelope must be 'flat' or 'nested'")
-        for name in ("generation_seconds", "generation_jitter", "brand_ready_seconds", "initial_credits"):
+        for name in (
+            "generation_seconds",
+            "generation_jitter",
+            "brand_ready_seconds",
+            "initial_credits",
+            "list_delay_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if not 0.0 <= self.pending_fraction <= 1.0:
             raise ValueError("pending_fraction must be within 0..1")
+        for net in self.admin_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"admin_networks: {net!r} is not an IP network (e.g. 127.0.0.0/8)") from None
+        for origin in self.fetch_url_origins:
+            if not _origin(origin).startswith(("http://", "https://")):
+                raise ValueError(f"fetch_url_origins: {origin!r} is not an http(s) origin")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def public_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without secrets (what ``GET /_emulator/config`` shows): keys and client
+        secrets are replaced by ``***`` (their number, and the OAuth client ids, stay visible)."""
+        data = self.to_dict()
+        for name in ("valid_keys", "banned_keys"):
+            if data[name] is not None:
+                data[name] = [SECRET_PLACEHOLDER for _ in data[name]]
+        if data["oauth_clients"] is not None:
+            data["oauth_clients"] = {cid: SECRET_PLACEHOLDER for cid in data["oauth_clients"]}
+        return data
+
+    def admin_allowed(self, host: str | None) -> bool:
+        """Whether a client at ``host`` may use the admin API."""
+        try:
+            address = ipaddress.ip_address((host or "").split("%")[0])
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net, strict=False) for net in self.admin_networks)
+
+    def may_fetch(self, url: str) -> bool:
+        """Whether ``images.upload`` may really fetch ``url`` (its origin is in ``fetch_url_origins``)."""
+        return _origin(url) in {_origin(o) for o in self.fetch_url_origins}
+
     @property
     def rate_limit_enabled(self) -> bool:
         return bool(self.rate_limit_per_minute)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, lower-cased, with the default port spelled out."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return ""
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _matches(value: Any, hint: Any) -> bool:

@@ -4,13 +4,20 @@ Kinds:
 
 * ``status``: answer ``status`` (429, 500, 502, 503, ...) in Bloom's error envelope, optionally
   with ``Retry-After``; the request has no effect.
-* ``delay``: wait ``delay_seconds``, then handle the request normally.
+* ``delay``: read the request, wait ``delay_seconds``, then handle it normally -- also when the
+  client gave up meanwhile (a read timeout), as Bloom keeps working on what it received.
 * ``cut_before``: close the connection without any response; the request has no effect.
 * ``cut_after``: handle the request (the charge happened, the image exists), then close the
   connection without sending the response.
 * ``truncate``: handle the request, send the status line, headers and half of the body, close.
 * ``corrupt``: handle the request, then answer a body that breaks the spec (``data`` emptied);
   exists to prove that response validation catches violations.
+* ``status_after``: handle the request (the charge happened, the image exists), then answer
+  ``status`` (a 500, 502, 503...) in Bloom's error envelope instead of the real answer: a
+  gateway or server error after the work was done.
+
+``cut_after``, ``truncate``, ``corrupt`` and ``status_after`` are the ways an answer is lost
+after Bloom acted: the counters record them as ``paid_posts_effective``.
 
 Closing really closes the TCP connection: the server's protocol class (see
 :mod:`airflow_provider_bloom.emulator.server`) puts the transport into the ASGI scope
@@ -28,8 +35,8 @@ from typing import Any, Literal
 from starlette.types import Message, Receive, Scope, Send
 
 TRANSPORT_SCOPE_KEY = "bloom.emulator.transport"
-FAULT_KINDS = ("status", "delay", "cut_before", "cut_after", "truncate", "corrupt")
-FaultKind = Literal["status", "delay", "cut_before", "cut_after", "truncate", "corrupt"]
+FAULT_KINDS = ("status", "delay", "cut_before", "cut_after", "truncate", "corrupt", "status_after")
+FaultKind = Literal["status", "delay", "cut_before", "cut_after", "truncate", "corrupt", "status_after"]
 ANY_OPERATION = "*"
 
 
@@ -55,6 +62,8 @@ class FaultRule:
             raise ValueError("count must be at least 1")
         if self.kind == "status" and (self.status is None or not 400 <= self.status <= 599):
             raise ValueError("a 'status' fault needs a status between 400 and 599")
+        if self.kind == "status_after" and (self.status is None or not 500 <= self.status <= 599):
+            raise ValueError("a 'status_after' fault needs a status between 500 and 599")
         if self.kind == "delay" and (self.delay_seconds is None or self.delay_seconds < 0):
             raise ValueError("a 'delay' fault needs delay_seconds >= 0")
 

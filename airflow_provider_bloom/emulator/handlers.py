@@ -389,10 +389,12 @@ async def images_upload(call: Call) -> Result:
 
 
 async def _download(call: Call, url: str) -> bytes:
-    """Bytes behind ``url`` without leaving the machine.
+    """Bytes behind ``url`` without leaving the machine, and without calling other local services.
 
-    Loopback URLs are fetched (the emulator's own ``/img``/``_files`` links are read
-    directly); any other URL yields a synthetic PNG derived from the URL, or 400
+    The emulator's own ``/img``/``_files`` links (any loopback name for its own port) are read
+    directly; other loopback URLs are fetched only from the origins a test listed in
+    ``fetch_url_origins`` (else 400 ``DOWNLOAD_FAILED``, as Bloom, which cannot reach your machine,
+    would answer); any other URL yields a synthetic PNG derived from the URL, or 400
     ``DOWNLOAD_FAILED`` when it contains :data:`DOWNLOAD_FAILS_MARKER`.
     """
     if DOWNLOAD_FAILS_MARKER in url:
@@ -402,15 +404,28 @@ async def _download(call: Call, url: str) -> bytes:
         digest = hashlib.sha256(url.encode()).digest()
         return cached_png(800 + digest[0] % 8 * 100, 600 + digest[1] % 8 * 100, False, digest[2] or 1)
     own = _OWN_FILE_PATH.match(parsed.path)
-    if own and parsed.netloc == call.netloc:
+    if own and _is_own_server(parsed.port, call.netloc):
         item = call.emulator.servable(own.group(1))
         if item is None:
             raise BloomError(400, "DOWNLOAD_FAILED")
         return (await call.emulator.file_bytes(item))[0]
-    return await _fetch_loopback(url, call.emulator.config.max_upload_bytes)
+    config = call.emulator.config
+    if not config.may_fetch(url):
+        raise BloomError(
+            400,
+            "DOWNLOAD_FAILED",
+            "The emulator fetches loopback URLs only from origins listed in its fetch_url_origins setting",
+        )
+    return await _fetch_loopback(url, config.max_upload_bytes, config.may_fetch)
 
 
-async def _fetch_loopback(url: str, max_bytes: int) -> bytes:
+def _is_own_server(port: int | None, netloc: str) -> bool:
+    """Whether a loopback URL's port is the one this request came in on (the emulator itself)."""
+    own_port = urlparse(f"//{netloc}").port
+    return port is not None and port == own_port
+
+
+async def _fetch_loopback(url: str, max_bytes: int, allowed: Callable[[str], bool]) -> bytes:
     try:
         async with httpx.AsyncClient(timeout=10.0, follow_redirects=False, trust_env=False) as client:
             for _ in range(5):
@@ -418,7 +433,7 @@ async def _fetch_loopback(url: str, max_bytes: int) -> bytes:
                     location = response.headers.get("location")
                     if response.is_redirect and location:
                         url = str(response.url.join(location))
-                        if urlparse(url).hostname not in LOOPBACK_HOSTS:
+                        if urlparse(url).hostname not in LOOPBACK_HOSTS or not allowed(url):
                             break
                         continue
                     if response.status_code != 200:

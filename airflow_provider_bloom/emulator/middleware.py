@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -110,10 +111,25 @@ class EmulatorMiddleware:
             return
         started = time.perf_counter()
         outcome: int | str = "error"
+        send = self._dated(send)
         try:
             outcome = await self._dispatch(scope, receive, send)
         finally:
             log_request(scope["method"], scope["path"], outcome, (time.perf_counter() - started) * 1000)
+
+    def _dated(self, send: Send) -> Send:
+        """Add Bloom's ``Date`` header (RFC 9110, whole seconds) from the emulated clock to every answer."""
+        clock = self.emulator.store.clock
+
+        async def dated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(key.lower() == b"date" for key, _ in headers):
+                    headers.append((b"date", formatdate(clock(), usegmt=True).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return dated_send
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> int | str:
         method, path = scope["method"], scope["path"]
@@ -188,8 +204,11 @@ class EmulatorMiddleware:
             self._finish(scope, name, op, captured, injected=True)
             return captured.status
         if fault.kind == "delay":
+            # The request is read first, so it is handled after the delay even if the client has
+            # given up meanwhile (a read timeout): Bloom keeps working on what it received.
+            replay = await _buffered(receive)
             await asyncio.sleep(fault.delay_seconds or 0.0)
-            return await self._run(scope, receive, send, name, op)
+            return await self._run(scope, replay, send, name, op)
         if fault.kind == "cut_before":
             await close_connection(scope, receive, send)
             self.emulator.counters.record_outcome(name, CUT, paid_effect=False)
@@ -197,6 +216,14 @@ class EmulatorMiddleware:
         held = _Captured(None, keep_body=True)
         await self.app(scope, receive, held.send)
         assert held.start is not None
+        if fault.kind == "status_after":
+            assert fault.status is not None
+            error = self.emulator.fault_error(fault.status, op, fault.retry_after)
+            await self._send_error(send, error, op)
+            self.emulator.counters.record_outcome(
+                name, fault.status, paid_effect=_paid_effect(op, held.status)
+            )
+            return fault.status
         if fault.kind == "cut_after":
             await close_connection(scope, receive, send)
             self.emulator.counters.record_outcome(name, CUT, paid_effect=_paid_effect(op, held.status))
@@ -240,6 +267,23 @@ class EmulatorMiddleware:
             send, error.status, dumps(payload), {"content-type": "application/json", **error.headers}
         )
         return error.status
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the whole request body now; the returned ``receive`` replays it, then reads on."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay
 
 
 def _paid_effect(op: spec.OperationSpec | None, status: int) -> bool:

@@ -12,6 +12,9 @@ from typing import Any
 logger = logging.getLogger("airflow_provider_bloom.emulator")
 
 _SIGNED_TOKEN = re.compile(r"(/signed/)[^/]+")
+#: Distinct keys counted one by one in ``by_key``; the rest share :data:`OTHER_KEYS`.
+MAX_TRACKED_KEYS = 1_000
+OTHER_KEYS = "key:other"
 
 
 def key_fingerprint(key: str) -> str:
@@ -45,6 +48,9 @@ class Counters:
         self.total += 1
         self.by_operation[operation] += 1
         if fingerprint is not None:
+            # Bounded: keys beyond the first MAX_TRACKED_KEYS are counted together.
+            if fingerprint not in self.by_key and len(self.by_key) >= MAX_TRACKED_KEYS:
+                fingerprint = OTHER_KEYS
             self.by_key[fingerprint] += 1
         if paid:
             self.paid_posts += 1

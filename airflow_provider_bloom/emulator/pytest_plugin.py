@@ -6,19 +6,28 @@
   test if any response broke Bloom's spec.
 * ``bloom_emulator_session``: the shared server itself (no reset, no checks).
 * ``bloom_api_key``: a key the emulator accepts.
+* ``bloom_connection``: the ``bloom_default`` Airflow connection pointed at the emulator (an
+  ``AIRFLOW_CONN_BLOOM_DEFAULT`` variable for the test, with the emulator's ready brand as default);
+  yields the emulator.
+* ``bloom_dag_runner``: :func:`airflow_provider_bloom.testing.run_dag`: runs a DAG defined in the test
+  with ``dag.test()`` (migrating the metadata DB once and serializing the DAG first, as Airflow 3.3
+  requires) and returns a :class:`~airflow_provider_bloom.testing.DagResult` (states, tries, XComs).
 
-Example::
+Example (``AIRFLOW_HOME=$(mktemp -d) pytest``)::
 
-    def test_my_dag(bloom_emulator, bloom_api_key):
-        hook = BloomHook(base_url=bloom_emulator.base_url, api_key=bloom_api_key)
-        ...
+    def test_my_dag(bloom_emulator, bloom_connection, bloom_dag_runner):
+        with DAG("my_dag", schedule=None) as dag:
+            GenerateImageOperator(task_id="generate", prompt="a red bicycle")
+        result = bloom_dag_runner(dag)
+        assert result.state == "success"
         assert bloom_emulator.requests()["paid_posts"] == 1
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,6 +36,7 @@ from airflow_provider_bloom.emulator.config import EmulatorConfig
 
 if TYPE_CHECKING:
     from airflow_provider_bloom.emulator.server import EmulatorServer
+    from airflow_provider_bloom.testing import DagResult
 
 TEST_API_KEY = "bloom_sk_test_0123456789abcdef"
 
@@ -73,3 +83,28 @@ def bloom_emulator(bloom_emulator_session: EmulatorServer) -> Iterator[EmulatorS
 @pytest.fixture
 def bloom_api_key() -> str:
     return TEST_API_KEY
+
+
+@pytest.fixture
+def bloom_connection(
+    bloom_emulator: EmulatorServer, bloom_api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatorServer]:
+    """``bloom_default`` pointing at the emulator for this test; yields the emulator."""
+    from airflow_provider_bloom.emulator.config import DEFAULT_BRAND_ID
+
+    conn = {
+        "conn_type": "bloom",
+        "host": bloom_emulator.base_url,
+        "password": bloom_api_key,
+        "extra": {"brand_session_id": DEFAULT_BRAND_ID},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", json.dumps(conn))
+    yield bloom_emulator
+
+
+@pytest.fixture
+def bloom_dag_runner() -> Callable[..., DagResult]:
+    """Run an in-test DAG with ``dag.test(**kwargs)``; returns states, tries and XComs."""
+    from airflow_provider_bloom.testing import run_dag
+
+    return run_dag

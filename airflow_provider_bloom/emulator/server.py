@@ -76,6 +76,7 @@ def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str = "warning
         port=port,
         http=_protocol_class(),
         access_log=False,  # it would print query strings; the emulator logs its own line
+        date_header=False,  # the middleware sends Date from the emulated clock
         log_config=None,  # leave the host process' logging alone
         log_level=log_level,
         lifespan="on",

@@ -39,11 +39,12 @@ PAID_OPERATIONS = frozenset(
 #: Operations whose credential is a token in the path, not an API key.
 SIGNED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# \Z, not $: "$" also matches before a trailing newline.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):(.*)$", re.DOTALL)
-_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*$")
+_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*\Z")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_PORT = re.compile(r"^\d*$")
+_PORT = re.compile(r"^\d*\Z")
 
 
 def is_uuid(value: str) -> bool:
@@ -241,7 +242,7 @@ def _templates() -> tuple[_Template, ...]:
         names = tuple(s[1:-1] for s in segments if s.startswith("{"))
         pattern = "".join("/([^/]+)" if s.startswith("{") else "/" + re.escape(s) for s in segments)
         specificity = tuple(1 if s.startswith("{") else 0 for s in segments)
-        templates.append(_Template(path, re.compile(f"^{pattern}/?$"), names, specificity, ops))
+        templates.append(_Template(path, re.compile(f"^{pattern}/?\\Z"), names, specificity, ops))
     # Literal segments win over parameters (``/images/search`` before ``/images/{id}``).
     return tuple(sorted(templates, key=lambda t: t.specificity))
 

@@ -85,12 +85,16 @@ class Store:
 
     def __init__(self, config: Callable[[], EmulatorConfig], clock: Callable[[], float] = time.time) -> None:
         self._config = config
-        self.clock = clock
+        self._local_clock = clock
         self.reset()
 
     @property
     def config(self) -> EmulatorConfig:
         return self._config()
+
+    def clock(self) -> float:
+        """The emulated server's time (epoch seconds): this machine's plus ``clock_offset_seconds``."""
+        return self._local_clock() + self._config().clock_offset_seconds
 
     # ------------------------------------------------------------------ seeding
 
@@ -194,8 +198,15 @@ class Store:
 
     def ready_brand(self, brand_id: str) -> BrandRecord:
         brand = self.brand(brand_id, 422)
-        if brand.status(self.clock()) != "ready":
-            raise BloomError(409, "BRAND_NOT_READY", data={"status": brand.status(self.clock())})
+        status = brand.status(self.clock())
+        if status != "ready":
+            # Bloom's spec: only a `ready` brand can generate; `logo_required` needs PUT /brands/{id}/logo.
+            message = (
+                "Brand is not ready for image generation: it needs a logo (PUT /brands/{id}/logo)"
+                if status == "logo_required"
+                else None
+            )
+            raise BloomError(409, "BRAND_NOT_READY", message, data={"status": status})
         return brand
 
     def list_brands(self, workspace_id: str | None) -> list[BrandRecord]:
@@ -281,14 +292,17 @@ class Store:
             self.brand(flt.brand_id, 422)
         generated_only = flt.status is not None or flt.action_type is not None
         candidates: Iterable[ImageRecord]
+        listed_before = now
         if flt.ids is not None:
             candidates = [self.images[i] for i in dict.fromkeys(flt.ids) if i in self.images]
         else:
             candidates = self.images.values()
+            listed_before = now - self.config.list_delay_seconds
         out = [
             r
             for r in candidates
             if r.visible_at <= now
+            and (r.source == "scraped" or r.created_at <= listed_before)
             and (flt.workspace_id is None or r.workspace_id == flt.workspace_id)
             and (flt.brand_id is None or r.brand_id == flt.brand_id)
             and (flt.source is None or r.source == flt.source)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from airflow_provider_bloom.emulator.errors import BloomError, bad_request
 from airflow_provider_bloom.emulator.spec import OperationSpec, ParamSpec
 
-_INTEGER = re.compile(r"^-?\d+$")
+_INTEGER = re.compile(r"^-?\d+\Z")
 
 #: (operation, field, JSON-schema keyword) -> the spec's code for that failure.
 _SPECIFIC_CODES: dict[tuple[str, str, str], str] = {

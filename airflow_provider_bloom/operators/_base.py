@@ -19,8 +19,15 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_bloom._budget import sync_bucket, take_sync
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
 from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.reconcile import (
+    DEFAULT_RECONCILE_TIMEOUT,
+    Attempt,
+    Reconciler,
+    answer_lost,
+    is_open_ended,
+)
 from airflow_provider_bloom.waiting import EVENT_STATUSES, check_poll_timeout
 
 try:
@@ -117,11 +124,35 @@ def bloom_errors(what: str) -> Iterator[None]:
 
 
 class BloomBaseOperator(BaseOperator):
-    """Base of the Bloom operators: holds ``bloom_conn_id`` and builds the hook lazily."""
+    """Base of the Bloom operators: holds ``bloom_conn_id`` and builds the hook lazily.
 
-    def __init__(self, *, bloom_conn_id: str = BloomHook.default_conn_name, **kwargs: Any) -> None:
+    Operators that send paid requests also read:
+
+    :param reuse_on_clear: when a task that already succeeded is cleared, reuse what Bloom made for
+        it instead of paying for new work (default False: a cleared task makes new images). Retries
+        of a failed try always reuse. Needs ``task_state_store`` (Airflow 3.3+) kept across the clear.
+    :param reconcile_timeout: seconds to keep looking in Bloom's lists for what a paid request whose
+        answer was lost created (Bloom may list new records late).
+    """
+
+    def __init__(
+        self,
+        *,
+        bloom_conn_id: str = BloomHook.default_conn_name,
+        reuse_on_clear: bool = False,
+        reconcile_timeout: float = DEFAULT_RECONCILE_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bloom_conn_id = bloom_conn_id
+        self.reuse_on_clear = reuse_on_clear
+        if isinstance(reconcile_timeout, bool) or not isinstance(reconcile_timeout, (int, float)):
+            raise BloomInputError(
+                "reconcile_timeout", f"must be a number of seconds; got {reconcile_timeout!r}"
+            )
+        if reconcile_timeout < 0:
+            raise BloomInputError("reconcile_timeout", f"must be >= 0; got {reconcile_timeout!r}")
+        self.reconcile_timeout = float(reconcile_timeout)
 
     @cached_property
     def hook(self) -> BloomHook:
@@ -145,20 +176,56 @@ class BloomBaseOperator(BaseOperator):
             )
         return send()
 
+    def reconciler(self) -> Reconciler:
+        """Looks for what a paid request whose answer was lost created (see :mod:`..reconcile`)."""
+        return Reconciler(self.hook.client, self.log, timeout=self.reconcile_timeout)
+
+
+#: Finds what a lost paid request created: gets the error and the attempt's timing, returns the
+#: answer Bloom would have sent, or raises (ReconcileError) when that cannot be known for certain.
+Recover = Callable[[BloomError, Attempt], dict[str, Any]]
+
+
+def clear_round(context: Context | dict[str, Any]) -> int | None:
+    """Which clear of the task instance this try belongs to (0 before any clear), or None if unknown.
+
+    Airflow sets ``max_tries = try_number + retries`` when a task instance is cleared and leaves it
+    alone on a retry, so ``max_tries - retries`` (the try number at the last clear) is the same for
+    every try of one run of the task and changes with each clear. Airflow's own
+    ``get_first_reschedule_date`` finds the first try of the current run the same way.
+    """
+    ti = context.get("ti") if hasattr(context, "get") else None
+    task = context.get("task") if hasattr(context, "get") else None
+    max_tries = getattr(ti, "max_tries", None)
+    retries = (
+        getattr(task, "retries", None)
+        if task is not None
+        else getattr(getattr(ti, "task", None), "retries", None)
+    )
+    if not isinstance(max_tries, int) or not isinstance(retries, int):
+        return None
+    return max(0, max_tries - retries)
+
 
 class PaidRequestLedger:
-    """Never pay twice: remember Bloom's answer to each paid POST across tries.
+    """Never pay twice, never lose a paid answer: remember Bloom's answer to each paid POST.
 
-    Where Airflow offers ``task_state_store`` (3.3+), the answer is stored the
-    moment Bloom accepts the request; a later try of the same task instance
-    (retry, or resume after deferral) finds it and does not post again. The key
-    includes a digest of the request, so a changed request is sent anew.
-    Without a store, it says once that a retry may charge again.
+    Where Airflow offers ``task_state_store`` (3.3+), the answer is stored the moment Bloom accepts
+    the request; a later try of the same run of the task instance (a retry, or a resume after
+    deferral) finds it and does not post again. The key holds a digest of the request (a changed
+    request is sent anew) and, unless ``reuse_on_clear``, the clear round (:func:`clear_round`):
+    clearing a task makes new images, on every Airflow version, whether or not the store survives
+    the clear. Without a store, it says once that a retry may charge again.
+
+    When the answer to a POST is lost after it went out, ``recover`` (if given) looks in Bloom's
+    lists for what the request created; what it finds is stored like an answer. An answer that
+    ``valid`` rejects (e.g. without ids) counts as lost too.
     """
 
-    def __init__(self, context: Context | dict[str, Any], log: Any) -> None:
+    def __init__(self, context: Context | dict[str, Any], log: Any, *, reuse_on_clear: bool = False) -> None:
         self.log = log
         self.store = context.get("task_state_store") if hasattr(context, "get") else None
+        self.round = None if reuse_on_clear else clear_round(context)
         if self.store is None:
             log.warning(
                 "Airflow's task_state_store is not available (it arrives in Airflow 3.3): if this task is "
@@ -166,12 +233,20 @@ class PaidRequestLedger:
             )
 
     @staticmethod
-    def key_for(operation: str, payload: Any) -> str:
+    def key_for(operation: str, payload: Any, round: int | None = None) -> str:
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return f"bloom.{operation}.{digest}"
+        return f"bloom.{operation}.{digest}" + (f".r{round}" if round else "")
 
-    def run(self, operation: str, payload: Any, post: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        key = self.key_for(operation, payload)
+    def run(
+        self,
+        operation: str,
+        payload: Any,
+        post: Callable[[], dict[str, Any]],
+        *,
+        recover: Recover | None = None,
+        valid: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        key = self.key_for(operation, payload, self.round)
         if self.store is not None:
             try:
                 earlier = self.store.get(key)
@@ -183,7 +258,25 @@ class PaidRequestLedger:
                     "Bloom already accepted this %s in an earlier try: reusing %s", operation, earlier
                 )
                 return earlier
-        result = post()
+        sent = time.monotonic()
+        try:
+            result = post()
+            if valid is not None and not valid(result):
+                raise BloomServerError(
+                    200,
+                    None,
+                    f"answer without what it must hold: {result!r:.200}",
+                    operation_id=operation,
+                    maybe_charged=True,
+                )
+        except BloomError as exc:
+            if recover is None or not answer_lost(exc):
+                raise
+            self.log.warning(
+                "Bloom's answer to %s was lost (%s); looking for what it created", operation, exc
+            )
+            result = recover(exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
+            self.log.warning("Recovered what the lost %s created: %s", operation, result)
         if self.store is not None:
             try:
                 self.store.set(key, result)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom._spec import check_uuid
-from airflow_provider_bloom.exceptions import BloomInputError, BloomNotFoundError
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
 from airflow_provider_bloom.operators._base import BloomBaseOperator, PaidRequestLedger, bloom_errors
 from airflow_provider_bloom.operators.image_tools import (
     allowed_mimes,
@@ -18,6 +18,7 @@ from airflow_provider_bloom.operators.image_tools import (
     image_source,
     read_image_file,
 )
+from airflow_provider_bloom.reconcile import Attempt
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -65,12 +66,28 @@ class CreateBrandOperator(BloomBaseOperator):
             "collect_images": self.collect_images,
         }
         with bloom_errors(f"Bloom brand onboarding of {self.url}"):
-            answer = PaidRequestLedger(context, self.log).run(
-                "brands.create", args, lambda: hook.create_brand(**args)
+            answer = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear).run(
+                "brands.create",
+                args,
+                lambda: hook.create_brand(**args),
+                recover=self._recover,
+                valid=lambda answer: isinstance(answer.get("id"), str) and bool(answer["id"]),
             )
         brand_id = str(answer["id"])
         self.log.info("Bloom is onboarding %s as brand %s (%s)", self.url, brand_id, answer.get("status"))
         return brand_id
+
+    def _recover(self, lost: BloomError, attempt: Attempt) -> dict[str, Any]:
+        """The brand a lost ``POST /brands`` created: the one brand with this URL created meanwhile."""
+        workspace = self.workspace_id or self.hook.settings.workspace_id
+        found = self.reconciler().brand(self.url, workspace, lost, attempt)
+        brand = found.records[0]
+        self.log.warning(
+            "Recovered the brand whose onboarding answer was lost: %s (created %s)",
+            brand["id"],
+            brand.get("createdAt"),
+        )
+        return {"id": brand["id"], "status": brand.get("status"), "recovered": True}
 
 
 class UpdateBrandLogoOperator(BloomBaseOperator):
@@ -107,7 +124,9 @@ class UpdateBrandLogoOperator(BloomBaseOperator):
         with bloom_errors(f"Updating the logo of Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
             operation, payload, put = self._request()
-            answer = PaidRequestLedger(context, self.log).run(operation, payload, put)
+            answer = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear).run(
+                operation, payload, put
+            )
         self.log.info("Brand %s has a new logo; status %s", self.brand_id, answer.get("status"))
         return {"id": answer.get("id", self.brand_id), "status": answer.get("status")}
 

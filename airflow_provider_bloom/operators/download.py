@@ -8,7 +8,9 @@ directory and then moved to its final name, so a partial download never sits at 
 
 from __future__ import annotations
 
+import math
 import string
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import requests
+import urllib3.exceptions
 
 from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import chunked
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+#: Seconds one file's download may take in total (a server dribbling bytes cannot hold the slot longer).
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 DEFAULT_ASSET_ALIAS = "bloom-downloads"
 CHUNK_BYTES = 64 * 1024
 #: Bytes needed to recognise every supported format (SVG's ``<svg`` may follow an XML prologue).
@@ -66,10 +71,19 @@ def check_name_template(template: str) -> None:
         allowed = ", ".join("{" + f + "}" for f in NAME_FIELDS)
         bad = ", ".join("{" + f + "}" for f in unknown) or "{}"
         raise BloomInputError("name_template", f"unknown placeholder {bad}; use {allowed}")
+    if "://" in template:
+        raise BloomInputError(
+            "name_template", f"must be a file name under destination, not a URL; got {template[:80]!r}"
+        )
 
 
 def render_name(template: str, image_id: str, index: int, ext: str) -> str:
-    """The relative file name of one image; the extension follows the real type of the file."""
+    """The relative file name of one image; the extension follows the real type of the file.
+
+    ``{ext}`` holds the dot (``.png``); ``name.{ext}`` is read as ``name{ext}``, not ``name..png``.
+    """
+    check_name_template(template)
+    template = template.replace(".{ext}", "{ext}")
     name = template.format(image_id=image_id, ext=ext, index=index).strip()
     if "{ext}" not in template:
         pure = PurePosixPath(name)
@@ -94,11 +108,17 @@ class DownloadImagesOperator(BloomBaseOperator):
     :param destination: the target directory: an ``ObjectStoragePath``, a ``s3://bucket/prefix``-style
         URL, or a local path. Templated.
     :param name_template: file name under ``destination``, after Jinja: ``{image_id}``, ``{ext}`` (the
-        file's real extension, ``.png``/``.svg``/...) and ``{index}`` are filled per image, e.g.
+        file's real extension with its dot, ``.png``/``.svg``/...; ``{image_id}.{ext}`` means the same as
+        ``{image_id}{ext}``) and ``{index}`` are filled per image, e.g.
         ``"{{ ds }}/{image_id}.png"`` (an SVG then gets ``.svg``). Templated.
     :param destination_conn_id: the Airflow connection of the object store (if not in the path).
     :param overwrite: replace files that exist; by default they are kept and not downloaded again.
-    :param max_bytes: refuse a file larger than this (default 50 MB).
+    :param max_bytes: refuse a file larger than this (default 50 MB), counted on the decoded bytes
+        (a ``Content-Encoding: gzip`` body is measured after decoding).
+    :param download_timeout: seconds one file's download may take from the request to the last byte
+        (default 300). Checked between reads, each of which is bounded by the connection's read
+        timeout, so a file gives up at most one read timeout after it. The task then fails (and may
+        be retried by Airflow); nothing partial is left behind.
     :param asset_alias: name of the ``AssetAlias`` outlet through which an ``Asset`` event is emitted
         for every file written (``None``: no events).
     :return: the path of each image's file, in input order (written now, or already there).
@@ -116,6 +136,7 @@ class DownloadImagesOperator(BloomBaseOperator):
         destination_conn_id: str | None = None,
         overwrite: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
         **kwargs: Any,
     ) -> None:
@@ -126,6 +147,15 @@ class DownloadImagesOperator(BloomBaseOperator):
         super().__init__(**kwargs)
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise BloomInputError("max_bytes", f"must be a positive number of bytes; got {max_bytes!r}")
+        if (
+            isinstance(download_timeout, bool)
+            or not isinstance(download_timeout, (int, float))
+            or not math.isfinite(download_timeout)
+            or download_timeout <= 0
+        ):
+            raise BloomInputError(
+                "download_timeout", f"must be a positive, finite number of seconds; got {download_timeout!r}"
+            )
         if isinstance(name_template, str) and "{{" not in name_template and "{%" not in name_template:
             check_name_template(name_template)
         self.image_ids = image_ids
@@ -134,6 +164,7 @@ class DownloadImagesOperator(BloomBaseOperator):
         self.destination_conn_id = destination_conn_id
         self.overwrite = overwrite
         self.max_bytes = max_bytes
+        self.download_timeout = float(download_timeout)
         self.asset_alias = asset_alias
 
     # -- plan --------------------------------------------------------------------------------
@@ -212,9 +243,10 @@ class DownloadImagesOperator(BloomBaseOperator):
             self.log.info("Keeping %s (exists; overwrite=False)", predicted)
             return predicted, False
         host = urlparse(self.hook.client.absolute_url(item.url)).netloc
+        deadline = time.monotonic() + self.download_timeout
         try:
             with self.hook.client.open_download(item.url) as resp:
-                mime, body = self._checked_body(item.image_id, resp)
+                mime, body = self._checked_body(item.image_id, resp, deadline)
                 ext = extension_for(mime)
                 final = item.target / render_name(self.name_template, item.image_id, item.index, ext)
                 if final != predicted and final.exists() and not self.overwrite:
@@ -237,18 +269,23 @@ class DownloadImagesOperator(BloomBaseOperator):
         self.log.info("Wrote %s (%s)", final, mime)
         return final, True
 
-    def _checked_body(self, image_id: str, resp: requests.Response) -> tuple[str, Iterator[bytes]]:
+    def _checked_body(
+        self, image_id: str, resp: requests.Response, deadline: float
+    ) -> tuple[str, Iterator[bytes]]:
         """Check the headers and the first bytes; return the file's type and its body as checked chunks."""
         declared = (resp.headers.get("content-type") or "").split(";")[0].strip().lower()
         length = resp.headers.get("content-length")
-        expected = int(length) if length and length.isdigit() else None
+        encoding = (resp.headers.get("content-encoding") or "identity").strip().lower()
+        # Content-Length counts the bytes on the wire; with a Content-Encoding those are not the
+        # file's bytes, so the cap and the completeness check apply to the decoded bytes only.
+        expected = int(length) if length and length.isdigit() and encoding == "identity" else None
         if expected is not None:
             self._check_cap(image_id, expected)
         if declared not in _GENERIC_TYPES and not declared.startswith("image/"):
             raise BloomDownloadError(
                 f"image {image_id}: the server sent {declared!r}, not an image", permanent=True
             )
-        chunks = resp.iter_content(chunk_size=CHUNK_BYTES)
+        chunks = self._read(image_id, resp, deadline)
         head = b""
         for chunk in chunks:
             head += chunk
@@ -281,6 +318,36 @@ class DownloadImagesOperator(BloomBaseOperator):
                 )
 
         return mime, body()
+
+    def _read(self, image_id: str, resp: requests.Response, deadline: float) -> Iterator[bytes]:
+        """The decoded body in chunks, giving up once the file's deadline has passed.
+
+        ``read1`` returns what one read brings (``iter_content`` would block until a whole
+        chunk arrived, however slowly it dribbles in).
+        """
+        raw = resp.raw
+        while True:
+            if time.monotonic() > deadline:
+                raise BloomDownloadError(
+                    f"image {image_id}: the download took longer than download_timeout="
+                    f"{self.download_timeout:g}s (the server is sending too slowly)",
+                    permanent=False,
+                )
+            try:
+                data = raw.read1(CHUNK_BYTES, decode_content=True)
+            except urllib3.exceptions.DecodeError as exc:
+                raise BloomDownloadError(
+                    f"image {image_id}: the server's {resp.headers.get('content-encoding')} body "
+                    "could not be decoded",
+                    permanent=False,
+                ) from exc
+            except urllib3.exceptions.HTTPError as exc:
+                raise BloomDownloadError(
+                    f"image {image_id}: the download broke off ({type(exc).__name__})", permanent=False
+                ) from exc
+            if not data:
+                return
+            yield data
 
     def _check_cap(self, image_id: str, total: int) -> None:
         if total > self.max_bytes:

@@ -50,6 +50,7 @@ from airflow_provider_bloom.operators._base import (
     PaidRequestLedger,
     bloom_errors,
 )
+from airflow_provider_bloom.reconcile import Attempt, ImageQuery
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -150,6 +151,39 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
     def prepare(self, ops: _Preparer, image_id: str) -> PreparedCall:
         raise NotImplementedError
 
+    def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
+        """What a lost request for ``image_id`` would have created, for :mod:`..reconcile`.
+
+        Bloom's list gives a resize, remove-background or vectorize result no prompt and no link
+        to its source image, so it can never be told apart from the same operation on another
+        image: the task fails listing what it finds (``untraceable``). Edits override this.
+        """
+        body = call.json or {}
+        return ImageQuery(
+            operation=self.operation,
+            action_type=self.action,
+            brand_session_id=body.get("brandSessionId"),
+            aspect_ratio=body.get("targetAspectRatio"),
+            exclude=frozenset(created),
+            untraceable=(
+                f"Bloom's list gives a {self.action} result no prompt and no link to its source image, "
+                f"so it cannot be told apart from a {self.action} of another image"
+            ),
+        )
+
+    def _recover(
+        self, image_id: str, call: PreparedCall, created: Sequence[str], lost: BloomError, attempt: Attempt
+    ) -> dict[str, Any]:
+        found = self.reconciler().images(self.recovery_query(image_id, call, created), lost, attempt)
+        self.log.warning(
+            "Recovered the result of the %s of image %s whose answer was lost: %s (created %s)",
+            self.action,
+            image_id,
+            found.ids[0],
+            found.records[0].get("createdAt"),
+        )
+        return {"id": found.ids[0], "status": "pending", "recovered": True}
+
     def source_problem(self, record: Mapping[str, Any]) -> str | None:
         """Why this (completed) source cannot take the operation, or None."""
         if record.get("actionType") == _VECTOR_ACTION:
@@ -206,14 +240,21 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
         )
 
     def _post_all(self, context: Context, calls: list[tuple[str, PreparedCall]]) -> list[str]:
-        ledger = PaidRequestLedger(context, self.log)
+        ledger = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
         client = self.hook.client
         created: list[str] = []
         for image_id, call in calls:
             payload = {"image_id": image_id, **(call.json or {})}
+            recover = functools.partial(self._recover, image_id, call, list(created))
             try:
                 send = functools.partial(client.execute, call)
-                answer = ledger.run(self.operation, payload, functools.partial(self.paced, send))
+                answer = ledger.run(
+                    self.operation,
+                    payload,
+                    functools.partial(self.paced, send),
+                    recover=recover,
+                    valid=lambda answer: isinstance(answer.get("id"), str) and bool(answer["id"]),
+                )
             except BloomError as exc:
                 _paid_failure(exc, f"Bloom {self.action} of image {image_id}", created, self.log)
                 raise  # unreachable: _paid_failure always raises
@@ -263,6 +304,24 @@ class EditImageOperator(_PostProcessOperator):
 
     def source_problem(self, record: Mapping[str, Any]) -> str | None:
         return None  # any completed, uploaded or scraped image can be edited
+
+    def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
+        """An edit result carries its prompt and keeps its source's aspect ratio: one such record,
+        created while the request was out and not made earlier by this task, is certain."""
+        body = call.json or {}
+        try:
+            ratio = self.hook.get_image(image_id).get("aspectRatio")
+        except BloomError as exc:  # the ratio only narrows the search
+            self.log.warning("Could not read the source image %s (%s); matching any ratio", image_id, exc)
+            ratio = None
+        return ImageQuery(
+            operation=self.operation,
+            action_type=self.action,
+            brand_session_id=body.get("brandSessionId"),
+            prompt=body.get("prompt"),
+            aspect_ratio=ratio,
+            exclude=frozenset(created),
+        )
 
     def prepare(self, ops: _Preparer, image_id: str) -> PreparedCall:
         refs = self.reference_image_ids
@@ -436,6 +495,23 @@ def file_digest(data: FileInput) -> str:
     return hashlib.sha256(Path(os.fspath(data)).read_bytes()).hexdigest()  # type: ignore[arg-type]
 
 
+def _send_again(
+    post: Callable[[], dict[str, Any]], log: Any, lost: BloomError, attempt: Attempt
+) -> dict[str, Any]:
+    """Send a lost upload once more: identical bytes (or the same URL's image) answer ``existing``."""
+    log.warning("Sending the upload once more (Bloom reuses an identical image in the brand)")
+    answer = post()
+    if not (isinstance(answer.get("id"), str) and answer["id"]):
+        raise lost
+    log.warning(
+        "The upload sent again answered %s (existing: %s)%s",
+        answer.get("id"),
+        answer.get("existing"),
+        "" if answer.get("existing") else "; the lost one had not been stored",
+    )
+    return {**answer, "recovered": True}
+
+
 class UploadImageOperator(BloomBaseOperator):
     """Add images to a brand's library so they can be edited or used as ``reference_image_ids``.
 
@@ -471,13 +547,27 @@ class UploadImageOperator(BloomBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with bloom_errors("Bloom upload"):
             sources = self._checked_sources()
-        ledger = PaidRequestLedger(context, self.log)
+        ledger = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
         tokens = iter(_as_list(self.upload_tokens))
         uploads: list[dict[str, Any]] = []
         for source in sources:
             post, operation, payload = self._request(source, tokens)
+            # Bloom answers identical bytes in the brand with the existing image (``existing: true``),
+            # so a lost upload answer is safely sent once more. Not for signed uploads: their token is
+            # single-use, and the lost request may have spent it.
+            recover = (
+                None
+                if operation == "images.uploadFileSigned"
+                else functools.partial(_send_again, functools.partial(self.paced, post), self.log)
+            )
             try:
-                answer = ledger.run(operation, payload, functools.partial(self.paced, post))
+                answer = ledger.run(
+                    operation,
+                    payload,
+                    functools.partial(self.paced, post),
+                    recover=recover,
+                    valid=lambda answer: isinstance(answer.get("id"), str) and bool(answer["id"]),
+                )
             except BloomError as exc:
                 created = [u["id"] for u in uploads]
                 _paid_failure(exc, f"Bloom upload of {source.display}", created, self.log)

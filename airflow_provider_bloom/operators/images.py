@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
-from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT
+from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
 from airflow_provider_bloom.links import BloomImageLink
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
@@ -19,6 +19,7 @@ from airflow_provider_bloom.operators._base import (
     bloom_errors,
     literal_from_template,
 )
+from airflow_provider_bloom.reconcile import Attempt, ImageQuery
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -50,13 +51,13 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
     (literal values already when the DAG is parsed); a bad one fails the task
     without retries, naming the field.
 
-    Never pays twice: on Airflow 3.3+ the ids are kept in ``task_state_store``
-    the moment Bloom accepts the request, and a later try of the same task
-    instance (a retry, or a resume after the worker died) reuses them instead of
-    posting again. Clearing a task that already succeeded reuses its images too,
-    unless the request changed (or ``[state_store] clear_on_success`` is set).
-    A request whose answer was lost fails without retries, saying it may have
-    been charged.
+    Never pays twice: on Airflow 3.3+ the ids are kept in ``task_state_store`` the moment Bloom
+    accepts the request, and a later try of the same run of the task (a retry, or a resume after the
+    worker died) reuses them instead of posting again. Clearing the task makes new images (pass
+    ``reuse_on_clear=True`` to keep them). A request whose answer was lost is not sent again: the
+    images it created are looked up in Bloom's list (same prompt, ratio and variant count, one
+    variant group, created while the request was out) and adopted when the match is certain;
+    otherwise the task fails without retries, listing the candidates.
 
     :param prompt: what to generate (1-2000 characters). Templated.
     :param brand_session_id: the brand; defaults to the connection's ``brand_session_id`` extra. Templated.
@@ -161,8 +162,15 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
     def execute(self, context: Context) -> Any:
         with bloom_errors("Bloom image generation"):
             call = self.hook.client.prepare(GENERATE, body=self.build_request())
-            ledger = PaidRequestLedger(context, self.log)
-            accepted = ledger.run(GENERATE, call.json, lambda: self.hook.client.execute(call))
+            body = dict(call.json or {})
+            ledger = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
+            accepted = ledger.run(
+                GENERATE,
+                call.json,
+                lambda: self.hook.client.execute(call),
+                recover=lambda lost, attempt: self._recover(body, lost, attempt),
+                valid=lambda answer: _valid_ids(answer.get("ids")),
+            )
         ids = self._accepted_ids(accepted)
         self.log.info(
             "Bloom accepted the generation: %d image(s) %s (variant group %s)",
@@ -176,15 +184,44 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
             return ids
         return self.wait_for_images(context, ids)
 
+    def _recover(self, body: Mapping[str, Any], lost: BloomError, attempt: Attempt) -> dict[str, Any]:
+        """The images a generation whose answer was lost created: one group with its prompt, ratio
+        and variant count, created while the request was out (see :mod:`..reconcile`)."""
+        query = ImageQuery(
+            operation=GENERATE,
+            action_type="generation",
+            brand_session_id=str(body["brandSessionId"]),
+            count=int(body.get("variantCount") or 1),
+            prompt=str(body["prompt"]),
+            aspect_ratio=body.get("aspectRatio"),  # Bloom documents no default: any ratio if unset
+        )
+        found = self.reconciler().images(query, lost, attempt)
+        self.log.warning(
+            "Recovered the %d image(s) of the generation whose answer was lost: %s (created %s)",
+            len(found.ids),
+            found.ids,
+            [r.get("createdAt") for r in found.records],
+        )
+        return {
+            "ids": found.ids,
+            "variantGroupId": found.records[0].get("variantGroupId"),
+            "status": "pending",
+            "recovered": True,
+        }
+
     @staticmethod
     def _accepted_ids(accepted: Mapping[str, Any]) -> list[str]:
         ids = accepted.get("ids")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        if not _valid_ids(ids):
             raise AirflowFailException(
                 f"Bloom accepted the generation but its answer holds no image ids: {dict(accepted)!r:.200}. "
                 f"{MAYBE_CHARGED_HINT}"
             )
-        return ids
+        return list(ids or [])
+
+
+def _valid_ids(ids: Any) -> bool:
+    return isinstance(ids, list) and bool(ids) and all(isinstance(i, str) and i for i in ids)
 
 
 # ---- end of GenerateImageOperator. Other image operators live in their own module and are

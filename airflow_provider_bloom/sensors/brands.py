@@ -33,11 +33,16 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
     ``url``, ``logoUrl``...). Fails without retries when onboarding ``failed`` (with Bloom's failure
     code), and when Bloom needs a logo (``logo_required``) unless ``accept_logo_required=True``.
 
+    Bloom's spec: only a ``ready`` brand can generate images; a ``logo_required`` brand answers
+    409 ``BRAND_NOT_READY`` until it gets a logo (``UpdateBrandLogoOperator``, then wait again).
+
     Each check is a long-poll (``GET /brands/{id}?wait=true``), so the sensor notices the end at once.
     With ``deferrable=True`` the wait runs in the triggerer (:class:`BloomBrandTrigger`).
 
     :param brand_id: the brand to watch (e.g. ``CreateBrandOperator``'s output). Templated.
-    :param accept_logo_required: treat ``logo_required`` as done (the brand works, without a logo).
+    :param accept_logo_required: end the wait on ``logo_required`` too and return the record (its
+        ``status`` says which), e.g. to branch to ``UpdateBrandLogoOperator``. The brand still cannot
+        generate until it has a logo.
     :param poll_timeout: seconds each check may hold the request open (0-295; 0 = plain GET).
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param timeout: give up after this many seconds (default one hour).
@@ -100,23 +105,32 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         label = f"Bloom brand {brand.get('id') or self.brand_id}"
         if brand.get("url"):
             label += f" ({brand['url']})"
-        if status == "ready" or (status == "logo_required" and self.accept_logo_required):
+        if status == "ready":
             self.log.info("%s is %s", label, status)
+            return PokeReturnValue(is_done=True, xcom_value=dict(brand))
+        if status == "logo_required" and self.accept_logo_required:
+            self.log.warning(
+                "%s is logo_required (accepted): it cannot generate images until it has a logo "
+                "(Bloom answers 409 BRAND_NOT_READY); give it one with UpdateBrandLogoOperator",
+                label,
+            )
             return PokeReturnValue(is_done=True, xcom_value=dict(brand))
         if status == "failed":
             failure = brand.get("failure") or {}
             code = failure.get("code") or "UNKNOWN"
+            message = str(failure.get("message") or "no message").rstrip(". ")
             raise AirflowFailException(
-                f"{label} failed to onboard: Bloom {code}: {failure.get('message') or 'no message'}. "
+                f"{label} failed to onboard: Bloom {code}: {message}. "
                 "Check the URL (a public website or Instagram profile) and create the brand again."
             )
         if status == "logo_required":
             why = f" ({str(brand['logoError']).rstrip('. ')})" if brand.get("logoError") else ""
             raise AirflowFailException(
-                f"{label} needs a logo: Bloom could not find a usable one{why}. Give it one with "
+                f"{label} needs a logo: Bloom could not find a usable one{why}, and it cannot generate "
+                "images until it has one (Bloom answers 409 BRAND_NOT_READY). Give it one with "
                 f"UpdateBrandLogoOperator(brand_id={brand.get('id') or self.brand_id!r}, logo_url=... or "
-                "logo_file=...) and wait again with this sensor, or set accept_logo_required=True "
-                "to go on without a logo."
+                "logo_file=...) and wait again with this sensor, or pass logo_url to CreateBrandOperator "
+                "up front."
             )
         self.log.info("%s is still %s", label, status)
         return False

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.operators._base import AirflowFailException, BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.operators._base import (
+    AirflowFailException,
+    BloomBaseOperator,
+    bloom_errors,
+    literal_from_template,
+)
 from airflow_provider_bloom.operators.credits import CREDITS_PER_IMAGE, estimate_credits, prompt_count
 
 if TYPE_CHECKING:
@@ -81,9 +86,16 @@ class BloomCreditsSensor(BaseSensorOperator, BloomBaseOperator):
             raise BloomInputError(
                 "prompts", "pass the planned prompts (or their number), or required_credits"
             )
-        cost = estimate_credits(self.prompts, self.image_size, self.variant_count)
+        prompts = literal_from_template(self.prompts)
+        if isinstance(prompts, str) and not prompts.strip().isdigit():
+            raise BloomInputError(
+                "prompts",
+                f"must be a number of prompts or a list of prompts; got the text {prompts[:80]!r} "
+                "(a template should render a number, e.g. '{{ ti.xcom_pull(...) | length }}')",
+            )
+        cost = estimate_credits(prompts, self.image_size, self.variant_count)
         how = (
-            f"{prompt_count(self.prompts)} prompt(s) x {self.variant_count} variant(s) x "
+            f"{prompt_count(prompts)} prompt(s) x {self.variant_count} variant(s) x "
             f"{CREDITS_PER_IMAGE[self.image_size]} credit(s) per "
             f"{self.image_size} image = {cost}"
         )

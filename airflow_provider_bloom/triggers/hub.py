@@ -302,6 +302,16 @@ class WaitHub:
 
     # -- the scheduler ------------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._schedule()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must end every wait with an error, not hang them
+            log.exception("The Bloom wait hub %s stopped", self.name)
+            for job in list(self._jobs):
+                self._finish(job.waiter, exc)
+
+    async def _schedule(self) -> None:
         while not self._closed:
             now = self.clock()
             action, jobs, idle = self._next_action(now)
