@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint e2e bench emulator clean
+.PHONY: install system-deps demo test lint e2e bench emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## Debian's redis-server and postgresql, where missing (the CeleryExecutor end-to-end run starts its own).
+system-deps:
+	bash scripts/install_system_deps.sh
+
 ## The main job: the demo pipeline against the built-in emulator (or Bloom when BLOOM_API_KEY is set).
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 ## The whole test suite: lint, format, types, unit + integration + end-to-end tests.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -32,7 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
-e2e: $(STAMP)
+e2e: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider -m e2e
 
 emulator: $(STAMP)

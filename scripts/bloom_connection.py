@@ -43,6 +43,8 @@ class BloomTarget:
     base_url: str
     brand_id: str
     api_key: str
+    #: The connection extra ``wait_requests_per_minute`` (each triggerer's wait hub budget), when set.
+    wait_requests_per_minute: int | None = None
 
     def __repr__(self) -> str:
         return f"BloomTarget(mode={self.mode!r}, base_url={self.base_url!r}, brand_id={self.brand_id!r})"
@@ -52,22 +54,33 @@ class BloomTarget:
         return f"{where} at {self.base_url} (brand {self.brand_id})"
 
     def connection(self) -> dict[str, object]:
-        return {
-            "conn_type": "bloom",
-            "host": self.base_url,
-            "password": self.api_key,
-            "extra": {"brand_session_id": self.brand_id},
-        }
+        extra: dict[str, object] = {"brand_session_id": self.brand_id}
+        if self.wait_requests_per_minute is not None:
+            extra["wait_requests_per_minute"] = self.wait_requests_per_minute
+        return {"conn_type": "bloom", "host": self.base_url, "password": self.api_key, "extra": extra}
 
     def connection_json(self) -> str:
         return json.dumps(self.connection())
 
 
+def wait_budget_from_env(env: Mapping[str, str]) -> int | None:
+    """``BLOOM_WAIT_REQUESTS_PER_MINUTE``: each triggerer's wait budget on the key (unset: the default)."""
+    raw = (env.get("BLOOM_WAIT_REQUESTS_PER_MINUTE") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 120:
+        raise ConfigurationError(
+            f"BLOOM_WAIT_REQUESTS_PER_MINUTE must be a whole number from 1 to 120, not {raw!r}"
+        )
+    return int(raw)
+
+
 def target_from_env(env: Mapping[str, str], emulator_url: str) -> BloomTarget:
     """Bloom when ``BLOOM_API_KEY`` is set, else the emulator at ``emulator_url``."""
     key = (env.get("BLOOM_API_KEY") or "").strip()
+    budget = wait_budget_from_env(env)
     if not key:
-        return BloomTarget("emulator", emulator_url.rstrip("/"), EMULATOR_BRAND_ID, EMULATOR_KEY)
+        return BloomTarget("emulator", emulator_url.rstrip("/"), EMULATOR_BRAND_ID, EMULATOR_KEY, budget)
     brand = (env.get("BLOOM_BRAND_ID") or "").strip()
     if not brand:
         raise ConfigurationError(
@@ -75,7 +88,7 @@ def target_from_env(env: Mapping[str, str], emulator_url: str) -> BloomTarget:
             "ready brand in your workspace (unset BLOOM_API_KEY to use the built-in emulator)"
         )
     base_url = (env.get("BLOOM_BASE_URL") or "").strip() or BLOOM_URL
-    return BloomTarget("bloom", base_url.rstrip("/"), brand, key)
+    return BloomTarget("bloom", base_url.rstrip("/"), brand, key, budget)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,19 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.e2e.stack import AIRFLOW_COMPONENTS, EMULATOR_MODULE, REPO, load_script
+from tests.e2e.stack import (
+    AIRFLOW_COMPONENTS,
+    CELERY,
+    CELERY_SETTINGS,
+    CELERY_TRIGGERERS,
+    CELERY_WAIT_REQUESTS_PER_MINUTE,
+    EMULATOR_MODULE,
+    REPO,
+    TRIGGERER_FAILOVER,
+    PostgresCluster,
+    component_commands,
+    load_script,
+)
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -36,7 +48,9 @@ AIRFLOW_SERVICES = {
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
 }
-CELERY_SERVICES = {"redis", "airflow-worker"}
+CELERY_SERVICES = {"redis", "airflow-worker", "airflow-triggerer-2"}
+#: Every service that runs an Airflow component (all but postgres, redis, the emulator and the init job).
+AIRFLOW_RUNNING = [*AIRFLOW_SERVICES, "airflow-triggerer-2", "airflow-worker"]
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
 
@@ -137,6 +151,39 @@ def test_local_executor_by_default_and_celery_as_a_profile(services: dict[str, d
     assert services["airflow-worker"]["environment"]["DUMB_INIT_SETSID"] == "0"
 
 
+def test_celery_profile_runs_what_the_celery_end_to_end_test_runs() -> None:
+    """`--profile celery` with AIRFLOW_EXECUTOR=CeleryExecutor: tests/e2e/test_celery_e2e.py's deployment."""
+    services = load_compose({"AIRFLOW_EXECUTOR": CELERY})["services"]
+    running = {name: services[name] for name in AIRFLOW_RUNNING}
+    # The same processes: the four components, a second triggerer and `airflow celery worker`.
+    expected = component_commands(CELERY, CELERY_TRIGGERERS)
+    assert sorted(command_words(s) for s in running.values()) == sorted(expected.values())
+    assert sum(command_words(s) == ["triggerer"] for s in running.values()) == CELERY_TRIGGERERS == 2
+    # The same settings, on every Airflow process.
+    for name, service in running.items():
+        env = service["environment"]
+        assert {k: env.get(k) for k in CELERY_SETTINGS} == CELERY_SETTINGS, name
+        assert {k: env.get(k) for k in TRIGGERER_FAILOVER} == TRIGGERER_FAILOVER, name
+    # The same kinds of broker, metadata DB and result backend (drivers named alike), at other addresses.
+    env = running["airflow-worker"]["environment"]
+    cluster = PostgresCluster(Path("unused"))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].split("://")[0] == cluster.url.split("://")[0]
+    assert (
+        env["AIRFLOW__CELERY__RESULT_BACKEND"].split("://")[0]
+        == cluster.celery_result_backend.split("://")[0]
+    )
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and env[
+        "AIRFLOW__CELERY__BROKER_URL"
+    ].endswith("/0")
+    # The same wait budget per triggerer on the shared key (the connection the entrypoint builds).
+    env, _ = run_entrypoint(running["airflow-triggerer-2"]["environment"])
+    extra = json.loads(env["AIRFLOW_CONN_BLOOM_DEFAULT"])["extra"]
+    assert extra["wait_requests_per_minute"] == CELERY_WAIT_REQUESTS_PER_MINUTE == 40
+    # Deferred tasks need a triggerer in every shape; the extra one only comes with the celery profile.
+    assert "profiles" not in services["airflow-triggerer"]
+    assert services["airflow-triggerer-2"]["healthcheck"] == services["airflow-triggerer"]["healthcheck"]
+
+
 def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if name == "airflow-init":
@@ -155,7 +202,7 @@ def test_one_jwt_secret_and_one_fernet_key_for_all_components(services: dict[str
     text = COMPOSE_FILE.read_text()
     for variable in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"):
         assert text.count(f"{variable}:") == 1, f"{variable}: defined once, in the x-airflow-secrets anchor"
-        values = {services[name]["environment"][variable] for name in [*AIRFLOW_SERVICES, "airflow-worker"]}
+        values = {services[name]["environment"][variable] for name in AIRFLOW_RUNNING}
         assert len(values) == 1 and values != {""}, variable
     # HS512 wants at least 64 bytes of secret (PyJWT warns below that).
     assert len(services["airflow-scheduler"]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 64
@@ -169,7 +216,7 @@ def test_dags_folder_is_dags_examples_as_in_the_standalone_path(services: dict[s
     demo = load_script("demo")
     assert demo.DAGS_FOLDER == REPO / "dags_examples"
     assert Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) == demo.DAGS_FOLDER  # what the tests parse
-    for name in [*AIRFLOW_SERVICES, "airflow-worker"]:
+    for name in AIRFLOW_RUNNING:
         service = services[name]
         target = service["environment"]["AIRFLOW__CORE__DAGS_FOLDER"]
         mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
@@ -247,7 +294,10 @@ def test_bloom_connection_defaults_to_the_emulator_service(services: dict[str, d
     assert conn["conn_type"] == "bloom"
     assert conn["host"] == "http://bloom-emulator:8787/api/v1"
     assert conn["password"].startswith("bloom_sk_")
-    assert conn["extra"] == {"brand_session_id": DEFAULT_BRAND_ID}
+    assert conn["extra"] == {
+        "brand_session_id": DEFAULT_BRAND_ID,
+        "wait_requests_per_minute": CELERY_WAIT_REQUESTS_PER_MINUTE,
+    }
     assert "emulator" in stderr and conn["password"] not in stderr
 
 
@@ -278,3 +328,16 @@ def test_an_explicit_connection_wins_and_a_key_without_brand_fails_loudly(
     )
     assert done.returncode != 0
     assert "BLOOM_BRAND_ID" in done.stderr and "bloom_sk_x" not in done.stderr
+
+
+def test_a_wrong_wait_budget_fails_loudly() -> None:
+    done = subprocess.run(
+        ["bash", str(ENTRYPOINT), "true"],
+        env={"PATH": PATH, "BLOOM_WAIT_REQUESTS_PER_MINUTE": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "BLOOM_WAIT_REQUESTS_PER_MINUTE" in done.stderr and "'lots'" in done.stderr

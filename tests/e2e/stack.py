@@ -1,9 +1,12 @@
-"""A real Airflow 3 deployment on loopback for the end-to-end test.
+"""A real Airflow 3 deployment on loopback for the end-to-end tests.
 
 Separate processes, each in its own process group with its log file under a temporary directory:
-api-server, scheduler, dag-processor and triggerer (LocalExecutor, SQLite metadata DB), plus the Bloom
-emulator started through its command-line entry point (``python -m airflow_provider_bloom.emulator``),
-the same one docker-compose.yaml runs. Everything started here is stopped in ``close()``.
+api-server, scheduler, dag-processor and triggerer, plus the Bloom emulator started through its
+command-line entry point (``python -m airflow_provider_bloom.emulator``), the same one docker-compose.yaml
+runs. Two shapes: LocalExecutor with SQLite (the default), or the CeleryExecutor with a PostgreSQL metadata
+database, a Redis broker (both started by the caller, see scripts/local_stack.py), an ``airflow celery
+worker`` and several triggerers: docker-compose.yaml's ``celery`` profile runs the same commands and
+settings. Everything started here is stopped in ``close()``.
 """
 
 from __future__ import annotations
@@ -47,9 +50,31 @@ ManagedProcess = _local.ManagedProcess
 free_port = _local.free_port
 start_emulator = _local.start_emulator
 wait_until = _local.wait_until
+PostgresCluster = _local.PostgresCluster
+start_redis = _local.start_redis
+ensure_system_deps = _local.ensure_system_deps
 #: The Airflow components of a deployment (docker-compose.yaml runs the same four commands).
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
+CELERY = "CeleryExecutor"
+#: Triggerers of the CeleryExecutor deployment (and of docker-compose.yaml's ``celery`` profile).
+CELERY_TRIGGERERS = 2
+#: Each triggerer's wait hub budget on the shared key (connection extra ``wait_requests_per_minute``):
+#: 120 / (triggerers + 1), as the README advises; docker-compose.yaml sets the same.
+CELERY_WAIT_REQUESTS_PER_MINUTE = 120 // (CELERY_TRIGGERERS + 1)
+#: What the CeleryExecutor deployment sets beyond the shared configuration and its broker/result backend
+#: URLs; docker-compose.yaml's ``celery`` profile sets the same (tests/test_compose.py checks it).
+CELERY_SETTINGS = {
+    "AIRFLOW__CORE__EXECUTOR": CELERY,
+    # Task slots of the worker: running tasks hold one each, deferred ones none.
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "8",
+}
+#: Triggerer heartbeat and the age after which a silent triggerer's triggers move to a live one
+#: (Airflow's defaults: 5 s and 30 s). Both end-to-end runs and docker-compose.yaml use these.
+TRIGGERER_FAILOVER = {
+    "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+    "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+}
 
 
 #: DAGs used only by the end-to-end tests (served next to the examples).
@@ -66,15 +91,44 @@ def dags_folder_with_test_dags(home: Path) -> Path:
     return folder
 
 
-def airflow_env(home: Path, api_port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The configuration every component shares: one metadata DB, JWT secret and Fernet key."""
+def component_commands(executor: str = "LocalExecutor", triggerers: int = 1) -> dict[str, list[str]]:
+    """Each process of a deployment and its ``airflow`` sub-command (as docker-compose.yaml's services).
+
+    Extra triggerers are named ``triggerer-2``, ``triggerer-3``...; the CeleryExecutor adds ``celery-worker``.
+    """
+    commands = {name: [name] for name in AIRFLOW_COMPONENTS}
+    commands.update({f"triggerer-{n}": ["triggerer"] for n in range(2, triggerers + 1)})
+    if executor == CELERY:
+        commands["celery-worker"] = ["celery", "worker"]
+    return commands
+
+
+def celery_env(broker_url: str, result_backend: str) -> dict[str, str]:
+    """The CeleryExecutor's configuration: :data:`CELERY_SETTINGS` plus where the broker and results are."""
+    return {
+        **CELERY_SETTINGS,
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+    }
+
+
+def airflow_env(
+    home: Path,
+    api_port: int,
+    extra: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+) -> dict[str, str]:
+    """The configuration every component shares: one metadata DB, JWT secret and Fernet key.
+
+    The metadata DB is SQLite in ``home`` unless ``database_url`` (e.g. PostgreSQL) is given.
+    """
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "PYTEST_"))}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder_with_test_dags(home)),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -89,6 +143,8 @@ def airflow_env(home: Path, api_port: int, extra: Mapping[str, str] | None = Non
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # Log servers on free ports: not Airflow's fixed 8793/8794, taken by any other deployment.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -133,28 +189,47 @@ class AirflowApi:
 
 
 class AirflowDeployment:
-    """Scheduler, dag-processor, triggerer and api-server on loopback, sharing one SQLite DB."""
+    """The Airflow processes on loopback, sharing one metadata DB (SQLite unless ``database_url``).
 
-    def __init__(self, home: Path, extra_env: Mapping[str, str] | None = None) -> None:
+    ``executor="CeleryExecutor"`` adds an ``airflow celery worker`` (``extra_env`` then carries
+    :func:`celery_env`); ``triggerers`` starts that many triggerers, one after the other, so that
+    :attr:`triggerer_jobs` knows which triggerer job id each process runs as.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        executor: str = "LocalExecutor",
+        database_url: str | None = None,
+        triggerers: int = 1,
+    ) -> None:
         self.home = home
         self.log_dir = home / "process-logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.api_port = free_port()
-        self.env = airflow_env(home, self.api_port, extra_env)
+        self.executor = executor
+        extra = {"AIRFLOW__CORE__EXECUTOR": executor, **(extra_env or {})}
+        self.env = airflow_env(home, self.api_port, extra, database_url)
         password = secrets.token_urlsafe(16)
         (home / "passwords.json").write_text(json.dumps({ADMIN_USER: password}))
         self.api = AirflowApi(f"http://127.0.0.1:{self.api_port}", password)
         airflow = [sys.executable, "-m", "airflow"]
-        commands = {
-            "api-server": [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port)],
-            "scheduler": [*airflow, "scheduler"],
-            "dag-processor": [*airflow, "dag-processor"],
-            "triggerer": [*airflow, "triggerer"],
-        }
-        assert tuple(commands) == AIRFLOW_COMPONENTS
-        self.processes = {
-            name: ManagedProcess(name, argv, self.env, self.log_dir) for name, argv in commands.items()
-        }
+        components = component_commands(executor, triggerers)
+        commands = {name: [*airflow, *words] for name, words in components.items()}
+        commands["api-server"] += ["--host", "127.0.0.1", "--port", str(self.api_port)]
+        assert tuple(commands)[: len(AIRFLOW_COMPONENTS)] == AIRFLOW_COMPONENTS
+        #: The triggerer processes, in start order.
+        self.triggerers = [name for name, words in commands.items() if words[-1] == "triggerer"]
+        #: Triggerer process name -> the id of the TriggererJob it runs as (``trigger.triggerer_id``).
+        self.triggerer_jobs: dict[str, int] = {}
+        self.processes: dict[str, Any] = {}
+        for name, argv in commands.items():
+            env = dict(self.env)
+            if name in self.triggerers:  # each triggerer serves its trigger logs on a port of its own
+                env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
+            self.processes[name] = ManagedProcess(name, argv, env, self.log_dir)
 
     def migrate(self) -> None:
         done = subprocess.run(
@@ -169,11 +244,35 @@ class AirflowDeployment:
             raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
     def start(self, timeout: float = 120) -> None:
-        for process in self.processes.values():
-            process.start()
+        first, *later = self.triggerers
+        for name, process in self.processes.items():
+            if name not in later:
+                process.start()
         wait_until("the api-server to answer", self._api_up, timeout)
         self.api.login()
+        self.triggerer_jobs[first] = self._new_triggerer_job(first, timeout)
+        for name in later:
+            self.processes[name].start()
+            self.triggerer_jobs[name] = self._new_triggerer_job(name, timeout)
         wait_until("scheduler, triggerer and dag-processor to be healthy", self._healthy, timeout)
+        if "celery-worker" in self.processes:
+            wait_until("the celery worker to be ready", self._worker_ready, timeout)
+
+    def _new_triggerer_job(self, name: str, timeout: float) -> int:
+        """The id of the running TriggererJob that ``name`` registered (none of the known ones)."""
+
+        def registered() -> int | None:
+            self.check_alive()
+            jobs = self.api.get("/jobs", job_type="TriggererJob", job_state="running", limit=100)["jobs"]
+            new = {job["id"] for job in jobs} - set(self.triggerer_jobs.values())
+            return new.pop() if len(new) == 1 else None
+
+        return wait_until(f"{name} to register its triggerer job", registered, timeout)
+
+    def _worker_ready(self) -> bool:
+        self.check_alive()
+        worker = self.processes["celery-worker"]
+        return worker.log_path.exists() and " ready." in worker.log_path.read_text(errors="replace")
 
     def _api_up(self) -> bool:
         self.check_alive()
