@@ -28,18 +28,17 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+import bench_sensor  # noqa: E402
 from bench_sensor import count, free_port, start_emulator  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "hub.json"
 API_KEY = "bloom_sk_bench_hub_0123456789abcdef"
-BRAND = "00000000-0000-4000-8000-00000000b100"
 
 #: (name, triggers, images per trigger (min, max), spread of finish times in s, repeats, p95 target s)
 SCENARIOS: list[tuple[str, int, tuple[int, int], float, int, float]] = [
@@ -63,17 +62,12 @@ except BloomError as exc:
 
 
 def set_environment(root_url: str) -> None:
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bloom-bench-home-"))
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
-    os.environ["AIRFLOW_CONN_BLOOM_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "bloom",
-            "host": f"{root_url}/api/v1",
-            "password": API_KEY,
-            "extra": {"brand_session_id": BRAND, "max_retries": 0},
-        }
-    )
+    """bench_sensor's environment, with this benchmark's key and retries off (so a 429 would show)."""
+    bench_sensor.set_environment(root_url)
+    conn = json.loads(os.environ["AIRFLOW_CONN_BLOOM_DEFAULT"])
+    conn["password"] = API_KEY
+    conn["extra"]["max_retries"] = 0
+    os.environ["AIRFLOW_CONN_BLOOM_DEFAULT"] = json.dumps(conn)
 
 
 def rss_mb() -> float:
