@@ -379,6 +379,7 @@ def test_pipeline_survives_a_triggerer_killed_while_the_sensor_is_deferred(
         paid_before_crash = paid(stack)
         triggerer.kill()  # SIGKILL to its process group: no clean shutdown, no goodbye to the emulator
         triggerer.start()
+        stack.emulator.configure(**DEMO_SPEED)  # what follows the batch wait runs at the demo's speed
         watch = watch_run(stack, run_id, timeout=240)
         print(f"e2e: run with a triggerer crash {time.monotonic() - began:.1f}s")
         entries = manifest_entries(stack, run_id)
