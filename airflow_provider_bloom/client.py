@@ -155,6 +155,8 @@ class ClientSettings:
     brand_session_id: str | None = None
     timeout: float = 60.0
     max_retries: int = 5
+    # Requests per minute the triggerer's wait hub may spend on this key (connection extra).
+    wait_requests_per_minute: int = 60
     retry_deadline: float = 300.0
     backoff_base: float = 0.5
     backoff_max: float = 30.0
@@ -170,6 +172,11 @@ class ClientSettings:
             raise BloomInputError("oauth_client_secret", "is required with oauth_client_id")
         if self.max_retries < 0 or self.timeout <= 0:
             raise BloomInputError("max_retries/timeout", "must be >= 0 and > 0")
+        if not 1 <= self.wait_requests_per_minute <= 120:
+            raise BloomInputError(
+                "wait_requests_per_minute",
+                f"must be between 1 and 120 (Bloom allows 120 per key); got {self.wait_requests_per_minute}",
+            )
 
     @property
     def uses_oauth(self) -> bool:

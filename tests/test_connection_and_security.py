@@ -169,7 +169,7 @@ def test_provider_info_declares_the_connection_type():
     assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
     assert behaviour["relabeling"]["password"] == "API key"
     assert behaviour["placeholders"]["host"] == "https://www.trybloom.ai/api/v1"
-    assert {"auth_header", "workspace_id", "brand_session_id", "timeout", "max_retries"} <= set(
+    assert {"auth_scheme", "workspace_id", "brand_session_id", "timeout", "max_retries"} <= set(
         ctype["conn-fields"]
     )
     for section in ("hooks", "operators", "sensors", "triggers"):

@@ -15,7 +15,7 @@ try:
 except ImportError:  # pragma: no cover - Airflow 3.1
     from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
 
-from airflow_provider_bloom import _CONN_FIELDS, _UI_FIELD_BEHAVIOUR
+from airflow_provider_bloom import _CONN_FIELDS, ui_field_behaviour
 from airflow_provider_bloom._images import is_terminal, wait_window
 from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids, chunked
 from airflow_provider_bloom.client import (
@@ -58,9 +58,14 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
         port = getattr(conn, "port", None)
         path = (getattr(conn, "schema", None) or "").strip("/")
         host = f"{scheme}://{host}" + (f":{port}" if port else "") + (f"/{path}" if path else "")
-    auth_header = str(extras.get("auth_header") or "x-api-key").strip().lower()
+    # `auth_scheme` is the form's field; `auth_header` is its older name, still read (URI/JSON
+    # connections). Airflow masks any extra whose name contains "auth_header", so the form can't use it.
+    scheme_field = "auth_scheme" if extras.get("auth_scheme") not in (None, "") else "auth_header"
+    auth_header = str(extras.get(scheme_field) or "x-api-key").strip().lower()
     if auth_header in {"authorization", "bearer"}:
         auth_header = "bearer"
+    if auth_header not in {"x-api-key", "bearer"}:
+        raise BloomInputError(scheme_field, f"must be 'x-api-key' or 'bearer'; got {auth_header!r}")
     return ClientSettings(
         base_url=host or DEFAULT_BASE_URL,
         api_key=getattr(conn, "password", None) or extras.get("api_key") or None,
@@ -72,6 +77,7 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
         brand_session_id=extras.get("brand_session_id") or None,
         timeout=_number(extras, "timeout", float, 60.0),
         max_retries=_number(extras, "max_retries", int, 5),
+        wait_requests_per_minute=_number(extras, "wait_requests_per_minute", int, 60),
     )
 
 
@@ -80,9 +86,9 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
     Host is Bloom's base URL (empty: ``https://www.trybloom.ai/api/v1``), the
     password is the API key (``bloom_sk_...``) or an OAuth access token. Extras:
-    ``auth_header`` (``x-api-key``/``bearer``), ``workspace_id``,
-    ``brand_session_id``, ``timeout``, ``max_retries``, and optional OAuth client
-    credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
+    ``auth_scheme`` (``x-api-key``/``bearer``; ``auth_header`` is read too), ``workspace_id``,
+    ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, and optional
+    OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
     Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.BloomOperations`)
     returning Bloom's ``data`` payload.
@@ -105,23 +111,40 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     # -- connection form ------------------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return json.loads(json.dumps(_UI_FIELD_BEHAVIOUR))
+        """Hidden, relabelled and placeholder fields (read by Airflow 3.1; 3.2+ reads the provider info)."""
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Widgets for UIs that still build forms from hooks (Airflow 3 reads ``conn-fields``)."""
+        """Typed form fields for Airflow 3.1, which builds the form from the hook.
+
+        Airflow 3.2+ reads ``conn-fields`` from the provider info and never calls this. Numbers become
+        integer fields, the OAuth client secret a password field, the auth header a choice with
+        ``x-api-key`` preselected; the defaults fill the form like ``conn-fields``' ``default``.
+        """
         try:
             from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-            from wtforms import PasswordField, StringField
+            from wtforms import IntegerField, PasswordField, StringField
+            from wtforms.validators import Optional, any_of
         except ImportError:
             return {}
         widgets: dict[str, Any] = {}
         for name, spec in _CONN_FIELDS.items():
-            secret = spec["schema"].get("format") == "password"
-            field_cls, widget = (
-                (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
-            )
-            widgets[name] = field_cls(spec["label"], widget=widget(), description=spec["description"])
+            schema = spec["schema"]
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            kwargs: dict[str, Any] = {"description": spec["description"]}
+            if "default" in schema:
+                kwargs["default"] = schema["default"]
+            validators: list[Any] = [] if "enum" in schema else [Optional()]
+            if "enum" in schema:
+                validators.append(any_of([v for v in schema["enum"] if v is not None]))
+            if schema.get("format") == "password":
+                field_cls, widget = PasswordField, BS3PasswordFieldWidget
+            elif "integer" in types:
+                field_cls, widget = IntegerField, BS3TextFieldWidget
+            else:
+                field_cls, widget = StringField, BS3TextFieldWidget
+            widgets[name] = field_cls(spec["label"], validators=validators, widget=widget(), **kwargs)
         return widgets
 
     # -- clients ---------------------------------------------------------------------------
