@@ -71,7 +71,8 @@ def test_both_auth_headers_work(bloom_emulator, monkeypatch, auth_header):
     monkeypatch.setenv(
         "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_emulator.base_url, auth_header=auth_header)
     )
-    assert BloomHook().test_connection() == (True, "Connected to Bloom as dev@emulator.local")
+    ok, message = BloomHook().test_connection()
+    assert ok and message.endswith(" as dev@emulator.local"), message
 
 
 def test_test_connection_reports_a_bad_key(bloom_emulator, monkeypatch):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlparse
 
 from airflow.sdk import BaseHook
 
@@ -26,7 +28,14 @@ from airflow_provider_bloom.client import (
     ClientSettings,
     FileInput,
 )
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.exceptions import (
+    BloomAuthError,
+    BloomError,
+    BloomForbiddenError,
+    BloomInputError,
+    BloomNotFoundError,
+    BloomTransportError,
+)
 
 
 def _extras(conn: Any) -> dict[str, Any]:
@@ -47,17 +56,48 @@ def _number(extras: Mapping[str, Any], name: str, cast: type, default: Any) -> A
         raise BloomInputError(name, f"connection extra must be a number; got {value!r}") from None
 
 
+API_PATH = "/api/v1"  # Bloom's API under its origin
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def base_url_from_connection(conn: Any, extras: Mapping[str, Any]) -> str:
+    """Bloom's base URL from the connection's host, typed the way people type it.
+
+    - empty: ``https://www.trybloom.ai/api/v1``;
+    - a URL without a path (``https://www.trybloom.ai``, ``http://127.0.0.1:8787``) gets Bloom's ``/api/v1``;
+    - a host without a scheme (``www.trybloom.ai``, ``127.0.0.1:8787``) gets ``https://``, or ``http://``
+      for a loopback host (a local emulator), unless the extra ``scheme`` says otherwise. The port and
+      ``schema`` (the path) of a URI connection (``bloom://:key@host:8787/api%2Fv1``) are kept.
+    """
+    host = (getattr(conn, "host", None) or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        # A URI connection (bloom://:key@www.trybloom.ai/api%2Fv1?scheme=https) splits the base URL
+        # into host, port and `schema` (the path).
+        name = host.split("/", 1)[0]
+        if name.startswith("["):  # [::1]:8787
+            hostname = name.split("]", 1)[0] + "]"
+        else:
+            hostname = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        default_scheme = "http" if hostname.lower() in _LOOPBACK_HOSTS else "https"
+        scheme = str(extras.get("scheme") or default_scheme).lower()
+        port = getattr(conn, "port", None)
+        path = (getattr(conn, "schema", None) or "").strip("/")
+        has_port = name.rsplit("]", 1)[-1].count(":") == 1 if name.startswith("[") else ":" in name
+        host = f"{scheme}://{host}" + (f":{port}" if port and not has_port else "")
+        host += f"/{path}" if path else ""
+    host = host.rstrip("/")
+    parsed = urlparse(host)
+    if parsed.scheme in {"http", "https"} and parsed.netloc and not parsed.path:
+        host += API_PATH
+    return host
+
+
 def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> ClientSettings:
     """Build client settings from an Airflow Connection (UI, URI, JSON or a secrets backend)."""
     extras = dict(extras) if extras is not None else _extras(conn)
-    host = (getattr(conn, "host", None) or "").strip()
-    if host and "://" not in host:
-        # A URI connection (bloom://:key@www.trybloom.ai/api%2Fv1?scheme=https) splits the base URL
-        # into host, port and `schema` (the path). The scheme defaults to https.
-        scheme = str(extras.get("scheme") or "https").lower()
-        port = getattr(conn, "port", None)
-        path = (getattr(conn, "schema", None) or "").strip("/")
-        host = f"{scheme}://{host}" + (f":{port}" if port else "") + (f"/{path}" if path else "")
+    host = base_url_from_connection(conn, extras)
     # `auth_scheme` is the form's field; `auth_header` is its older name, still read (URI/JSON
     # connections). Airflow masks any extra whose name contains "auth_header", so the form can't use it.
     scheme_field = "auth_scheme" if extras.get("auth_scheme") not in (None, "") else "auth_header"
@@ -67,7 +107,7 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
     if auth_header not in {"x-api-key", "bearer"}:
         raise BloomInputError(scheme_field, f"must be 'x-api-key' or 'bearer'; got {auth_header!r}")
     return ClientSettings(
-        base_url=host or DEFAULT_BASE_URL,
+        base_url=host,
         api_key=getattr(conn, "password", None) or extras.get("api_key") or None,
         auth_header=auth_header,
         oauth_client_id=extras.get("oauth_client_id") or None,
@@ -249,11 +289,37 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         return [records[i] for i in ids]
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the connection with GET /account (used by the UI's Test button and the CLI)."""
+        """Check the connection with GET /account (the UI's Test action and ``airflow connections test``).
+
+        A failure says what to fix: the base URL's path, the key, or the host.
+        """
         try:
-            account = self.get_account()
+            settings = self.settings
+            account = BloomClient(replace(settings, max_retries=min(settings.max_retries, 1))).get_account()
+        except BloomInputError as exc:
+            return False, f"The connection is not valid: {exc}"
+        except (BloomAuthError, BloomForbiddenError) as exc:
+            what = "OAuth client ID and secret" if self.settings.uses_oauth else "API key"
+            missing = not (self.settings.api_key or self.settings.uses_oauth)
+            fix = f"no {what} is set" if missing else f"check the {what} and the auth header choice"
+            return False, f"{exc}. Bloom refused the credentials: {fix}."
+        except BloomNotFoundError as exc:
+            return False, (
+                f"{exc}. Nothing answers GET {self.settings.base_url}/account: the base URL must be "
+                f"Bloom's API root, ending in {API_PATH} (e.g. {DEFAULT_BASE_URL})."
+            )
+        except BloomTransportError as exc:
+            hint = (
+                ""
+                if not exc.retryable
+                else (
+                    f". Check the base URL's host and port ({self.settings.base_url}) and that the server "
+                    "is reachable from this machine"
+                )
+            )
+            return False, f"{exc}{hint}"
         except BloomError as exc:
             return False, str(exc)
         except Exception as exc:  # a misconfigured connection must report, not crash the UI
             return False, f"{type(exc).__name__}: {exc}"
-        return True, f"Connected to Bloom as {account.get('email')}"
+        return True, f"Connected to Bloom at {self.settings.base_url} as {account.get('email')}"
