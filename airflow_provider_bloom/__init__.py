@@ -93,7 +93,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-bloom",
         "name": "Bloom",
-        "description": "`Bloom <https://www.trybloom.ai/>`__ on-brand image generation.",
+        # Plain text: the providers page strips the characters of RST markup (backquotes, underscores,
+        # angle brackets), so a link in RST would read "Bloom https://...on-brand".
+        "description": "Bloom (trybloom.ai) on-brand image generation: generate images, wait for them "
+        "in the triggerer, post-process and download them.",
         "versions": [__version__],
         "integrations": [
             {
@@ -142,5 +145,8 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": _CONN_FIELDS,
             }
         ],
-        "extra-links": ["airflow_provider_bloom.links.BloomImageLink"],
+        "extra-links": [
+            "airflow_provider_bloom.links.BloomImageLink",
+            *(f"airflow_provider_bloom.links.BloomImageLink{n}" for n in range(2, 11)),
+        ],
     }

@@ -24,7 +24,7 @@ from conftest import conn_json
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.links import BloomImageLink
+from airflow_provider_bloom.links import image_links
 from airflow_provider_bloom.operators._base import PaidRequestLedger
 from airflow_provider_bloom.operators.images import GenerateImageOperator
 
@@ -104,7 +104,10 @@ def test_generate_returns_ids_and_pushes_variant_group_and_link(bloom_conn, dag_
         (2048, 1152, "fast", "2K", DEFAULT_BRAND_ID)  # 16:9 at 2K; the brand from the connection's extra
     }
     assert run.xcom("gen", "variant_group_id") == records[0]["variant_group_id"]
-    assert run.xcom("gen", BloomImageLink().xcom_key) == f"{bloom_conn.root_url}/img/{ids[0]}"
+    links = [run.xcom("gen", link.xcom_key) for link in image_links()]
+    assert links[:3] == [f"{bloom_conn.root_url}/img/{i}" for i in ids]  # one link per variant
+    assert not any(links[3:])  # Airflow stores "" for the other buttons, and the UI hides them
+    assert [link.name for link in image_links()][:3] == ["Bloom image", "Bloom image 2", "Bloom image 3"]
     assert bloom_conn.requests()["paid_posts"] == 1
 
 

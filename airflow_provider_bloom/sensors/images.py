@@ -13,7 +13,7 @@ from airflow_provider_bloom._images import flatten_image_ids, is_terminal
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.links import BloomImageLink
+from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
     AirflowFailException,
     ImageWaitMixin,
@@ -55,7 +55,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("image_ids",)
-    operator_extra_links = (BloomImageLink(),)
+    operator_extra_links = image_links()
     ui_color = "#f4d6e6"
 
     def __init__(
@@ -94,7 +94,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         ids = self.ids
-        BloomImageLink.persist(context, self.hook.settings.base_url, ids[0])
+        BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
         if self.deferrable:
             self.defer_for_images(context, ids)
         return super().execute(context)
