@@ -59,3 +59,11 @@ def run_dag(dag: Any, **kwargs: Any) -> DagResult:
         rows = session.query(XComModel).filter_by(dag_id=dr.dag_id, run_id=dr.run_id).all()
         xcoms = {(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows}
         return DagResult(str(dr.state), dr.run_id, dr.dag_id, tasks, xcoms)
+
+
+def import_string(dotted_path: str) -> Any:
+    """``module.Name`` -> the object (Airflow's own helper moved between 3.1 and 3.3)."""
+    import importlib
+
+    module, name = dotted_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
