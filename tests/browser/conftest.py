@@ -64,6 +64,8 @@ def browser_context():
 def page(browser_context, ui_stack, request):
     """A browser tab; on failure, a full-page screenshot and the page's HTML go to test-artifacts/."""
     tab = browser_context.new_page()
+    tab.goto(ui_stack.url)  # the auto-login of a fresh session (3.1 then redirects to the home page)
+    tab.wait_for_load_state("networkidle")
     yield tab
     report = request.node.stash.get(_REPORT, None)
     if report is not None and report.failed:
