@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint e2e bench emulator clean
+.PHONY: install system-deps demo test test-airflow-versions lint e2e bench emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,16 @@ demo: $(STAMP)
 
 ## The whole test suite: lint, format, types, unit + integration + end-to-end tests.
 test: $(STAMP) system-deps
+	bash scripts/install_chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) test-airflow-versions
+
+## The Airflow-facing tests again on the newest Airflow 3.1.x and 3.2.x (.venv-af31, .venv-af32).
+test-airflow-versions: $(STAMP)
+	PY=$(PY) bash scripts/test_airflow_versions.sh
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
@@ -43,4 +49,4 @@ emulator: $(STAMP)
 	$(PY) -m airflow_provider_bloom.emulator --host 127.0.0.1 --port 8787
 
 clean:
-	rm -rf $(VENV) output .airflow
+	rm -rf $(VENV) .venv-af31 .venv-af32 output .airflow test-artifacts

@@ -6,58 +6,92 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Extras of the `bloom` connection, in the declarative shape Airflow 3.2+ reads from the provider info
+# (``conn-fields``: a label, a JSON schema per field, a help text). The schema's ``default`` fills the form,
+# so numbers are saved as numbers and the auth header starts on ``x-api-key``. Airflow 3.1 builds the form
+# from ``BloomHook.get_connection_form_widgets()`` instead, which derives its fields from this table.
 _CONN_FIELDS: dict[str, dict[str, Any]] = {
-    "auth_header": {
+    # Not named `auth_header`: Airflow treats every extra whose name contains that as a secret and shows
+    # (and, in a new connection, saves) its value as "***". The hook still reads `auth_header`.
+    "auth_scheme": {
         "label": "Auth header",
-        "schema": {"type": ["string", "null"], "enum": ["x-api-key", "bearer", None]},
-        "description": "How the API key is sent: 'x-api-key' (default) or 'bearer' (Authorization: Bearer).",
-    },
-    "workspace_id": {
-        "label": "Default workspace ID",
-        "schema": {"type": ["string", "null"]},
-        "description": "Used by calls that take a workspace when none is passed.",
+        "schema": {"type": "string", "enum": ["x-api-key", "bearer"], "default": "x-api-key"},
+        "description": "How the API key is sent: x-api-key (default) or bearer "
+        "(Authorization: Bearer <key>).",
     },
     "brand_session_id": {
         "label": "Default brand session ID",
         "schema": {"type": ["string", "null"]},
-        "description": "Brand used for generations/uploads/search when none is passed.",
+        "description": "Brand used by generations, edits, uploads and search when a task passes none "
+        "(a brand UUID; empty: none).",
+    },
+    "workspace_id": {
+        "label": "Default workspace ID",
+        "schema": {"type": ["string", "null"]},
+        "description": "Team workspace for calls that take one (credits, brands, lists) when a task "
+        "passes none (empty: your personal workspace).",
     },
     "timeout": {
         "label": "Request timeout (s)",
-        "schema": {"type": ["integer", "null"], "minimum": 1},
-        "description": "Seconds per request (long-polls get their wait time on top).",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 60},
+        "description": "Seconds per request (default 60). Long-polls get their wait time on top.",
     },
     "max_retries": {
         "label": "Max retries",
-        "schema": {"type": ["integer", "null"], "minimum": 0},
-        "description": "Retries of safe calls on 429, 5xx and network errors (paid POSTs: never blindly).",
+        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
+        "description": "Retries of safe calls on 429, 5xx and network errors (default 5). "
+        "Paid POSTs are retried only when they provably never reached Bloom.",
+    },
+    "wait_requests_per_minute": {
+        "label": "Wait requests per minute",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 60},
+        "description": "Requests per minute the triggerer's wait hub may spend on this key (default 60, "
+        "at most 120); lower it when several triggerers share a key.",
+    },
+    "requests_per_minute": {
+        "label": "Requests per minute (one task)",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 60},
+        "description": "Requests per minute one task may send in a loop: post-processing over many "
+        "images, uploads, deletions (default 60, at most 120).",
     },
     "oauth_client_id": {
         "label": "OAuth client ID",
         "schema": {"type": ["string", "null"]},
-        "description": "Optional: OAuth client credentials instead of an API key.",
+        "description": "Optional: OAuth client credentials instead of an API key (leave the API key empty).",
     },
     "oauth_client_secret": {
         "label": "OAuth client secret",
         "schema": {"type": ["string", "null"], "format": "password"},
-        "description": "Optional: secret of the OAuth client.",
+        "description": "Secret of the OAuth client (required with the client ID).",
     },
     "oauth_token_url": {
         "label": "OAuth token URL",
         "schema": {"type": ["string", "null"]},
-        "description": "Defaults to Bloom's /api/auth/oauth2/token on the host's origin.",
+        "description": "Empty: /api/auth/oauth2/token on the base URL's origin.",
     },
 }
 
+# Standard fields of the form: hidden, relabelled, with placeholders. Provider info spells the keys in
+# kebab-case (``ui-field-behaviour``); BloomHook.get_ui_field_behaviour() returns the snake_case shape
+# that Airflow validates against its customized_form_field_behaviours.schema.json.
+_HIDDEN_FIELDS = ["schema", "port", "login"]
+_RELABELING = {"host": "Base URL", "password": "API key"}
+_PLACEHOLDERS = {"host": "https://www.trybloom.ai/api/v1", "password": "bloom_sk_..."}
+
 _UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port", "login"],
-    "relabeling": {"password": "API key", "host": "Base URL"},
-    "placeholders": {
-        "host": "https://www.trybloom.ai/api/v1",
-        "password": "bloom_sk_...",
-        "auth_header": "x-api-key",
-    },
+    "hidden-fields": _HIDDEN_FIELDS,
+    "relabeling": _RELABELING,
+    "placeholders": _PLACEHOLDERS,
 }
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    """The form behaviour in the shape ``BaseHook.get_ui_field_behaviour()`` returns (snake_case)."""
+    return {
+        "hidden_fields": list(_HIDDEN_FIELDS),
+        "relabeling": dict(_RELABELING),
+        "placeholders": dict(_PLACEHOLDERS),
+    }
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -65,7 +99,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-bloom",
         "name": "Bloom",
-        "description": "`Bloom <https://www.trybloom.ai/>`__ on-brand image generation.",
+        # Plain text: the providers page strips the characters of RST markup (backquotes, underscores,
+        # angle brackets), so a link in RST would read "Bloom https://...on-brand".
+        "description": "Bloom (trybloom.ai) on-brand image generation: generate images, wait for them "
+        "in the triggerer, post-process and download them.",
         "versions": [__version__],
         "integrations": [
             {
@@ -114,5 +151,8 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": _CONN_FIELDS,
             }
         ],
-        "extra-links": ["airflow_provider_bloom.links.BloomImageLink"],
+        "extra-links": [
+            "airflow_provider_bloom.links.BloomImageLink",
+            *(f"airflow_provider_bloom.links.BloomImageLink{n}" for n in range(2, 11)),
+        ],
     }

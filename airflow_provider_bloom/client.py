@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -210,9 +211,10 @@ class ClientSettings:
             raise BloomInputError("max_retries/timeout", "must be >= 0 and > 0")
         for name in ("wait_requests_per_minute", "requests_per_minute"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 6000:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 120:
                 raise BloomInputError(
-                    name, f"must be a whole number of requests per minute >= 1; got {value!r}"
+                    name,
+                    f"must be a whole number between 1 and 120 (Bloom allows 120 per key); got {value!r}",
                 )
 
     @property
@@ -238,6 +240,10 @@ class ClientSettings:
     def __repr__(self) -> str:  # never the key or the client secret
         auth = "oauth" if self.uses_oauth else (self.auth_header if self.api_key else "none")
         return f"ClientSettings(base_url={self.base_url!r}, auth={auth}, credential={self.fingerprint})"
+
+
+# What OpenSSL reports when a TLS client meets a plain-HTTP server.
+_PLAIN_HTTP_SIGNS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "RECORD LAYER FAILURE", "HTTP_REQUEST")
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -509,6 +515,20 @@ class _ClientCore:
         """The request provably never reached Bloom: safe to retry, even a paid call."""
         return BloomTransportError(f"{message} ({op.operation_id})", operation_id=op.operation_id)
 
+    def _tls_failed(self, op: Operation, host: str, detail: str) -> BloomTransportError:
+        """The TLS handshake failed: no request was sent, and trying again gives the same answer."""
+        hint = ""
+        if any(s in detail.upper() for s in _PLAIN_HTTP_SIGNS):
+            hint = (
+                f"; the server at {host} seems to speak plain HTTP: write the base URL with http:// "
+                "(for a local emulator: http://127.0.0.1:PORT/api/v1)"
+            )
+        elif "CERTIFICATE_VERIFY_FAILED" in detail.upper():
+            hint = f"; the certificate of {host} could not be verified"
+        error = self._not_sent(op, f"TLS handshake with {host} failed, nothing was sent{hint}")
+        error.retryable = False
+        return error
+
     # -- retry policy ----------------------------------------------------------------------
     def should_retry(self, exc: BaseException) -> bool:
         """Whether ``exc`` may be answered by sending the same request again.
@@ -517,7 +537,7 @@ class _ClientCore:
         the request provably never left (a refused connection): every other
         answer, a malformed or unexpected one included, may mean it was charged.
         """
-        if getattr(exc, "maybe_charged", False):
+        if getattr(exc, "maybe_charged", False) or getattr(exc, "retryable", True) is False:
             return False
         if isinstance(exc, BloomRateLimitError):
             return True  # Bloom rejected the request: nothing happened, nothing was charged
@@ -792,6 +812,8 @@ def _classify_requests_error(
         and type(reason).__name__ in {"NewConnectionError", "NameResolutionError", "ConnectTimeoutError"}
     )
     kind, host = type(exc).__name__, urlparse(url).netloc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return core._tls_failed(op, host, str(exc))  # raised during the handshake, before any request
     if never_sent:
         return core._not_sent(op, f"could not connect to {host} ({kind})")
     return core._lost_answer(op, f"connection to {host} failed after the request was sent ({kind})")
@@ -937,8 +959,21 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
 # --------------------------------------------------------------------------- async transport
 
 
+def _is_tls_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return "SSL" in str(exc).upper()
+
+
 def _classify_httpx_error(core: _ClientCore, op: Operation, exc: httpx.HTTPError, url: str) -> BloomError:
     kind, host = type(exc).__name__, urlparse(url).netloc
+    if isinstance(exc, httpx.ConnectError) and _is_tls_error(exc):
+        return core._tls_failed(op, host, str(exc))
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return core._not_sent(op, f"could not connect to {host} ({kind})")
     return core._lost_answer(op, f"connection to {host} failed after the request was sent ({kind})")

@@ -119,6 +119,9 @@ class BloomServerError(BloomAPIError):
 class BloomTransportError(BloomError):
     """The request could not be completed on the network (after any retries)."""
 
+    #: False when trying again cannot help (a TLS handshake that failed): the client does not retry.
+    retryable: bool = True
+
     def __init__(self, message: str, *, operation_id: str | None = None, maybe_charged: bool = False) -> None:
         self.operation_id = operation_id
         self.maybe_charged = maybe_charged

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 
-from airflow.sdk._shared.module_loading import import_string
+from airflow_helpers import import_string
 from conftest import API_KEY, conn_json
 from test_image_tools import bloom_dag, by_op, run_dag
 

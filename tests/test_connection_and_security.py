@@ -71,7 +71,8 @@ def test_both_auth_headers_work(bloom_emulator, monkeypatch, auth_header):
     monkeypatch.setenv(
         "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_emulator.base_url, auth_header=auth_header)
     )
-    assert BloomHook().test_connection() == (True, "Connected to Bloom as dev@emulator.local")
+    ok, message = BloomHook().test_connection()
+    assert ok and message.endswith(" as dev@emulator.local"), message
 
 
 def test_test_connection_reports_a_bad_key(bloom_emulator, monkeypatch):
@@ -169,7 +170,7 @@ def test_provider_info_declares_the_connection_type():
     assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
     assert behaviour["relabeling"]["password"] == "API key"
     assert behaviour["placeholders"]["host"] == "https://www.trybloom.ai/api/v1"
-    assert {"auth_header", "workspace_id", "brand_session_id", "timeout", "max_retries"} <= set(
+    assert {"auth_scheme", "workspace_id", "brand_session_id", "timeout", "max_retries"} <= set(
         ctype["conn-fields"]
     )
     for section in ("hooks", "operators", "sensors", "triggers"):

@@ -28,7 +28,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def dagbag() -> Any:
     """Parsed afresh per test: under dag.test() a run's conf sticks to the in-memory DAG's params."""
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     return DagBag(str(DAGS_FOLDER))
 

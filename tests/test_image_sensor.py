@@ -17,7 +17,7 @@ from conftest import conn_json
 from test_generate_operator import NO_RETRY_WANTED, START, dag_run_fixture  # noqa: F401  (the dag_run fixture)
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.links import BloomImageLink
+from airflow_provider_bloom.links import BloomImageLink, BloomImageLink2, BloomImageLink3
 from airflow_provider_bloom.operators.images import GenerateImageOperator
 from airflow_provider_bloom.sensors.images import BloomImageSensor
 
@@ -68,6 +68,8 @@ def test_generate_then_sense(bloom_conn, dag_run, mode):
         assert record["variantGroupId"] == run.xcom("gen", "variant_group_id")
         assert record["imageUrl"] == f"{bloom_conn.root_url}/img/{record['id']}"  # short link, not signed
     assert run.xcom("sense", BloomImageLink().xcom_key) == f"{bloom_conn.root_url}/img/{ids[0]}"
+    assert run.xcom("sense", BloomImageLink2().xcom_key) == f"{bloom_conn.root_url}/img/{ids[1]}"
+    assert not run.xcom("sense", BloomImageLink3().xcom_key)  # two images, two buttons
     assert ("[DAG TEST] running trigger in line" in run.log) is (mode == "deferrable")
     if mode == "deferrable":
         assert list_calls(bloom_conn) == 1  # one long-poll answered when both images were done

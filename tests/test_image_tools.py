@@ -23,6 +23,7 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.png import make_png, make_svg
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.links import image_links
 from airflow_provider_bloom.operators.images import (
     DeleteImagesOperator,
     EditImageOperator,
@@ -155,6 +156,19 @@ def test_post_processing_operators_take_ids_or_records_and_return_new_ids(bloom_
     seen = bloom_conn.requests()["by_operation"]
     assert (seen["images.resize"], seen["images.removeBackground"]) == (2, 2)
     assert (seen["images.vectorize"], seen["images.edit"]) == (1, 1)
+
+    # Every task that created images links each of them ("Bloom image", "Bloom image 2", ...).
+    made = {
+        "resize": resized,
+        "remove_bg": [r["id"] for r in removed],
+        "vectorize": [vector["id"]],
+        "edit": [edited],
+    }
+    for task, new_ids in made.items():
+        links = [out.result.xcom(task, link.xcom_key) for link in image_links()]
+        expected = [f"{bloom_conn.root_url}/img/{i}" for i in new_ids]
+        assert links[: len(expected)] == expected, task
+        assert not any(links[len(expected) :]), task  # Airflow stores "" for the rest: no button
 
 
 def test_post_processing_refuses_bad_inputs_before_spending(bloom_conn, request):

@@ -8,7 +8,7 @@ import time
 import uuid
 
 import pytest
-from airflow.sdk._shared.module_loading import import_string
+from airflow_helpers import import_string
 from conftest import conn_json
 
 from airflow_provider_bloom.exceptions import BloomInputError

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlparse
 
 from airflow.sdk import BaseHook
 
@@ -15,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - Airflow 3.1
     from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
 
-from airflow_provider_bloom import _CONN_FIELDS, _UI_FIELD_BEHAVIOUR
+from airflow_provider_bloom import _CONN_FIELDS, ui_field_behaviour
 from airflow_provider_bloom._budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_WAIT_REQUESTS_PER_MINUTE
 from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids
 from airflow_provider_bloom.client import (
@@ -26,7 +28,14 @@ from airflow_provider_bloom.client import (
     ClientSettings,
     FileInput,
 )
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.exceptions import (
+    BloomAuthError,
+    BloomError,
+    BloomForbiddenError,
+    BloomInputError,
+    BloomNotFoundError,
+    BloomTransportError,
+)
 from airflow_provider_bloom.waiting import (
     ImageWait,
     check_poll_timeout,
@@ -54,22 +63,58 @@ def _number(extras: Mapping[str, Any], name: str, cast: type, default: Any) -> A
         raise BloomInputError(name, f"connection extra must be a number; got {value!r}") from None
 
 
+API_PATH = "/api/v1"  # Bloom's API under its origin
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def base_url_from_connection(conn: Any, extras: Mapping[str, Any]) -> str:
+    """Bloom's base URL from the connection's host, typed the way people type it.
+
+    - empty: ``https://www.trybloom.ai/api/v1``;
+    - a URL without a path (``https://www.trybloom.ai``, ``http://127.0.0.1:8787``) gets Bloom's ``/api/v1``;
+    - a host without a scheme (``www.trybloom.ai``, ``127.0.0.1:8787``) gets ``https://``, or ``http://``
+      for a loopback host (a local emulator), unless the extra ``scheme`` says otherwise. The port and
+      ``schema`` (the path) of a URI connection (``bloom://:key@host:8787/api%2Fv1``) are kept.
+    """
+    host = (getattr(conn, "host", None) or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        # A URI connection (bloom://:key@www.trybloom.ai/api%2Fv1?scheme=https) splits the base URL
+        # into host, port and `schema` (the path).
+        name = host.split("/", 1)[0]
+        if name.startswith("["):  # [::1]:8787
+            hostname = name.split("]", 1)[0] + "]"
+        else:
+            hostname = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        default_scheme = "http" if hostname.lower() in _LOOPBACK_HOSTS else "https"
+        scheme = str(extras.get("scheme") or default_scheme).lower()
+        port = getattr(conn, "port", None)
+        path = (getattr(conn, "schema", None) or "").strip("/")
+        has_port = name.rsplit("]", 1)[-1].count(":") == 1 if name.startswith("[") else ":" in name
+        host = f"{scheme}://{host}" + (f":{port}" if port and not has_port else "")
+        host += f"/{path}" if path else ""
+    host = host.rstrip("/")
+    parsed = urlparse(host)
+    if parsed.scheme in {"http", "https"} and parsed.netloc and not parsed.path:
+        host += API_PATH
+    return host
+
+
 def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> ClientSettings:
     """Build client settings from an Airflow Connection (UI, URI, JSON or a secrets backend)."""
     extras = dict(extras) if extras is not None else _extras(conn)
-    host = (getattr(conn, "host", None) or "").strip()
-    if host and "://" not in host:
-        # A URI connection (bloom://:key@www.trybloom.ai/api%2Fv1?scheme=https) splits the base URL
-        # into host, port and `schema` (the path). The scheme defaults to https.
-        scheme = str(extras.get("scheme") or "https").lower()
-        port = getattr(conn, "port", None)
-        path = (getattr(conn, "schema", None) or "").strip("/")
-        host = f"{scheme}://{host}" + (f":{port}" if port else "") + (f"/{path}" if path else "")
-    auth_header = str(extras.get("auth_header") or "x-api-key").strip().lower()
+    host = base_url_from_connection(conn, extras)
+    # `auth_scheme` is the form's field; `auth_header` is its older name, still read (URI/JSON
+    # connections). Airflow masks any extra whose name contains "auth_header", so the form can't use it.
+    scheme_field = "auth_scheme" if extras.get("auth_scheme") not in (None, "") else "auth_header"
+    auth_header = str(extras.get(scheme_field) or "x-api-key").strip().lower()
     if auth_header in {"authorization", "bearer"}:
         auth_header = "bearer"
+    if auth_header not in {"x-api-key", "bearer"}:
+        raise BloomInputError(scheme_field, f"must be 'x-api-key' or 'bearer'; got {auth_header!r}")
     return ClientSettings(
-        base_url=host or DEFAULT_BASE_URL,
+        base_url=host,
         api_key=getattr(conn, "password", None) or extras.get("api_key") or None,
         auth_header=auth_header,
         oauth_client_id=extras.get("oauth_client_id") or None,
@@ -91,9 +136,9 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
     Host is Bloom's base URL (empty: ``https://www.trybloom.ai/api/v1``), the
     password is the API key (``bloom_sk_...``) or an OAuth access token. Extras:
-    ``auth_header`` (``x-api-key``/``bearer``), ``workspace_id``,
-    ``brand_session_id``, ``timeout``, ``max_retries``, and optional OAuth client
-    credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
+    ``auth_scheme`` (``x-api-key``/``bearer``; ``auth_header`` is read too), ``workspace_id``,
+    ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, and optional
+    OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
     Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.BloomOperations`)
     returning Bloom's ``data`` payload.
@@ -116,23 +161,40 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     # -- connection form ------------------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return json.loads(json.dumps(_UI_FIELD_BEHAVIOUR))
+        """Hidden, relabelled and placeholder fields (read by Airflow 3.1; 3.2+ reads the provider info)."""
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Widgets for UIs that still build forms from hooks (Airflow 3 reads ``conn-fields``)."""
+        """Typed form fields for Airflow 3.1, which builds the form from the hook.
+
+        Airflow 3.2+ reads ``conn-fields`` from the provider info and never calls this. Numbers become
+        integer fields, the OAuth client secret a password field, the auth header a choice with
+        ``x-api-key`` preselected; the defaults fill the form like ``conn-fields``' ``default``.
+        """
         try:
             from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-            from wtforms import PasswordField, StringField
+            from wtforms import IntegerField, PasswordField, StringField
+            from wtforms.validators import Optional, any_of
         except ImportError:
             return {}
         widgets: dict[str, Any] = {}
         for name, spec in _CONN_FIELDS.items():
-            secret = spec["schema"].get("format") == "password"
-            field_cls, widget = (
-                (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
-            )
-            widgets[name] = field_cls(spec["label"], widget=widget(), description=spec["description"])
+            schema = spec["schema"]
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            kwargs: dict[str, Any] = {"description": spec["description"]}
+            if "default" in schema:
+                kwargs["default"] = schema["default"]
+            validators: list[Any] = [] if "enum" in schema else [Optional()]
+            if "enum" in schema:
+                validators.append(any_of([v for v in schema["enum"] if v is not None]))
+            if schema.get("format") == "password":
+                field_cls, widget = PasswordField, BS3PasswordFieldWidget
+            elif "integer" in types:
+                field_cls, widget = IntegerField, BS3TextFieldWidget
+            else:
+                field_cls, widget = StringField, BS3TextFieldWidget
+            widgets[name] = field_cls(spec["label"], validators=validators, widget=widget(), **kwargs)
         return widgets
 
     # -- clients ---------------------------------------------------------------------------
@@ -246,11 +308,37 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         return state.ordered()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the connection with GET /account (used by the UI's Test button and the CLI)."""
+        """Check the connection with GET /account (the UI's Test action and ``airflow connections test``).
+
+        A failure says what to fix: the base URL's path, the key, or the host.
+        """
         try:
-            account = self.get_account()
+            settings = self.settings
+            account = BloomClient(replace(settings, max_retries=min(settings.max_retries, 1))).get_account()
+        except BloomInputError as exc:
+            return False, f"The connection is not valid: {exc}"
+        except (BloomAuthError, BloomForbiddenError) as exc:
+            what = "OAuth client ID and secret" if self.settings.uses_oauth else "API key"
+            missing = not (self.settings.api_key or self.settings.uses_oauth)
+            fix = f"no {what} is set" if missing else f"check the {what} and the auth header choice"
+            return False, f"{exc}. Bloom refused the credentials: {fix}."
+        except BloomNotFoundError as exc:
+            return False, (
+                f"{exc}. Nothing answers GET {self.settings.base_url}/account: the base URL must be "
+                f"Bloom's API root, ending in {API_PATH} (e.g. {DEFAULT_BASE_URL})."
+            )
+        except BloomTransportError as exc:
+            hint = (
+                ""
+                if not exc.retryable
+                else (
+                    f". Check the base URL's host and port ({self.settings.base_url}) and that the server "
+                    "is reachable from this machine"
+                )
+            )
+            return False, f"{exc}{hint}"
         except BloomError as exc:
             return False, str(exc)
         except Exception as exc:  # a misconfigured connection must report, not crash the UI
             return False, f"{type(exc).__name__}: {exc}"
-        return True, f"Connected to Bloom as {account.get('email')}"
+        return True, f"Connected to Bloom at {self.settings.base_url} as {account.get('email')}"

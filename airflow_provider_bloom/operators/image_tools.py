@@ -42,6 +42,7 @@ from airflow_provider_bloom.client import (
     sniff_image_type,
 )
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
+from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
@@ -104,6 +105,7 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
     action: ClassVar[str]
     template_fields: Sequence[str] = ("image_ids", "brand_session_id")
     ui_color = "#f3e8ff"
+    operator_extra_links = image_links()
 
     def __init__(
         self,
@@ -199,6 +201,7 @@ class _PostProcessOperator(ImageWaitMixin, BloomBaseOperator):
             if self.check_sources:
                 self._check_sources(ids)
         new_ids = self._post_all(context, calls)
+        BloomImageLink.persist_all(context, self.hook.settings.base_url, new_ids)
         self.log.info(
             "Bloom accepted %d %s request(s); new image ids: %s", len(new_ids), self.action, new_ids
         )
@@ -530,6 +533,7 @@ class UploadImageOperator(BloomBaseOperator):
 
     template_fields: Sequence[str] = ("images", "brand_session_id", "upload_tokens")
     ui_color = "#f3e8ff"
+    operator_extra_links = image_links()
 
     def __init__(
         self,
@@ -588,6 +592,7 @@ class UploadImageOperator(BloomBaseOperator):
                 answer.get("id"),
                 " (existing)" if answer.get("existing") else "",
             )
+        BloomImageLink.persist_all(context, self.hook.settings.base_url, [u["id"] for u in uploads])
         return {
             "image_ids": [u["id"] for u in uploads],
             "existing_ids": [u["id"] for u in uploads if u["existing"]],

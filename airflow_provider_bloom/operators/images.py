@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
-from airflow_provider_bloom.links import BloomImageLink
+from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
@@ -88,7 +88,7 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         "variant_count",
         "reference_image_ids",
     )
-    operator_extra_links = (BloomImageLink(),)
+    operator_extra_links = image_links()
     ui_color = "#f4d6e6"
 
     def __init__(
@@ -179,7 +179,7 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
             accepted.get("variantGroupId"),
         )
         context["ti"].xcom_push(key="variant_group_id", value=accepted.get("variantGroupId"))
-        BloomImageLink.persist(context, self.hook.settings.base_url, ids[0])
+        BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
         if not self.wait_for_completion:
             return ids
         return self.wait_for_images(context, ids)

@@ -14,7 +14,7 @@ from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.links import BloomImageLink
+from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
@@ -62,7 +62,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("image_ids",)
-    operator_extra_links = (BloomImageLink(),)
+    operator_extra_links = image_links()
     ui_color = "#f4d6e6"
 
     def __init__(
@@ -112,7 +112,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         ids = self.ids
-        BloomImageLink.persist(context, self.hook.settings.base_url, ids[0])
+        BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
         if self.deferrable:
             started = time.monotonic()
             records = self.brief_wait(ids)
