@@ -33,6 +33,7 @@ TESTS=(
     tests/test_generate_operator.py
     tests/test_image_sensor.py
     tests/test_images_trigger.py
+    tests/test_wait_hub.py
     tests/test_pipeline_chain.py
     tests/test_examples.py
 )
