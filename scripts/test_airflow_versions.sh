@@ -91,17 +91,39 @@ if [[ ${1:-} == --compile ]]; then
     exit 0
 fi
 
-status=0
-for minor in ${@:-3.1 3.2}; do
-    [[ -n ${NEWEST[$minor]:-} ]] || { echo "unknown Airflow minor version: $minor" >&2; exit 2; }
-    start=$SECONDS
-    ensure_venv "$minor"
-    venv=.venv-af${minor/./}
+run_version() {
+    local minor=$1 venv=.venv-af${1/./} start=$SECONDS
     echo "== Airflow $("$venv/bin/python" -c 'import airflow; print(airflow.__version__)') ($venv)"
     # PYTHONPATH: this checkout's package, also in the Airflow subprocesses the tests start.
-    if ! PYTHONPATH=$PWD "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not e2e" "${DESELECT[@]}" "${TESTS[@]}" ${EXTRA_TESTS[$minor]}; then
-        status=1
-    fi
+    local rc=0
+    PYTHONPATH=$PWD "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not e2e" \
+        "${DESELECT[@]}" "${TESTS[@]}" ${EXTRA_TESTS[$minor]} || rc=1
     echo "== Airflow $minor: $((SECONDS - start)) s"
+    return $rc
+}
+
+minors=(${@:-3.1 3.2})
+for minor in "${minors[@]}"; do
+    [[ -n ${NEWEST[$minor]:-} ]] || { echo "unknown Airflow minor version: $minor" >&2; exit 2; }
+    ensure_venv "$minor"
 done
+
+# The versions run side by side (each test run is mostly one busy process; CI has 2 cores), each into
+# its own log, printed when it ends. PARALLEL=0 runs them one after the other.
+status=0
+if [[ ${PARALLEL:-1} == 1 && ${#minors[@]} -gt 1 ]]; then
+    logs=$(mktemp -d)
+    declare -A pids=()
+    for minor in "${minors[@]}"; do
+        run_version "$minor" >"$logs/$minor.log" 2>&1 &
+        pids[$minor]=$!
+    done
+    for minor in "${minors[@]}"; do
+        wait "${pids[$minor]}" || status=1
+        cat "$logs/$minor.log"
+    done
+    rm -rf "$logs"
+else
+    for minor in "${minors[@]}"; do run_version "$minor" || status=1; done
+fi
 exit $status
