@@ -555,6 +555,16 @@ class _ClientCore:
         )
         return float(backoff(state))
 
+    def _refresh_token_after(self, call: PreparedCall, exc: BloomAuthError) -> bool:
+        """After a 401: drop an OAuth token so the next try fetches a new one (Bloom's 401 charges nothing).
+
+        True when the call should be sent once more with a fresh token.
+        """
+        if self.settings.uses_oauth and call.op.authenticated and not exc.maybe_charged:
+            self._token = None
+            return True
+        return False
+
     def retry_kwargs(self) -> dict[str, Any]:
         return {
             "retry": tenacity.retry_if_exception(self.should_retry),
@@ -878,16 +888,10 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
                     with attempt:
                         return self._send_once(call)
             except BloomAuthError as exc:
-                # An expired OAuth token is refreshed once; Bloom's 401 charges nothing.
-                if (
-                    self.settings.uses_oauth
-                    and call.op.authenticated
-                    and not refreshed
-                    and not exc.maybe_charged
-                ):
-                    refreshed, self._token = True, None
-                    continue
-                raise
+                if refreshed or not self._refresh_token_after(call, exc):
+                    raise
+                refreshed = True
+                continue
             raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, call: PreparedCall) -> JSON:
@@ -1041,15 +1045,10 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
                     with attempt:
                         return await self._send_once(call)
             except BloomAuthError as exc:
-                if (
-                    self.settings.uses_oauth
-                    and call.op.authenticated
-                    and not refreshed
-                    and not exc.maybe_charged
-                ):
-                    refreshed, self._token = True, None
-                    continue
-                raise
+                if refreshed or not self._refresh_token_after(call, exc):
+                    raise
+                refreshed = True
+                continue
             raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, call: PreparedCall) -> JSON:
