@@ -23,8 +23,8 @@ import urllib3.exceptions
 
 from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import chunked
-from airflow_provider_bloom.client import extension_for, sniff_image_type
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.files import extension_for, sniff_image_type
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
 
 if TYPE_CHECKING:
