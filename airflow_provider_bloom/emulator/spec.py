@@ -96,17 +96,23 @@ def _validator(schema: Mapping[str, Any]) -> Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
 
 
+class _Validated:
+    """A spec part with a JSON schema, and that schema's validator (built on first use)."""
+
+    schema: Mapping[str, Any]
+
+    @functools.cached_property
+    def validator(self) -> Validator:
+        return _validator(self.schema)
+
+
 @dataclass(frozen=True)
-class ParamSpec:
+class ParamSpec(_Validated):
     name: str
     location: str
     required: bool
     allow_empty: bool
     schema: Mapping[str, Any] = field(repr=False)
-
-    @functools.cached_property
-    def validator(self) -> Validator:
-        return _validator(self.schema)
 
     @property
     def is_integer(self) -> bool:
@@ -114,14 +120,10 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
-class BodySpec:
+class BodySpec(_Validated):
     media_type: str
     required: bool
     schema: Mapping[str, Any] = field(repr=False)
-
-    @functools.cached_property
-    def validator(self) -> Validator:
-        return _validator(self.schema)
 
     @property
     def is_multipart(self) -> bool:

@@ -18,14 +18,16 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import requests
+import urllib3.exceptions
+
 from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import chunked
+from airflow_provider_bloom.client import extension_for, sniff_image_type
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
-from airflow_provider_bloom.files import extension_for, sniff_image_type
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
 
 if TYPE_CHECKING:
-    import requests
     from airflow.sdk import Context, ObjectStoragePath
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -236,8 +238,6 @@ class DownloadImagesOperator(BloomBaseOperator):
 
     def _download(self, item: _Planned) -> tuple[ObjectStoragePath, bool]:
         """Download one image; returns its final path and whether it was written now."""
-        import requests  # here, not at DAG-parse time
-
         predicted = item.target / render_name(self.name_template, item.image_id, item.index, item.ext)
         if predicted.exists() and not self.overwrite:
             self.log.info("Keeping %s (exists; overwrite=False)", predicted)
@@ -325,8 +325,6 @@ class DownloadImagesOperator(BloomBaseOperator):
         ``read1`` returns what one read brings (``iter_content`` would block until a whole
         chunk arrived, however slowly it dribbles in).
         """
-        import urllib3.exceptions  # here, not at DAG-parse time
-
         raw = resp.raw
         while True:
             if time.monotonic() > deadline:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
-from airflow_provider_bloom._core import PreparedCall
 from airflow_provider_bloom._images import flatten_image_ids, slim_record
 from airflow_provider_bloom._spec import (
     MAX_UPLOAD_BYTES,
@@ -34,10 +33,16 @@ from airflow_provider_bloom._spec import (
     get_operation,
     to_camel,
 )
+from airflow_provider_bloom.client import (
+    BloomClient,
+    BloomOperations,
+    FileInput,
+    PreparedCall,
+    allowed_mimes,
+    sniff_image_type,
+)
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
-from airflow_provider_bloom.files import FileInput, allowed_mimes, sniff_image_type
 from airflow_provider_bloom.links import BloomImageLink, image_links
-from airflow_provider_bloom.operations import BloomOperations
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
@@ -50,8 +55,6 @@ from airflow_provider_bloom.reconcile import Attempt, ImageQuery
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
-
-    from airflow_provider_bloom.client import BloomClient
 
 #: Post-processing works on raster images; vectorize produces SVGs that nothing else accepts.
 _VECTOR_ACTION = "vectorize"
