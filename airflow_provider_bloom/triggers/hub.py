@@ -50,7 +50,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import httpx
@@ -59,12 +59,12 @@ from airflow_provider_bloom._budget import TokenBucket
 from airflow_provider_bloom._spec import MAX_IDS_PER_CALL
 from airflow_provider_bloom.client import USER_AGENT, AsyncBloomClient, ClientSettings
 from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
+from airflow_provider_bloom.records import BrandEvent, BrandRecord, slim_brand
 from airflow_provider_bloom.waiting import (
     ImageWait,
     brand_event,
     brand_timeout_event,
-    error_event,
-    slim_brand,
+    error_fields,
     transient_delay,
     wait_window,
 )
@@ -118,13 +118,24 @@ async def connection_settings(conn_id: str) -> ClientSettings:
 
 
 # --------------------------------------------------------------------------- waiters
+class WaitOptions(Protocol):
+    """How one wait is paced (a Bloom trigger has these attributes)."""
+
+    #: Absolute end of the wait (epoch seconds).
+    deadline: float
+    #: Seconds Bloom may hold one long-poll (1..295).
+    poll_timeout: int
+    #: First pause before asking again after a transient error (seconds).
+    retry_delay: float
+
+
 class _Waiter:
     """One trigger's wait inside the hub."""
 
-    def __init__(self, deadline: float, poll_timeout: int, retry_delay: float) -> None:
-        self.deadline = deadline
-        self.poll_timeout = poll_timeout
-        self.retry_delay = retry_delay
+    def __init__(self, options: WaitOptions) -> None:
+        self.deadline = options.deadline
+        self.poll_timeout = options.poll_timeout
+        self.retry_delay = options.retry_delay
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -140,18 +151,18 @@ class _Waiter:
 
 
 class _ImageWaiter(_Waiter):
-    def __init__(self, state: ImageWait, include_urls: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, state: ImageWait, options: WaitOptions, include_urls: bool) -> None:
+        super().__init__(options)
         self.state = state
         self.include_urls = include_urls
 
 
 class _BrandWaiter(_Waiter):
-    def __init__(self, brand_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, brand_id: str, options: WaitOptions) -> None:
+        super().__init__(options)
         self.brand_id = brand_id
-        self.brand: dict[str, Any] = {"id": brand_id, "status": None}
-        self.event: dict[str, Any] | None = None
+        self.brand: BrandRecord = slim_brand({"id": brand_id})
+        self.event: BrandEvent | None = None
 
 
 _sequence = itertools.count()
@@ -216,36 +227,26 @@ class WaitHub:
 
     # -- public: what triggers call -----------------------------------------------------------
     async def wait_images(
-        self,
-        state: ImageWait,
-        *,
-        deadline: float,
-        poll_timeout: int,
-        include_urls: bool = False,
-        retry_delay: float = 1.0,
+        self, state: ImageWait, options: WaitOptions, *, include_urls: bool = False
     ) -> None:
-        """Wait until every id of ``state`` is terminal, or ``deadline`` (epoch seconds) passes.
+        """Wait until every id of ``state`` is terminal, or ``options.deadline`` (epoch seconds) passes.
 
         ``state`` is updated in place. Raises the error that ended this wait (a permanent Bloom
         error, or ids that Bloom did not return); returns normally on completion and at the deadline.
         """
         if state.done:
             return
-        waiter = _ImageWaiter(
-            state, include_urls, deadline=deadline, poll_timeout=poll_timeout, retry_delay=retry_delay
-        )
+        waiter = _ImageWaiter(state, options, include_urls)
         jobs = [_Job(waiter, ids=chunk) for chunk in state.batches()]
         await self._wait(waiter, jobs)
 
-    async def wait_brand(
-        self, brand_id: str, *, deadline: float, poll_timeout: int, retry_delay: float = 1.0
-    ) -> dict[str, Any]:
-        """Wait until the brand's onboarding ends or ``deadline`` passes; return the event payload."""
-        waiter = _BrandWaiter(brand_id, deadline=deadline, poll_timeout=poll_timeout, retry_delay=retry_delay)
+    async def wait_brand(self, brand_id: str, options: WaitOptions) -> BrandEvent:
+        """Wait until the brand's onboarding ends or ``options.deadline`` passes; return the event payload."""
+        waiter = _BrandWaiter(brand_id, options)
         try:
             await self._wait(waiter, [_Job(waiter)])
         except BloomError as exc:
-            return error_event({"brand": waiter.brand}, exc)
+            return {"brand": waiter.brand, **error_fields(exc)}
         return waiter.event or brand_timeout_event(waiter.brand)
 
     async def _wait(self, waiter: _Waiter, jobs: list[_Job]) -> None:
