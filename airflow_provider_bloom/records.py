@@ -28,12 +28,13 @@ class _StatusEnum(str, Enum):
 
     @classmethod
     def terminal(cls) -> frozenset[str]:
-        return frozenset()
+        """The statuses that end a wait (see :data:`TERMINAL`)."""
+        return TERMINAL[cls]
 
     @classmethod
     def is_terminal(cls, status: object) -> bool:
         """True when ``status`` (a member or the plain string from Bloom) ends the wait."""
-        return isinstance(status, str) and status in cls.terminal()
+        return isinstance(status, str) and status in TERMINAL[cls]
 
 
 class ImageStatus(_StatusEnum):
@@ -44,10 +45,6 @@ class ImageStatus(_StatusEnum):
     COMPLETED = "completed"
     FAILED = "failed"
 
-    @classmethod
-    def terminal(cls) -> frozenset[str]:
-        return frozenset({cls.COMPLETED, cls.FAILED})
-
 
 class BrandStatus(_StatusEnum):
     """``status`` of a brand (Bloom's spec, ``GET /brands/{id}``)."""
@@ -56,10 +53,6 @@ class BrandStatus(_StatusEnum):
     READY = "ready"
     LOGO_REQUIRED = "logo_required"
     FAILED = "failed"
-
-    @classmethod
-    def terminal(cls) -> frozenset[str]:
-        return frozenset({cls.READY, cls.LOGO_REQUIRED, cls.FAILED})
 
 
 class EventStatus(_StatusEnum):
@@ -70,11 +63,13 @@ class EventStatus(_StatusEnum):
     TIMEOUT = "timeout"
     ERROR = "error"
 
-    @classmethod
-    def terminal(cls) -> frozenset[str]:
-        return frozenset(cls)
 
-
+#: Each status's terminal rule: the statuses after which Bloom changes nothing (a wait ends there).
+TERMINAL: dict[type[_StatusEnum], frozenset[str]] = {
+    ImageStatus: frozenset({ImageStatus.COMPLETED, ImageStatus.FAILED}),
+    BrandStatus: frozenset({BrandStatus.READY, BrandStatus.LOGO_REQUIRED, BrandStatus.FAILED}),
+    EventStatus: frozenset(EventStatus),  # the event ends the wait, whatever it says
+}
 #: The statuses of the one event a Bloom wait ends with, as plain strings.
 EVENT_STATUSES: tuple[str, ...] = tuple(status.value for status in EventStatus)
 
