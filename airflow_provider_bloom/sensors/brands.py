@@ -24,7 +24,14 @@ from airflow_provider_bloom.operators._base import (
     check_wait_options,
     default_deferrable,
 )
-from airflow_provider_bloom.records import EVENT_STATUSES, BrandRecord, BrandStatus, EventStatus, slim_brand
+from airflow_provider_bloom.records import (
+    EVENT_STATUSES,
+    BrandEvent,
+    BrandRecord,
+    BrandStatus,
+    EventStatus,
+    slim_brand,
+)
 from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
 from airflow_provider_bloom.waiting import event_error
 
@@ -164,10 +171,11 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
             timeout=timedelta(seconds=left + 60),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(self, context: Context, event: BrandEvent | None = None) -> Any:
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
             raise AirflowFailException(f"Unexpected event from the Bloom brand trigger: {event!r:.300}")
-        brand: dict[str, Any] = event["brand"] if isinstance(event.get("brand"), dict) else {}
+        sent = event.get("brand")
+        brand: Mapping[str, Any] = sent if isinstance(sent, dict) else {}
         if event["status"] == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(f"{event.get('message')} (timeout {self.timeout:g}s)")
         if event["status"] == EventStatus.ERROR:

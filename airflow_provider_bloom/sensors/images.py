@@ -25,7 +25,7 @@ from airflow_provider_bloom.operators._base import (
     literal_from_template,
     resolve_images,
 )
-from airflow_provider_bloom.records import flatten_image_ids
+from airflow_provider_bloom.records import EventStatus, flatten_image_ids
 from airflow_provider_bloom.waiting import ImageWait
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        if isinstance(event, dict) and event.get("status") == "timeout":
+        if isinstance(event, dict) and event.get("status") == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(
                 f"Bloom images not terminal within {self.timeout:.0f}s: {event.get('message')}"
             )
