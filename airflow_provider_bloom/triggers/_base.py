@@ -9,6 +9,8 @@ run, and an event held back until ``not_before``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +20,8 @@ from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.records import BrandEvent, ImagesEvent
-from airflow_provider_bloom.triggers.hub import WaitHub, connection_settings, hold_until, hub_for
+from airflow_provider_bloom.triggers.connections import connection_settings
+from airflow_provider_bloom.triggers.hub import WaitHub, hub_for
 from airflow_provider_bloom.waiting import check_epoch, check_poll_timeout, check_retry_delay
 
 
@@ -95,3 +98,11 @@ class BloomWaitTrigger(BaseTrigger):
             event = self.error_event(exc)
         await hold_until(self.not_before)
         return event
+
+
+async def hold_until(not_before: float | None) -> None:
+    """Sleep until ``not_before`` (epoch seconds), so that an event never fires too soon after deferral."""
+    if not_before is not None:
+        left = not_before - time.time()
+        if left > 0:
+            await asyncio.sleep(left)
