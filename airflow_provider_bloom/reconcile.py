@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
+from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError, ReconcileError
 
 if TYPE_CHECKING:
     import requests
@@ -255,20 +255,6 @@ def decide_brands(candidates: Sequence[Mapping[str, Any]]) -> Decision:
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class ReconcileError(BloomError):
-    """A paid request's answer was lost and what it created could not be identified with certainty.
-
-    Fails the task without retries (a retry could pay twice); ``candidates`` lists what was found.
-    """
-
-    permanent = True
-    maybe_charged = True
-
-    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
-        self.candidates = candidates
-        super().__init__(message)
 
 
 def uncertain(

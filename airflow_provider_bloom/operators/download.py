@@ -24,7 +24,7 @@ import urllib3.exceptions
 from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import chunked
 from airflow_provider_bloom.client import extension_for, sniff_image_type
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ NAME_FIELDS = ("image_id", "ext", "index")
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".avif", ".svg"})
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 _LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
-
-
-class BloomDownloadError(BloomError):
-    """A download failed; the message names the image and the reason."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 @dataclass

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
@@ -26,6 +25,7 @@ from airflow_provider_bloom.operators._base import (
     literal_from_template,
     resolve_images,
 )
+from airflow_provider_bloom.records import EventStatus, flatten_image_ids
 from airflow_provider_bloom.waiting import ImageWait
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        if isinstance(event, dict) and event.get("status") == "timeout":
+        if isinstance(event, dict) and event.get("status") == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(
                 f"Bloom images not terminal within {self.timeout:.0f}s: {event.get('message')}"
             )
