@@ -101,7 +101,7 @@ def _path_values(call: PreparedCall) -> dict[str, str]:
 
 
 def legacy_payloads(call: PreparedCall) -> list[Any]:
-    """The payloads provider versions before 0.2 keyed this same request by.
+    """The payloads earlier versions of this provider keyed this same request by.
 
     A try that ran before an upgrade may have stored Bloom's answer under such a key; a later try of
     the same run must still find it. ``images.uploadFileSigned`` has none that can be rebuilt (its

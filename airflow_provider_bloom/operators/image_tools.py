@@ -1,47 +1,16 @@
 """Old home of the post-processing and library operators, kept so existing imports keep working.
 
 The operators now live in :mod:`.images` (edit, resize, remove background, vectorize, next to
-generate) and :mod:`.library` (upload, search, list, delete); the file helpers in :mod:`._files`.
+generate) and :mod:`.library` (upload, search, list, delete); :mod:`.images` exports them all, under
+their ``Bloom...`` names and the old ones.
 """
 
 from __future__ import annotations
 
-from airflow_provider_bloom.operators.images import (
-    BloomEditImageOperator,
-    BloomRemoveBackgroundOperator,
-    BloomResizeImageOperator,
-    BloomVectorizeImageOperator,
-    EditImageOperator,
-    RemoveBackgroundOperator,
-    ResizeImageOperator,
-    VectorizeImageOperator,
-)
-from airflow_provider_bloom.operators.library import (
-    BloomDeleteImagesOperator,
-    BloomListImagesOperator,
-    BloomSearchImagesOperator,
-    BloomUploadImageOperator,
-    DeleteImagesOperator,
-    ListImagesOperator,
-    SearchImagesOperator,
-    UploadImageOperator,
-)
+from typing import Any
 
-__all__ = [
-    "BloomDeleteImagesOperator",
-    "BloomEditImageOperator",
-    "BloomListImagesOperator",
-    "BloomRemoveBackgroundOperator",
-    "BloomResizeImageOperator",
-    "BloomSearchImagesOperator",
-    "BloomUploadImageOperator",
-    "BloomVectorizeImageOperator",
-    "DeleteImagesOperator",
-    "EditImageOperator",
-    "ListImagesOperator",
-    "RemoveBackgroundOperator",
-    "ResizeImageOperator",
-    "SearchImagesOperator",
-    "UploadImageOperator",
-    "VectorizeImageOperator",
-]
+
+def __getattr__(name: str) -> Any:
+    from airflow_provider_bloom.operators import images
+
+    return getattr(images, name)
