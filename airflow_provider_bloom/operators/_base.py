@@ -365,6 +365,18 @@ class ImageWaitMixin:
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
 
 
+def raise_for_error_event(event: dict[str, Any], what: str) -> None:
+    """A trigger's ``error`` event raises: ``AirflowFailException`` when it says a retry cannot help
+    (``permanent``), else ``BloomError`` so Airflow's retries apply. Other events pass."""
+    if event.get("status") != "error":
+        return
+    code = f" ({event['code']})" if event.get("code") else ""
+    message = f"{what} failed{code}: {event.get('message')}"
+    if event.get("permanent"):
+        raise AirflowFailException(message)
+    raise BloomError(message)
+
+
 def images_from_event(event: Any) -> list[dict[str, Any]]:
     """Validate a BloomImagesTrigger event; raise a clear error for anything else.
 
@@ -378,12 +390,7 @@ def images_from_event(event: Any) -> list[dict[str, Any]]:
     images = event.get("images")
     if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("id") for i in images):
         raise AirflowFailException(f"Bloom trigger event without valid images: {event!r:.300}")
-    if event["status"] == "error":
-        code = f" ({event['code']})" if event.get("code") else ""
-        message = f"Waiting for Bloom images failed{code}: {event.get('message')}"
-        if event.get("permanent"):
-            raise AirflowFailException(message)
-        raise BloomError(message)
+    raise_for_error_event(event, "Waiting for Bloom images")
     if event["status"] == "timeout":
         pending = [i.get("id") for i in images if i.get("status") not in ("completed", "failed")]
         raise BloomError(
@@ -427,5 +434,6 @@ __all__ = [
     "known_at_parse_time",
     "literal_from_template",
     "paid_step",
+    "raise_for_error_event",
     "resolve_images",
 ]
