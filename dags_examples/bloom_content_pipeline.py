@@ -131,7 +131,9 @@ def bloom_content_pipeline() -> None:
     check_credits = BloomCreditsSensor(task_id="check_credits", required_credits=batch_credits(rows))
 
     # One generation per row (dynamic task mapping); each returns its new image ids.
-    generate = BloomGenerateImageOperator.partial(task_id="generate").expand_kwargs(rows.map(generation_request))
+    generate = BloomGenerateImageOperator.partial(task_id="generate").expand_kwargs(
+        rows.map(generation_request)
+    )
 
     # One sensor for the whole batch: it defers to the triggerer, which long-polls Bloom with all ids.
     wait_for_images = BloomImageSensor(
