@@ -149,4 +149,3 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
             )
         records = images_from_event(event)
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
-
