@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import BloomError, BloomServerError
@@ -234,6 +235,7 @@ class PaidRequestLedger:
         return None
 
 
+@dataclass
 class Reconciler:
     """Look in Bloom's lists for what a lost paid request created (sync; used by the operators).
 
@@ -241,22 +243,14 @@ class Reconciler:
     response hook on the client's session, removed afterwards), so the client needs no change.
     """
 
-    def __init__(
-        self,
-        client: BloomClient,
-        log: Any,
-        *,
-        timeout: float = DEFAULT_RECONCILE_TIMEOUT,
-        tolerance: float = DEFAULT_TOLERANCE,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.client = client
-        self.log = log
-        self.timeout = timeout
-        self.tolerance = tolerance
-        self.sleep = sleep
-        self._server: ServerTime | None = None
-        self._warned = False
+    client: BloomClient
+    log: Any
+    _: KW_ONLY
+    timeout: float = DEFAULT_RECONCILE_TIMEOUT
+    tolerance: float = DEFAULT_TOLERANCE
+    sleep: Callable[[float], None] = time.sleep
+    _server: ServerTime | None = field(default=None, init=False)
+    _warned: bool = field(default=False, init=False)
 
     # -- Bloom's clock -------------------------------------------------------------------
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
