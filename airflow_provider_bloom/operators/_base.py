@@ -225,8 +225,8 @@ class ImageWaitMixin:
 
     Subclasses set ``wait_for_completion``, ``deferrable``, ``wait_timeout``
     (seconds the wait may take), ``poll_timeout``, ``on_failure`` and
-    ``include_urls``, then call :meth:`wait_for_images` with the new ids. In
-    deferrable mode the task defers to
+    ``include_urls`` (checked by :func:`check_wait_options`), then call
+    :meth:`wait_for_images` with the new ids. In deferrable mode the task defers to
     :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` (see
     :meth:`defer_for_images`) and resumes in :meth:`execute_complete`.
     """
@@ -287,35 +287,6 @@ class ImageWaitMixin:
             # A backstop only: the trigger itself answers "timeout" at the deadline.
             timeout=timedelta(seconds=seconds + DEFERRAL_MARGIN_SECONDS),
         )
-
-    def set_wait_options(
-        self,
-        *,
-        wait_for_completion: bool,
-        deferrable: bool | None,
-        wait_timeout: float,
-        poll_timeout: int,
-        on_failure: str,
-        include_urls: bool,
-        defer_after: float = DEFAULT_DEFER_AFTER,
-        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
-    ) -> None:
-        """Check and keep the wait arguments (``deferrable=None``: ``[operators] default_deferrable``)."""
-        check_wait_options(
-            poll_timeout=poll_timeout,
-            on_failure=on_failure,
-            timeout=wait_timeout,
-            defer_after=defer_after,
-            min_defer_seconds=min_defer_seconds,
-        )
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_timeout = float(wait_timeout)
-        self.poll_timeout = poll_timeout
-        self.on_failure = on_failure
-        self.include_urls = include_urls
-        self.defer_after = float(defer_after)
-        self.min_defer_seconds = float(min_defer_seconds)
 
     def brief_wait(self, image_ids: Sequence[str]) -> list[dict[str, Any]] | None:
         """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids).

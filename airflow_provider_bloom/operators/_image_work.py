@@ -19,6 +19,8 @@ from airflow_provider_bloom.operators._base import (
     BloomBaseOperator,
     ImageWaitMixin,
     bloom_errors,
+    check_wait_options,
+    default_deferrable,
     known_at_parse_time,
     literal_from_template,
     paid_step,
@@ -52,7 +54,8 @@ def checked_argument(operation: str, name: str, value: Any) -> Any:
 
 
 class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
-    """Starts paid image work (``operation``) and optionally waits for it (the wait arguments)."""
+    """Starts paid image work (``operation``) and optionally waits for it (the wait arguments,
+    checked here; ``deferrable=None`` follows ``[operators] default_deferrable``)."""
 
     operation: ClassVar[str]
     operator_extra_links = image_links()
@@ -71,16 +74,21 @@ class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.set_wait_options(
-            wait_for_completion=wait_for_completion,
-            deferrable=deferrable,
-            wait_timeout=wait_timeout,
+        check_wait_options(
             poll_timeout=poll_timeout,
             on_failure=on_failure,
-            include_urls=include_urls,
+            timeout=wait_timeout,
             defer_after=defer_after,
             min_defer_seconds=min_defer_seconds,
         )
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.wait_timeout = float(wait_timeout)
+        self.poll_timeout = poll_timeout
+        self.on_failure = on_failure
+        self.include_urls = include_urls
+        self.defer_after = float(defer_after)
+        self.min_defer_seconds = float(min_defer_seconds)
 
     def check_known(self, names: Sequence[str]) -> None:
         """Fail at parse time on what is already known; the rest is checked once rendered."""
