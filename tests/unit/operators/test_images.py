@@ -301,7 +301,7 @@ def test_errors_a_retry_cannot_fix_fail_at_once_with_blooms_code(
 
 
 def test_a_lost_answer_is_recovered_from_blooms_list_without_posting_again(bloom_conn, dag_run):
-    """More fault kinds, brands, edits, uploads and the uncertain cases: tests/test_reconcile.py."""
+    """More fault kinds, brands, edits, uploads and the uncertain cases: tests/unit/operators/test_base.py."""
     bloom_conn.add_fault("images.generate", "cut_after")
     with DAG("gen_lost_answer", schedule=None, start_date=START) as dag:
         GenerateImageOperator(task_id="gen", prompt="a comet", **NO_RETRY_WANTED)

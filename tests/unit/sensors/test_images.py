@@ -134,7 +134,7 @@ def test_on_failure_is_checked_when_the_dag_is_parsed():
 
 def test_bad_ids_fail_without_retry_naming_the_field(bloom_conn, dag_run):
     with DAG("sense_bad_ids", schedule=None, start_date=START) as dag:
-        # Literal ids are refused when the DAG is built (test_input_checks); a rendered one at run time.
+        # Literal ids are refused when the DAG is built (tests/unit/test_spec.py); a rendered one at run time.
         BloomImageSensor(task_id="sense", image_ids="{{ 'img_123' }}", deferrable=True, **NO_RETRY_WANTED)
     run = dag_run(dag)
     assert run.state_of("sense") == "failed" and run.tries_of("sense") == 1
