@@ -14,19 +14,20 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
+from airflow_provider_bloom.emulator.pytest_plugin import TEST_API_KEY
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from tests.airflow_helpers import DagResult
 from tests.airflow_helpers import run_dag as run_dag_and_collect
+from tests.e2e.stack import REPO as REPO  # the repository root, one copy for all tests
 
-REPO = Path(__file__).resolve().parents[1]
-API_KEY = "bloom_sk_test_0123456789abcdef"
+#: The key the emulator's ``bloom_api_key`` fixture hands out (the package's pytest plugin).
+API_KEY = TEST_API_KEY
 #: A second key the emulator accepts (another team's credentials).
 OTHER_KEY = "bloom_sk_test_another_team_00000"
 START = datetime(2024, 1, 1)
