@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +35,20 @@ from tests.helpers import API_KEY, conn_json  # noqa: E402
 from tests.hostile_server import HostileServer, hostile_server  # noqa: E402
 
 __all__ = ["API_KEY", "conn_json"]  # re-exported for `from conftest import ...`; defined in tests/helpers.py
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Create the metadata DB once (dag.test() needs it)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture

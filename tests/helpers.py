@@ -14,17 +14,20 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import DAG
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.pytest_plugin import TEST_API_KEY
-from airflow_provider_bloom.hooks.bloom import BloomHook
 from tests.airflow_helpers import DagResult
 from tests.airflow_helpers import run_dag as run_dag_and_collect
 from tests.e2e.stack import REPO as REPO  # the repository root, one copy for all tests
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+# Airflow and the hook are imported when used: conftest imports this module before the metadata DB exists.
 
 #: The key the emulator's ``bloom_api_key`` fixture hands out (the package's pytest plugin).
 API_KEY = TEST_API_KEY
@@ -125,6 +128,8 @@ def _record_failure(context: Any) -> None:
 
 def bloom_dag(name: str, **default_args: Any) -> DAG:
     """A DAG for dag.test(): one retry without delay (so a test sees whether a failure was retried)."""
+    from airflow.sdk import DAG
+
     dag_id = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:200]
     args = {
         "retries": 1,
@@ -175,6 +180,8 @@ def run_dag(dag: DAG, **test_kwargs: Any) -> Outcome:
 
 def completed_images(n: int = 1, prompt: str = "a lighthouse at dawn", **kwargs: Any) -> list[dict[str, Any]]:
     """Setup: generate ``n`` variants and wait for them (through the hook, over HTTP)."""
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
     hook = BloomHook()
     ids = hook.generate_images(prompt=prompt, variant_count=n, **kwargs)["ids"]
     return hook.wait_for_images(ids, timeout=30)
