@@ -117,6 +117,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Bloom",
                 "python-modules": [
                     "airflow_provider_bloom.operators.images",
+                    "airflow_provider_bloom.operators.library",
                     "airflow_provider_bloom.operators.brands",
                     "airflow_provider_bloom.operators.download",
                     "airflow_provider_bloom.operators.credits",

@@ -22,8 +22,6 @@ from airflow_provider_bloom.exceptions import BloomInputError
 
 DEFAULT_BASE_URL = "https://www.trybloom.ai/api/v1"
 OAUTH_TOKEN_PATH = "/api/auth/oauth2/token"
-TERMINAL_IMAGE_STATUSES = frozenset({"completed", "failed"})
-TERMINAL_BRAND_STATUSES = frozenset({"ready", "logo_required", "failed"})
 MAX_IDS_PER_CALL = 50
 MAX_WAIT_SECONDS = 295
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

@@ -72,40 +72,34 @@ class BloomAPIError(BloomError):
         return text
 
 
-class BloomAuthError(BloomAPIError):
+class BloomRefusedError(BloomAPIError):
+    """Bloom refused the request (4xx other than 429): repeating the same call cannot succeed."""
+
+    permanent = True
+
+
+class BloomAuthError(BloomRefusedError):
     """401: the API key or token is missing, wrong or expired."""
 
-    permanent = True
 
-
-class BloomPaymentError(BloomAPIError):
+class BloomPaymentError(BloomRefusedError):
     """402: not enough credits, or a payment is pending (see ``action_url``)."""
 
-    permanent = True
 
-
-class BloomForbiddenError(BloomAPIError):
+class BloomForbiddenError(BloomRefusedError):
     """403: banned account, plan without the feature, or access refused."""
 
-    permanent = True
 
-
-class BloomNotFoundError(BloomAPIError):
+class BloomNotFoundError(BloomRefusedError):
     """404 (or Bloom's 422 BRAND_NOT_FOUND): the brand, image or workspace does not exist."""
 
-    permanent = True
 
-
-class BloomConflictError(BloomAPIError):
+class BloomConflictError(BloomRefusedError):
     """409: e.g. BRAND_NOT_READY -- the brand is still onboarding."""
 
-    permanent = True
 
-
-class BloomValidationError(BloomAPIError):
+class BloomValidationError(BloomRefusedError):
     """400/422: Bloom refused the request's content."""
-
-    permanent = True
 
 
 class BloomRateLimitError(BloomAPIError):
@@ -140,6 +134,28 @@ class BloomImagesMissingError(BloomError):
         super().__init__(
             f"Bloom did not return these images (deleted, or not visible to this key): {self.missing}"
         )
+
+
+class BloomDownloadError(BloomError):
+    """A download failed; the message names the image and the reason."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class ReconcileError(BloomError):
+    """A paid request's answer was lost and what it created could not be identified with certainty.
+
+    Fails the task without retries (a retry could pay twice); ``candidates`` lists what was found.
+    """
+
+    permanent = True
+    maybe_charged = True
+
+    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
+        self.candidates = candidates
+        super().__init__(message)
 
 
 MAYBE_CHARGED_HINT = (

@@ -15,34 +15,24 @@ An uncertain result (nothing found, several groups, a group of the wrong size, a
 carries nothing tying it to its request) raises :class:`ReconcileError` listing the candidates
 (ids, ``createdAt``) so a person can decide; the task then fails without retries.
 
-The first half of this module is pure decision logic (no I/O); :class:`Reconciler` is the thin
-synchronous caller the operators use.
+This module is the decision logic (no I/O of its own); the thin synchronous caller the operators use
+is :class:`airflow_provider_bloom.operators._ledger.Reconciler`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
-
-if TYPE_CHECKING:
-    import requests
-
-    from airflow_provider_bloom.client import BloomClient
+from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError, ReconcileError
 
 #: Bloom's clocks (the one stamping ``createdAt`` and the one sending ``Date``) may differ by this.
 DEFAULT_TOLERANCE = 1.0
 #: How long to keep looking when Bloom's list does not show the records yet.
 DEFAULT_RECONCILE_TIMEOUT = 30.0
-#: A certain match is adopted only if a second look this much later shows the same.
-CONFIRM_DELAY = 1.0
-#: Pauses between looks while nothing (or only part of a group) is listed.
-LOOK_INTERVALS = (1.0, 2.0, 4.0)
 PAGE_SIZE = 100
 MAX_PAGES = 5
 SHOWN_CANDIDATES = 20
@@ -257,20 +247,6 @@ def decide_brands(candidates: Sequence[Mapping[str, Any]]) -> Decision:
 # --------------------------------------------------------------------------- errors
 
 
-class ReconcileError(BloomError):
-    """A paid request's answer was lost and what it created could not be identified with certainty.
-
-    Fails the task without retries (a retry could pay twice); ``candidates`` lists what was found.
-    """
-
-    permanent = True
-    maybe_charged = True
-
-    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
-        self.candidates = candidates
-        super().__init__(message)
-
-
 def uncertain(
     operation: str,
     lost: BaseException,
@@ -315,154 +291,14 @@ def answer_lost(exc: BaseException) -> bool:
     return isinstance(exc, BloomError) and bool(getattr(exc, "maybe_charged", False))
 
 
-# --------------------------------------------------------------------------- the sync caller
+# --------------------------------------------------------------------------- walking the lists
 
 
-class Reconciler:
-    """Look in Bloom's lists for what a lost paid request created (sync; used by the operators).
-
-    Bloom's ``Date`` header is read from the answers to the lookups themselves (a ``requests``
-    response hook on the client's session, removed afterwards), so the client needs no change.
-    """
-
-    def __init__(
-        self,
-        client: BloomClient,
-        log: Any,
-        *,
-        timeout: float = DEFAULT_RECONCILE_TIMEOUT,
-        tolerance: float = DEFAULT_TOLERANCE,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.client = client
-        self.log = log
-        self.timeout = timeout
-        self.tolerance = tolerance
-        self.sleep = sleep
-        self._server: ServerTime | None = None
-        self._warned = False
-
-    # -- Bloom's clock -------------------------------------------------------------------
-    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        date = parse_http_date(response.headers.get("date"))
-        if date is None:
-            return
-        received = time.monotonic()
-        self._server = ServerTime(date, received - response.elapsed.total_seconds(), received)
-
-    def _window(self, attempt: Attempt) -> tuple[float, float | None]:
-        server = self._server
-        if server is None:  # Bloom sent no Date header: fall back to this machine's clock
-            now_wall, now_mono = time.time(), time.monotonic()
-            server = ServerTime(now_wall, now_mono, now_mono)
-            if not self._warned:
-                self._warned = True
-                self.log.warning("Bloom sent no Date header; using this machine's clock for the time window")
-        return bloom_window(attempt, server, self.tolerance)
-
-    # -- looking ---------------------------------------------------------------------------
-    def _look(
-        self,
-        attempt: Attempt,
-        fetch: Callable[[], Iterator[Mapping[str, Any]]],
-        decide: Callable[[list[Mapping[str, Any]], tuple[float, float | None]], Decision],
-    ) -> tuple[Decision, tuple[float, float | None]]:
-        hooks = self.client.session.hooks.setdefault("response", [])
-        hooks.append(self._on_response)
-        try:
-            records = fetch_until_window(fetch, lambda: self._window(attempt)[0])
-        finally:
-            hooks.remove(self._on_response)
-        window = self._window(attempt)
-        return decide(records, window), window
-
-    def find(
-        self,
-        operation: str,
-        lost: BaseException,
-        attempt: Attempt,
-        fetch: Callable[[], Iterator[Mapping[str, Any]]],
-        decide: Callable[[list[Mapping[str, Any]], tuple[float, float | None]], Decision],
-    ) -> Decision:
-        """Look until a certain match is confirmed, it turns out uncertain, or ``timeout`` passes."""
-        started = time.monotonic()
-        intervals = iter(LOOK_INTERVALS)
-        interval = 0.0
-        previous: Decision | None = None
-        while True:
-            try:
-                decision, window = self._look(attempt, fetch, decide)
-            except (BloomError, _Incomplete) as exc:
-                # Never let a failed lookup turn into an Airflow retry (that would post again).
-                failed = Decision("none", [], f"looking through Bloom's list failed: {exc}")
-                raise uncertain(operation, lost, failed, None, time.monotonic() - started) from exc
-            elapsed = time.monotonic() - started
-            if decision.outcome == "match":
-                if previous is not None and previous.outcome == "match" and previous.ids == decision.ids:
-                    return decision
-                pause = CONFIRM_DELAY  # a second look must agree: Bloom's list may still be filling
-            elif decision.outcome == "ambiguous":  # more looks can only find more
-                raise uncertain(operation, lost, decision, window, elapsed)
-            else:
-                interval = next(intervals, interval)
-                pause = interval
-            if elapsed + pause > self.timeout:
-                if decision.outcome == "match":
-                    decision = Decision(
-                        "partial", decision.records, "a match was seen once but not confirmed"
-                    )
-                raise uncertain(operation, lost, decision, window, elapsed)
-            self.log.info(
-                "Looking again for what the lost %s created in %.1fs (%s)",
-                operation,
-                pause,
-                decision.reason or "confirming the match",
-            )
-            previous = decision
-            self.sleep(pause)
-
-    # -- operations ------------------------------------------------------------------------
-    def images(self, query: ImageQuery, lost: BaseException, attempt: Attempt) -> Decision:
-        """The records a lost generate/edit created (one group of ``query.count``), or raise."""
-
-        def fetch() -> Iterator[Mapping[str, Any]]:
-            return _pages(
-                lambda cursor: self.client.list_images(
-                    brand_session_id=query.brand_session_id,
-                    action_type=query.action_type,
-                    limit=PAGE_SIZE,
-                    cursor=cursor,
-                ),
-                "images",
-            )
-
-        def decide(records: list[Mapping[str, Any]], window: tuple[float, float | None]) -> Decision:
-            return decide_images(image_candidates(records, query, window), query)
-
-        return self.find(query.operation, lost, attempt, fetch, decide)
-
-    def brand(self, url: str, workspace_id: str | None, lost: BaseException, attempt: Attempt) -> Decision:
-        """The brand a lost ``POST /brands`` created (same URL, created in the window), or raise."""
-
-        def fetch() -> Iterator[Mapping[str, Any]]:
-            return _pages(
-                lambda cursor: self.client.list_brands(
-                    workspace_id=workspace_id, limit=PAGE_SIZE, cursor=cursor
-                ),
-                "brands",
-            )
-
-        def decide(records: list[Mapping[str, Any]], window: tuple[float, float | None]) -> Decision:
-            return decide_brands(brand_candidates(records, url, workspace_id, window))
-
-        return self.find("brands.create", lost, attempt, fetch, decide)
+class IncompleteListing(Exception):
+    """More records were created since the lost request than a lookup reads: nothing can be adopted."""
 
 
-class _Incomplete(Exception):
-    pass
-
-
-def _pages(get: Callable[[str | None], Mapping[str, Any]], key: str) -> Iterator[Mapping[str, Any]]:
+def pages(get: Callable[[str | None], Mapping[str, Any]], key: str) -> Iterator[Mapping[str, Any]]:
     cursor: str | None = None
     for _ in range(MAX_PAGES):
         page = get(cursor)
@@ -470,7 +306,7 @@ def _pages(get: Callable[[str | None], Mapping[str, Any]], key: str) -> Iterator
         cursor = page.get("nextCursor")
         if not page.get("hasMore") or not cursor:
             return
-    raise _Incomplete(f"more than {MAX_PAGES * PAGE_SIZE} records were created since the request")
+    raise IncompleteListing(f"more than {MAX_PAGES * PAGE_SIZE} records were created since the request")
 
 
 def fetch_until_window(
@@ -490,14 +326,16 @@ __all__ = [
     "Attempt",
     "Decision",
     "ImageQuery",
+    "IncompleteListing",
     "ReconcileError",
-    "Reconciler",
     "ServerTime",
     "answer_lost",
     "bloom_window",
     "brand_candidates",
     "decide_brands",
     "decide_images",
+    "fetch_until_window",
     "image_candidates",
     "is_open_ended",
+    "pages",
 ]

@@ -23,21 +23,48 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_provider_bloom._images import is_terminal, slim_record
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, TERMINAL_BRAND_STATUSES, chunked
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
 from airflow_provider_bloom.exceptions import (
     BloomAPIError,
     BloomError,
     BloomImagesMissingError,
     BloomInputError,
 )
+from airflow_provider_bloom.records import (
+    BRAND_RECORD_FIELDS,
+    EVENT_STATUSES,
+    BrandEvent,
+    BrandRecord,
+    BrandStatus,
+    ErrorFields,
+    EventStatus,
+    ImageRecord,
+    ImagesEvent,
+    ImageStatus,
+    is_terminal,
+    slim_brand,
+    slim_record,
+)
 
 #: Longest pause between re-issues after a transient error.
 MAX_RETRY_DELAY = 30.0
-#: The statuses of the one event a Bloom wait ends with.
-EVENT_STATUSES = ("success", "failed", "timeout", "error")
-#: The fields of a brand that travel in events and XCom: small and JSON-native.
-BRAND_RECORD_FIELDS = ("id", "status", "name", "url", "logoUrl", "logoError", "failure", "workspaceId")
+
+__all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earlier imports
+    "BRAND_RECORD_FIELDS",
+    "EVENT_STATUSES",
+    "ImageWait",
+    "brand_event",
+    "brand_timeout_event",
+    "check_epoch",
+    "check_poll_timeout",
+    "check_retry_delay",
+    "error_fields",
+    "event_error",
+    "is_transient",
+    "slim_brand",
+    "transient_delay",
+    "wait_window",
+]
 
 
 def check_poll_timeout(value: object, field: str = "poll_timeout") -> int:
@@ -125,66 +152,63 @@ class ImageWait:
         """The records in the order of ``ids``; an id never answered is ``{"id", "status": None}``."""
         return [self.records.get(i) or {"id": i, "status": None} for i in self.ids]
 
-    def event(self, *, include_urls: bool = False, error: BaseException | None = None) -> dict[str, Any]:
+    def event(self, *, include_urls: bool = False, error: BaseException | None = None) -> ImagesEvent:
         """The one trigger event for this wait, as it stands (``error`` wins; pending means timeout)."""
-        images = [slim_record(r, include_urls=include_urls) for r in self.ordered()]
+        images: list[ImageRecord] = [slim_record(r, include_urls=include_urls) for r in self.ordered()]
         total = len(self.ids)
         if error is not None:
-            return error_event({"images": images}, error)
+            return {"images": images, **error_fields(error)}
         if self.pending:
             message = f"Deadline passed with {len(self.pending)} of {total} Bloom image(s) still running"
-            return {"status": "timeout", "images": images, "message": message}
-        failed = [r for r in images if r.get("status") == "failed"]
+            return {"status": EventStatus.TIMEOUT.value, "images": images, "message": message}
+        failed = [r for r in images if r["status"] == ImageStatus.FAILED]
         if failed:
-            return {
-                "status": "failed",
-                "images": images,
-                "message": f"{len(failed)} of {total} Bloom image(s) failed",
-            }
-        return {"status": "success", "images": images, "message": f"All {total} Bloom image(s) completed"}
+            message = f"{len(failed)} of {total} Bloom image(s) failed"
+            return {"status": EventStatus.FAILED.value, "images": images, "message": message}
+        message = f"All {total} Bloom image(s) completed"
+        return {"status": EventStatus.SUCCESS.value, "images": images, "message": message}
 
 
-def error_event(payload: dict[str, Any], error: BaseException) -> dict[str, Any]:
-    """An ``error`` event: Bloom's ``code`` (or the error's type) and whether a retry can help."""
+def error_fields(error: BaseException) -> ErrorFields:
+    """The fields of an ``error`` event: Bloom's ``code`` (or the error's type), whether a retry can help."""
     if isinstance(error, BloomError):
         code = getattr(error, "code", None) or type(error).__name__
         return {
-            **payload,
-            "status": "error",
+            "status": EventStatus.ERROR.value,
             "message": str(error),
             "code": code,
             "permanent": bool(error.permanent),
         }
-    message = f"{type(error).__name__}: {error}"
     return {
-        **payload,
-        "status": "error",
-        "message": message,
+        "status": EventStatus.ERROR.value,
+        "message": f"{type(error).__name__}: {error}",
         "code": type(error).__name__,
         "permanent": False,
     }
 
 
-def slim_brand(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The XCom-sized view of a brand record."""
-    slim = {name: record.get(name) for name in BRAND_RECORD_FIELDS}
-    failure = slim.get("failure")
-    if isinstance(failure, Mapping):
-        slim["failure"] = {"code": failure.get("code"), "message": failure.get("message")}
-    return slim
+def event_error(event: Mapping[str, Any], subject: str) -> BloomError:
+    """The error an ``error`` event stands for: its message with Bloom's code, ``permanent`` as it says.
+
+    The worker raises it as it is (Airflow's retries apply) or, when permanent, fails the task.
+    """
+    code = f" ({event['code']})" if event.get("code") else ""
+    error = BloomError(f"Waiting for {subject} failed{code}: {event.get('message')}")
+    error.permanent = bool(event.get("permanent"))
+    return error
 
 
-def brand_event(brand: Mapping[str, Any]) -> dict[str, Any] | None:
+def brand_event(brand: Mapping[str, Any]) -> BrandEvent | None:
     """The event for a brand record, or None while it is still onboarding."""
     slim = slim_brand(brand)
-    status = slim.get("status")
-    if status not in TERMINAL_BRAND_STATUSES:
+    status = slim["status"]
+    if not BrandStatus.is_terminal(status):
         return None
-    event_status = "success" if status == "ready" else "failed"
-    return {"status": event_status, "brand": slim, "message": f"Bloom brand {slim.get('id')} is {status}"}
+    event_status = EventStatus.SUCCESS if status == BrandStatus.READY else EventStatus.FAILED
+    return {"status": event_status.value, "brand": slim, "message": f"Bloom brand {slim['id']} is {status}"}
 
 
-def brand_timeout_event(brand: Mapping[str, Any]) -> dict[str, Any]:
+def brand_timeout_event(brand: BrandRecord) -> BrandEvent:
     status = brand.get("status") or "not checked"
     message = f"Bloom brand {brand.get('id')} is still {status} at the deadline"
-    return {"status": "timeout", "brand": dict(brand), "message": message}
+    return {"status": EventStatus.TIMEOUT.value, "brand": brand.copy(), "message": message}

@@ -1,6 +1,6 @@
 """bloom_batch_collect: fire a batch of generations, then collect them all with one sensor.
 
-    fire (one mapped GenerateImageOperator per prompt; each returns at once with its ids)
+    fire (one mapped BloomGenerateImageOperator per prompt; each returns at once with its ids)
       -> collect (one deferrable BloomImageSensor for every id: GET /images?ids=...&wait=true)
       -> summarize
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from airflow_provider_bloom.operators.images import GenerateImageOperator
+from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.sensors.images import BloomImageSensor
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def bloom_batch_collect() -> None:
         """The prompts of this run (the ``prompts`` param)."""
         return list(get_current_context()["params"]["prompts"])
 
-    fire = GenerateImageOperator.partial(
+    fire = BloomGenerateImageOperator.partial(
         task_id="fire",
         aspect_ratio="{{ params.aspect_ratio }}",
         variant_count="{{ params.variant_count }}",

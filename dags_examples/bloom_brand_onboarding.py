@@ -20,8 +20,8 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from airflow_provider_bloom.operators.brands import CreateBrandOperator
-from airflow_provider_bloom.operators.images import GenerateImageOperator
+from airflow_provider_bloom.operators.brands import BloomCreateBrandOperator
+from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.sensors.brands import BloomBrandSensor
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
     render_template_as_native_obj=True,  # so an empty logo_url stays None
 )
 def bloom_brand_onboarding() -> None:
-    create_brand = CreateBrandOperator(
+    create_brand = BloomCreateBrandOperator(
         task_id="create_brand", url="{{ params.brand_url }}", logo_url="{{ params.logo_url or None }}"
     )
 
@@ -56,7 +56,7 @@ def bloom_brand_onboarding() -> None:
         timeout=3600,
     )
 
-    test_generation = GenerateImageOperator(
+    test_generation = BloomGenerateImageOperator(
         task_id="test_generation",
         prompt="{{ params.test_prompt }}",
         brand_session_id=create_brand.output,

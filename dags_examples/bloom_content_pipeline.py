@@ -31,11 +31,11 @@ from typing import Any
 from airflow.sdk import Asset, ObjectStoragePath, Param, dag, get_current_context, task
 
 from airflow_provider_bloom.operators.credits import estimate_credits
-from airflow_provider_bloom.operators.download import DownloadImagesOperator
+from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import (
-    GenerateImageOperator,
-    RemoveBackgroundOperator,
-    ResizeImageOperator,
+    BloomGenerateImageOperator,
+    BloomRemoveBackgroundOperator,
+    BloomResizeImageOperator,
 )
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 from airflow_provider_bloom.sensors.images import BloomImageSensor
@@ -73,7 +73,7 @@ def read_prompts(path: str) -> list[dict[str, str]]:
                 f"{file.name} line {number}: a story row is re-framed to 9:16; ask for another ratio"
             )
         try:  # the operator checks its arguments against Bloom's spec when it is built
-            GenerateImageOperator(task_id=f"check_line_{number}", **generation_request(row))
+            BloomGenerateImageOperator(task_id=f"check_line_{number}", **generation_request(row))
         except ValueError as exc:
             raise ValueError(f"{file.name} line {number}: {exc}") from None
     if not rows:
@@ -87,7 +87,7 @@ def storage_path(location: str) -> ObjectStoragePath:
 
 
 def generation_request(row: Mapping[str, str]) -> dict[str, str]:
-    """The GenerateImageOperator arguments of one prompts row."""
+    """The BloomGenerateImageOperator arguments of one prompts row."""
     return {"prompt": row["prompt"], "aspect_ratio": row["aspect_ratio"], "image_size": row["size"]}
 
 
@@ -131,7 +131,9 @@ def bloom_content_pipeline() -> None:
     check_credits = BloomCreditsSensor(task_id="check_credits", required_credits=batch_credits(rows))
 
     # One generation per row (dynamic task mapping); each returns its new image ids.
-    generate = GenerateImageOperator.partial(task_id="generate").expand_kwargs(rows.map(generation_request))
+    generate = BloomGenerateImageOperator.partial(task_id="generate").expand_kwargs(
+        rows.map(generation_request)
+    )
 
     # One sensor for the whole batch: it defers to the triggerer, which long-polls Bloom with all ids.
     wait_for_images = BloomImageSensor(
@@ -164,13 +166,13 @@ def bloom_content_pipeline() -> None:
     products = completed_images.override(task_id="products")("product", rows, generated, records)
 
     # One task per image (skipped when the channel has none); each waits for its result deferred.
-    resize_stories = ResizeImageOperator.partial(
+    resize_stories = BloomResizeImageOperator.partial(
         task_id="resize_stories",
         target_aspect_ratio=STORY_ASPECT_RATIO,
         wait_for_completion=True,
         deferrable=True,
     ).expand(image_ids=stories)
-    remove_backgrounds = RemoveBackgroundOperator.partial(
+    remove_backgrounds = BloomRemoveBackgroundOperator.partial(
         task_id="remove_backgrounds", wait_for_completion=True, deferrable=True
     ).expand(image_ids=products)
 
@@ -223,7 +225,7 @@ def bloom_content_pipeline() -> None:
         remove_backgrounds.output,
     )
 
-    download = DownloadImagesOperator(
+    download = BloomDownloadImagesOperator(
         task_id="download",
         image_ids=final["image_ids"],
         destination=RUN_FOLDER,

@@ -25,15 +25,18 @@ declare -A NEWEST=([3.1]=3.1.8 [3.2]=3.2.2)
 # the end-to-end runs, and the slowest dag.test() runs (the 12-image content pipeline, 20 mapped
 # prompts, 60-id chunking). Also left out here: tests that read a task's failure message through
 # on_failure_callback's context["exception"], which dag.test() on 3.1/3.2 does not fill (the operators
-# fail with the right message, the harness can't see it): image_tools, brands, credits, downloads.
+# fail with the right message, the harness can't see it): post-processing, library, brands, credits, downloads.
 TESTS=(
-    tests/test_connection_form.py
-    tests/test_connection_hosts.py
-    tests/test_connection_and_security.py
-    tests/test_generate_operator.py
-    tests/test_image_sensor.py
-    tests/test_images_trigger.py
-    tests/test_wait_hub.py
+    tests/unit/hooks/test_bloom_form.py
+    tests/unit/hooks/test_bloom_hosts.py
+    tests/unit/hooks/test_bloom_connection.py
+    tests/unit/test_init.py
+    tests/unit/operators/test_images.py
+    tests/unit/sensors/test_images.py
+    tests/unit/triggers/test_images.py
+    tests/unit/triggers/test_hub.py
+    tests/unit/test_budget.py
+    tests/unit/test_waiting.py
     tests/test_pipeline_chain.py
     tests/test_examples.py
 )

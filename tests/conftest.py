@@ -5,13 +5,16 @@ The environment is set before Airflow is imported anywhere in the test session.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Idempotent: this module may be imported again under another name (``tests.conftest``).
 _HOME = Path(
@@ -27,9 +30,11 @@ os.environ.pop("AIRFLOW_CONN_BLOOM_DEFAULT", None)
 
 import pytest  # noqa: E402
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID  # noqa: E402
+from tests.airflow_helpers import DagResult, run_dag  # noqa: E402
+from tests.helpers import API_KEY, conn_json  # noqa: E402
+from tests.hostile_server import HostileServer, hostile_server  # noqa: E402
 
-API_KEY = "bloom_sk_test_0123456789abcdef"
+__all__ = ["API_KEY", "conn_json"]  # re-exported for `from conftest import ...`; defined in tests/helpers.py
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -44,17 +49,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
-
-
-def conn_json(base_url: str, key: str = API_KEY, **extra: object) -> str:
-    return json.dumps(
-        {
-            "conn_type": "bloom",
-            "host": base_url,
-            "password": key,
-            "extra": {"brand_session_id": DEFAULT_BRAND_ID, **extra},
-        }
-    )
 
 
 @pytest.fixture
@@ -77,3 +71,60 @@ def _fresh_connection_lookups():
     forget_connections()
     yield
     forget_connections()
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileServer]:
+    """A scripted loopback server (tests/hostile_server.py), one per test module."""
+    yield from hostile_server()
+
+
+# --------------------------------------------------------------------------- dag_run
+
+
+@dataclass
+class Run:
+    result: DagResult
+    log: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result, name)
+
+
+def _rendered_fields(result: DagResult) -> str:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=result.dag_id, run_id=result.run_id)
+        return repr([row.rendered_fields for row in rows])
+
+
+@pytest.fixture(name="dag_run")
+def dag_run_fixture(caplog, capfd, bloom_api_key) -> Iterator[Callable[[Any], Run]]:
+    """``dag_run(dag)`` -> :class:`Run`: runs a DAG with ``dag.test()``, captures every log line (caplog
+    at DEBUG for all loggers, plus the task output dag.test writes to stdout/stderr); after the test, the
+    API key must be absent from logs, XComs and rendered template fields of every run."""
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+
+    def run(dag: Any) -> Run:
+        start = len(caplog.records)
+        result = run_dag(dag)
+        out, err = capfd.readouterr()
+        log = out + err + "\n".join(_record_text(r) for r in caplog.records[start:])
+        seen.extend([log, repr(result.xcoms()), _rendered_fields(result)])
+        return Run(result, log)
+
+    yield run
+    out, err = capfd.readouterr()
+    seen.extend([out, err, "\n".join(_record_text(r) for r in caplog.records)])
+    leaks = [text for text in seen if bloom_api_key in text]
+    assert not leaks, "the API key leaked into a log line, an XCom or a rendered field"
+
+
+def _record_text(record: logging.LogRecord) -> str:
+    text = f"{record.name} {record.getMessage()}"
+    if record.exc_info and record.exc_info[1] is not None:
+        text += f" {record.exc_info[1]!r}"
+    return text

@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow.sdk import DAG, ObjectStoragePath
-from test_download import png_size, svg_size
-from test_generate_operator import START, dag_run_fixture  # noqa: F401  (the dag_run fixture)
 
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.download import DownloadImagesOperator
@@ -24,6 +22,7 @@ from airflow_provider_bloom.operators.images import (
 )
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 from airflow_provider_bloom.sensors.images import BloomImageSensor
+from tests.helpers import START, png_size, svg_size
 
 PNG_RGBA = 6  # IHDR colour type of a PNG with an alpha channel
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from airflow_provider_bloom.emulator import spec
-from airflow_provider_bloom.emulator.errors import BloomError
+from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.faults import FaultRule
 from airflow_provider_bloom.emulator.runtime import PSEUDO_OPERATIONS, Emulator
 
@@ -97,7 +97,7 @@ async def set_credits(request: Request) -> dict[str, Any]:
         ws = _emulator(request).store.set_credits(
             body.get("workspace_id"), float(balance), bool(body.get("unlimited", False))
         )
-    except BloomError as exc:
+    except EmulatorError as exc:
         raise AdminError(f"unknown workspace {body.get('workspace_id')!r}") from exc
     return {"workspace_id": ws.id, "balance": ws.balance, "unlimited": ws.unlimited}
 

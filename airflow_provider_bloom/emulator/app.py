@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_provider_bloom.emulator import admin, spec
 from airflow_provider_bloom.emulator.auth import authenticate, valid_oauth_client
 from airflow_provider_bloom.emulator.config import EmulatorConfig
-from airflow_provider_bloom.emulator.errors import BloomError, bad_request, dumps, generic_code
+from airflow_provider_bloom.emulator.errors import EmulatorError, bad_request, dumps, generic_code
 from airflow_provider_bloom.emulator.handlers import HANDLERS, Call, Handler
 from airflow_provider_bloom.emulator.middleware import (
     OAUTH_TOKEN_PATH,
@@ -51,7 +51,7 @@ def _check_rate_limit(emulator: Emulator, caller: str) -> None:
     wait = emulator.rate_limiter.hit(caller, cfg.rate_limit_per_minute, cfg.rate_limit_window_seconds)
     if wait is not None:
         headers = {"retry-after": str(max(1, math.ceil(wait)))} if cfg.rate_limit_retry_after else {}
-        raise BloomError(429, "TOO_MANY_REQUESTS", headers=headers)
+        raise EmulatorError(429, "TOO_MANY_REQUESTS", headers=headers)
 
 
 async def _read_body(op: spec.OperationSpec, request: Request, emulator: Emulator) -> dict[str, Any]:
@@ -82,18 +82,18 @@ def operation_endpoint(op: spec.OperationSpec, handler: Handler) -> Endpoint:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    def render(request: Request, error: BloomError) -> Response:
+    def render(request: Request, error: EmulatorError) -> Response:
         op = request.scope.get(OPERATION_SCOPE_KEY)
         payload = _emulator(request).error_payload(error, op)
         return _json(error.status, payload, error.headers)
 
-    @app.exception_handler(BloomError)
-    async def bloom_error(request: Request, exc: BloomError) -> Response:
+    @app.exception_handler(EmulatorError)
+    async def bloom_error(request: Request, exc: EmulatorError) -> Response:
         return render(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return render(request, BloomError(exc.status_code, generic_code(exc.status_code), str(exc.detail)))
+        return render(request, EmulatorError(exc.status_code, generic_code(exc.status_code), str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -102,7 +102,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         return render(
-            request, BloomError(500, "INTERNAL_SERVER_ERROR", f"Emulator error: {type(exc).__name__}")
+            request, EmulatorError(500, "INTERNAL_SERVER_ERROR", f"Emulator error: {type(exc).__name__}")
         )
 
 
@@ -112,7 +112,7 @@ def _install_file_routes(app: FastAPI) -> None:
         """Bloom's short image link: a redirect to a signed, expiring download URL."""
         emulator = _emulator(request)
         if emulator.servable(file_id) is None:
-            raise BloomError(404, "IMAGE_NOT_FOUND")
+            raise EmulatorError(404, "IMAGE_NOT_FOUND")
         return RedirectResponse(emulator.signed_url(file_id, _origin(request)), status_code=302)
 
     @app.get("/_files/{file_id}", include_in_schema=False)
@@ -121,10 +121,10 @@ def _install_file_routes(app: FastAPI) -> None:
         query = request.query_params
         problem = emulator.check_signature(file_id, query.get("exp", ""), query.get("sig", ""))
         if problem is not None:
-            raise BloomError(403, problem, "The download URL is invalid or has expired")
+            raise EmulatorError(403, problem, "The download URL is invalid or has expired")
         item = emulator.servable(file_id)
         if item is None:
-            raise BloomError(404, "IMAGE_NOT_FOUND")
+            raise EmulatorError(404, "IMAGE_NOT_FOUND")
         data, mime_type = await emulator.file_bytes(item)
         return Response(data, media_type=mime_type, headers={"cache-control": "private, max-age=60"})
 

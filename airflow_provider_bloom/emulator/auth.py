@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from airflow_provider_bloom.emulator.config import API_KEY_PREFIX, OAUTH_CLIENT_PREFIX, EmulatorConfig
-from airflow_provider_bloom.emulator.errors import BloomError
+from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.observe import key_fingerprint
 from airflow_provider_bloom.emulator.state import Store
 
@@ -33,14 +33,14 @@ def authenticate(headers: Mapping[str, str], config: EmulatorConfig, store: Stor
     """The caller, or 401 ``UNAUTHORIZED`` / 403 ``ACCOUNT_BANNED``."""
     key = credential(headers)
     if key is None:
-        raise BloomError(401, "UNAUTHORIZED", "Missing API key: send x-api-key or Authorization: Bearer")
+        raise EmulatorError(401, "UNAUTHORIZED", "Missing API key: send x-api-key or Authorization: Bearer")
     if key in config.banned_keys:
-        raise BloomError(403, "ACCOUNT_BANNED")
+        raise EmulatorError(403, "ACCOUNT_BANNED")
     token_state = store.oauth_token_state(key)
     if token_state == "expired":
-        raise BloomError(401, "UNAUTHORIZED", "Access token expired")
+        raise EmulatorError(401, "UNAUTHORIZED", "Access token expired")
     if token_state is None and not _valid_key(key, config):
-        raise BloomError(401, "UNAUTHORIZED")
+        raise EmulatorError(401, "UNAUTHORIZED")
     return Principal(key_fingerprint(key))
 
 

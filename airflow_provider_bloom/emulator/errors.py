@@ -1,4 +1,5 @@
-"""Bloom's error: one exception type, rendered in the spec's flat shape or the prose's nested one."""
+"""The emulator's error answer (EmulatorError, not the provider's BloomError): one exception type,
+rendered in the spec's flat shape or the prose's nested one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from airflow_provider_bloom.emulator.config import ErrorEnvelope
 
 
 @dataclass
-class BloomError(Exception):
+class EmulatorError(Exception):
     """An error answer. ``message=None`` takes the spec's default message for the code."""
 
     status: int
@@ -24,9 +25,9 @@ class BloomError(Exception):
         super().__init__(f"{self.status} {self.code}: {self.message or ''}")
 
 
-def bad_request(message: str, issues: list[dict[str, Any]] | None = None) -> BloomError:
+def bad_request(message: str, issues: list[dict[str, Any]] | None = None) -> EmulatorError:
     """An input-validation failure (Bloom's oRPC layer answers these as undefined ``BAD_REQUEST``)."""
-    return BloomError(400, "BAD_REQUEST", message, {"issues": issues or []})
+    return EmulatorError(400, "BAD_REQUEST", message, {"issues": issues or []})
 
 
 def generic_code(status: int) -> str:
@@ -37,7 +38,7 @@ def generic_code(status: int) -> str:
         return "ERROR"
 
 
-def flat_body(error: BloomError, *, defined: bool, message: str) -> dict[str, Any]:
+def flat_body(error: EmulatorError, *, defined: bool, message: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "defined": defined,
         "code": error.code,

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import httpx
 
 from airflow_provider_bloom.emulator.config import ACCOUNT_EMAIL, DEFAULT_BRAND_ID, DOWNLOAD_FAILS_MARKER
-from airflow_provider_bloom.emulator.errors import BloomError, bad_request
+from airflow_provider_bloom.emulator.errors import EmulatorError, bad_request
 from airflow_provider_bloom.emulator.media import sniff
 from airflow_provider_bloom.emulator.png import cached_png
 from airflow_provider_bloom.emulator.records import ImageRecord, StoredFile
@@ -98,6 +98,20 @@ async def _wait(call: Call, read: Callable[[], list[Any]]) -> list[Any]:
     )
 
 
+async def _named(call: Call, lookup: Callable[[str], Any]) -> Any:
+    """The record the path's ``id`` names, once terminal if the call asked to ``wait``."""
+    record_id = call.params["id"]
+    (record,) = await _wait(call, lambda: [lookup(record_id)])
+    return record
+
+
+def _deleted(call: Call, record: Any, **fields: Any) -> Result:
+    """The answer to a delete: the record's id, ``fields``, and its workspace; held long-polls re-read."""
+    call.emulator.hub.wake_all()
+    ws = record.workspace_id
+    return 200, {"id": record.id, **fields, "workspaceId": ws, "workspaceName": call.store.workspace_name(ws)}
+
+
 # ---------------------------------------------------------------------- account
 
 
@@ -144,22 +158,13 @@ async def brands_create(call: Call) -> Result:
 
 @handles("brands.get")
 async def brands_get(call: Call) -> Result:
-    brand_id = call.params["id"]
-    (brand,) = await _wait(call, lambda: [call.store.brand(brand_id)])
-    return 200, brand_view(call.store, brand, call.urls)
+    return 200, brand_view(call.store, await _named(call, call.store.brand), call.urls)
 
 
 @handles("brands.delete")
 async def brands_delete(call: Call) -> Result:
     brand = call.store.delete_brand(call.params["id"])
-    call.emulator.hub.wake_all()
-    ws = brand.workspace_id
-    return 200, {
-        "id": brand.id,
-        "name": brand.name,
-        "workspaceId": ws,
-        "workspaceName": call.store.workspace_name(ws),
-    }
+    return _deleted(call, brand, name=brand.name)
 
 
 def _logo_answer(call: Call, brand_id: str) -> Result:
@@ -172,7 +177,7 @@ def _logo_answer(call: Call, brand_id: str) -> Result:
 async def brands_update_logo(call: Call) -> Result:
     logo_url = call.body["logoUrl"]
     if urlparse(logo_url).scheme not in ("http", "https"):
-        raise BloomError(400, "INVALID_LOGO", data={"logoUrl": logo_url})
+        raise EmulatorError(400, "INVALID_LOGO", data={"logoUrl": logo_url})
     call.store.update_logo(call.params["id"], logo_url)
     return _logo_answer(call, call.params["id"])
 
@@ -183,7 +188,7 @@ def _logo_file(call: Call) -> StoredFile:
     sniffed = sniff(upload.data)
     if upload.too_large or sniffed is None or sniffed.mime_type not in LOGO_UPLOAD_TYPES:
         reason = "file exceeds 10 MB" if upload.too_large else "not a PNG, JPEG, WebP, SVG or AVIF image"
-        raise BloomError(400, "INVALID_LOGO", f"Logo could not be validated: {reason}")
+        raise EmulatorError(400, "INVALID_LOGO", f"Logo could not be validated: {reason}")
     return StoredFile(upload.data, sniffed.mime_type)
 
 
@@ -231,22 +236,13 @@ async def images_list(call: Call) -> Result:
 
 @handles("images.get")
 async def images_get(call: Call) -> Result:
-    image_id = call.params["id"]
-    (record,) = await _wait(call, lambda: [call.store.image(image_id)])
-    return 200, image_view(call.store, record, call.urls)
+    return 200, image_view(call.store, await _named(call, call.store.image), call.urls)
 
 
 @handles("images.delete")
 async def images_delete(call: Call) -> Result:
     record = call.store.delete_image(call.params["id"])
-    call.emulator.hub.wake_all()
-    ws = record.workspace_id
-    return 200, {
-        "id": record.id,
-        "source": record.source,
-        "workspaceId": ws,
-        "workspaceName": call.store.workspace_name(ws),
-    }
+    return _deleted(call, record, source=record.source)
 
 
 @handles("images.deleteMany")
@@ -345,10 +341,10 @@ async def images_vectorize(call: Call) -> Result:
 
 def _store_upload(call: Call, brand_id: str, data: bytes, too_large: bool, description: str) -> Result:
     if too_large or len(data) > call.emulator.config.max_upload_bytes:
-        raise BloomError(400, "FILE_TOO_LARGE", data={"maxBytes": call.emulator.config.max_upload_bytes})
+        raise EmulatorError(400, "FILE_TOO_LARGE", data={"maxBytes": call.emulator.config.max_upload_bytes})
     sniffed = sniff(data)
     if sniffed is None or sniffed.mime_type not in IMAGE_UPLOAD_TYPES:
-        raise BloomError(400, "UNSUPPORTED_FORMAT", data={"accepted": sorted(IMAGE_UPLOAD_TYPES)})
+        raise EmulatorError(400, "UNSUPPORTED_FORMAT", data={"accepted": sorted(IMAGE_UPLOAD_TYPES)})
     record, existing = call.store.add_upload(brand_id, data, sniffed, description)
     return 200, upload_view(record, call.urls, existing)
 
@@ -381,7 +377,7 @@ async def images_upload_file_signed(call: Call) -> Result:
 async def images_upload(call: Call) -> Result:
     url, brand_id = call.body["imageUrl"], call.body["brandSessionId"]
     if urlparse(url).scheme not in ("http", "https"):
-        raise BloomError(400, "INVALID_URL", data={"imageUrl": url})
+        raise EmulatorError(400, "INVALID_URL", data={"imageUrl": url})
     call.store.brand(brand_id)
     data = await _download(call, url)
     name = urlparse(url).path.rsplit("/", 1)[-1]
@@ -398,7 +394,7 @@ async def _download(call: Call, url: str) -> bytes:
     ``DOWNLOAD_FAILED`` when it contains :data:`DOWNLOAD_FAILS_MARKER`.
     """
     if DOWNLOAD_FAILS_MARKER in url:
-        raise BloomError(400, "DOWNLOAD_FAILED")
+        raise EmulatorError(400, "DOWNLOAD_FAILED")
     parsed = urlparse(url)
     if parsed.hostname not in LOOPBACK_HOSTS:
         digest = hashlib.sha256(url.encode()).digest()
@@ -407,11 +403,11 @@ async def _download(call: Call, url: str) -> bytes:
     if own and _is_own_server(parsed.port, call.netloc):
         item = call.emulator.servable(own.group(1))
         if item is None:
-            raise BloomError(400, "DOWNLOAD_FAILED")
+            raise EmulatorError(400, "DOWNLOAD_FAILED")
         return (await call.emulator.file_bytes(item))[0]
     config = call.emulator.config
     if not config.may_fetch(url):
-        raise BloomError(
+        raise EmulatorError(
             400,
             "DOWNLOAD_FAILED",
             "The emulator fetches loopback URLs only from origins listed in its fetch_url_origins setting",
@@ -443,8 +439,8 @@ async def _fetch_loopback(url: str, max_bytes: int, allowed: Callable[[str], boo
                         chunks.append(chunk)
                         size += len(chunk)
                         if size > max_bytes:
-                            raise BloomError(400, "FILE_TOO_LARGE")
+                            raise EmulatorError(400, "FILE_TOO_LARGE")
                     return b"".join(chunks)
     except httpx.HTTPError:
         pass
-    raise BloomError(400, "DOWNLOAD_FAILED")
+    raise EmulatorError(400, "DOWNLOAD_FAILED")

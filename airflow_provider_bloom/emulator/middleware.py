@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_bloom.emulator import spec
 from airflow_provider_bloom.emulator.auth import credential
-from airflow_provider_bloom.emulator.errors import BloomError, dumps, unwrap
+from airflow_provider_bloom.emulator.errors import EmulatorError, dumps, unwrap
 from airflow_provider_bloom.emulator.faults import FaultRule, close_connection
 from airflow_provider_bloom.emulator.observe import Violation, key_fingerprint, log_request, logger
 from airflow_provider_bloom.emulator.runtime import FILE_DOWNLOAD, FILE_REDIRECT, OAUTH_TOKEN, Emulator
@@ -137,13 +137,13 @@ class EmulatorMiddleware:
         if path == spec.API_PREFIX or path.startswith(spec.API_PREFIX + "/"):
             found = spec.match(method, path[len(spec.API_PREFIX) :])
             if found is None:
-                return await self._send_error(send, BloomError(404, "NOT_FOUND", "No such API path"), None)
+                return await self._send_error(send, EmulatorError(404, "NOT_FOUND", "No such API path"), None)
             if found.operation is None:
                 allow = ", ".join(found.allowed)
                 if method == "OPTIONS":
                     await _send_raw(send, 204, b"", {"allow": allow})
                     return 204
-                error = BloomError(405, "METHOD_NOT_SUPPORTED", f"Use {allow}", headers={"allow": allow})
+                error = EmulatorError(405, "METHOD_NOT_SUPPORTED", f"Use {allow}", headers={"allow": allow})
                 return await self._send_error(send, error, None)
             op = found.operation
             scope[OPERATION_SCOPE_KEY] = op
@@ -261,7 +261,7 @@ class EmulatorMiddleware:
                 "spec violation: %s %s -> %s: %s", op.operation_id, status, violation.path, problem
             )
 
-    async def _send_error(self, send: Send, error: BloomError, op: spec.OperationSpec | None) -> int:
+    async def _send_error(self, send: Send, error: EmulatorError, op: spec.OperationSpec | None) -> int:
         payload = self.emulator.error_payload(error, op)
         await _send_raw(
             send, error.status, dumps(payload), {"content-type": "application/json", **error.headers}

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_bloom.emulator.auth import RateLimiter
 from airflow_provider_bloom.emulator.config import SEED_FIELDS, EmulatorConfig
-from airflow_provider_bloom.emulator.errors import BloomError, envelope, flat_body, generic_code
+from airflow_provider_bloom.emulator.errors import EmulatorError, envelope, flat_body, generic_code
 from airflow_provider_bloom.emulator.faults import FaultBook
 from airflow_provider_bloom.emulator.observe import Counters, Violation
 from airflow_provider_bloom.emulator.png import cached_png, make_svg
@@ -66,7 +66,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ errors
 
-    def error_payload(self, error: BloomError, op: OperationSpec | None) -> dict[str, Any]:
+    def error_payload(self, error: EmulatorError, op: OperationSpec | None) -> dict[str, Any]:
         """The error body in the configured envelope (``defined`` and default messages from the spec)."""
         defined = op is not None and op.is_defined(error.status, error.code)
         message = error.message or (op.default_message(error.status, error.code) if op else None)
@@ -74,12 +74,12 @@ class Emulator:
         return envelope(flat, self.config.error_envelope)
 
     @staticmethod
-    def fault_error(status: int, op: OperationSpec | None, retry_after: str | None) -> BloomError:
+    def fault_error(status: int, op: OperationSpec | None, retry_after: str | None) -> EmulatorError:
         """The error an injected status fault answers: the spec's code for that status when it has one."""
         codes = list(op.defined_errors.get(status, {})) if op is not None else []
         code = codes[0] if codes else generic_code(status)
         headers = {"retry-after": retry_after} if retry_after is not None else {}
-        return BloomError(status, code, None if codes else f"Emulated {status} fault", headers=headers)
+        return EmulatorError(status, code, None if codes else f"Emulated {status} fault", headers=headers)
 
     # ------------------------------------------------------------------ signed download URLs
 

@@ -1,7 +1,7 @@
 """The emulated account: workspaces and their credit ledgers, brands, images, tokens.
 
 Pure Python (no web framework): every Bloom rule that is not about HTTP lives here and
-raises :class:`BloomError` with the spec's status and code. Statuses are derived from
+raises :class:`EmulatorError` with the spec's status and code. Statuses are derived from
 timestamps (see :mod:`records`), so nothing runs in the background.
 """
 
@@ -30,7 +30,7 @@ from airflow_provider_bloom.emulator.config import (
     SEEDED_IMAGE_IDS,
     EmulatorConfig,
 )
-from airflow_provider_bloom.emulator.errors import BloomError
+from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.media import Sniffed
 from airflow_provider_bloom.emulator.records import (
     CREDITS_PER_IMAGE,
@@ -162,7 +162,7 @@ class Store:
     def workspace(self, workspace_id: str | None, status: int = 404) -> Workspace:
         ws = self.workspaces.get(workspace_id)
         if ws is None:
-            raise BloomError(status, "WORKSPACE_NOT_FOUND")
+            raise EmulatorError(status, "WORKSPACE_NOT_FOUND")
         return ws
 
     def workspace_name(self, workspace_id: str | None) -> str:
@@ -180,7 +180,7 @@ class Store:
         if ws.unlimited or cost <= 0:
             return
         if ws.balance < cost:
-            raise BloomError(
+            raise EmulatorError(
                 402,
                 "INSUFFICIENT_CREDITS",
                 f"Not enough credits: this needs {cost:g}, the balance is {ws.balance:g}",
@@ -193,7 +193,7 @@ class Store:
     def brand(self, brand_id: str, status: int = 404, code: str = "BRAND_NOT_FOUND") -> BrandRecord:
         brand = self.brands.get(brand_id)
         if brand is None:
-            raise BloomError(status, code)
+            raise EmulatorError(status, code)
         return brand
 
     def ready_brand(self, brand_id: str) -> BrandRecord:
@@ -206,7 +206,7 @@ class Store:
                 if status == "logo_required"
                 else None
             )
-            raise BloomError(409, "BRAND_NOT_READY", message, data={"status": status})
+            raise EmulatorError(409, "BRAND_NOT_READY", message, data={"status": status})
         return brand
 
     def list_brands(self, workspace_id: str | None) -> list[BrandRecord]:
@@ -222,7 +222,7 @@ class Store:
     ) -> BrandRecord:
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise BloomError(400, "INVALID_URL", data={"url": url})
+            raise EmulatorError(400, "INVALID_URL", data={"url": url})
         self.workspace(workspace_id)
         now = self.clock()
         outcome, failure_code, failure_message = "ready", None, None
@@ -260,7 +260,7 @@ class Store:
         """Store the logo and restart analysis; the brand ends ``ready``."""
         brand = self.brand(brand_id)
         if logo_url is not None and INVALID_LOGO_MARKER in logo_url:
-            raise BloomError(400, "INVALID_LOGO")
+            raise EmulatorError(400, "INVALID_LOGO")
         if logo is not None:
             logo_id = self.new_id()
             self.logos[logo_id] = logo
@@ -283,7 +283,7 @@ class Store:
     def image(self, image_id: str, code: str = "IMAGE_NOT_FOUND") -> ImageRecord:
         record = self.images.get(image_id)
         if record is None or record.visible_at > self.clock():
-            raise BloomError(404, code)
+            raise EmulatorError(404, code)
         return record
 
     def list_images(self, flt: ImageFilter) -> list[ImageRecord]:
@@ -371,8 +371,9 @@ class Store:
     ) -> ImageRecord:
         brand = self.ready_brand(brand_id)
         subject = self.image(image_id, "EDIT_SUBJECT_NOT_FOUND")
-        if subject.generated and subject.status(self.clock()) != "completed":
-            raise BloomError(400, "EDIT_SUBJECT_NOT_COMPLETED", data={"status": subject.status(self.clock())})
+        status = subject.status(self.clock())
+        if subject.generated and status != "completed":
+            raise EmulatorError(400, "EDIT_SUBJECT_NOT_COMPLETED", data={"status": status})
         self._check_entitlement(image_size)
         self._check_references(reference_ids)
         self.charge(brand.workspace_id, CREDITS_PER_IMAGE[image_size])
@@ -390,9 +391,9 @@ class Store:
         source = self._post_processing_source(image_id)
         brand = self.brand(brand_id, 404)
         if source.is_vector:
-            raise BloomError(400, "IMAGE_NOT_RESIZABLE")
+            raise EmulatorError(400, "IMAGE_NOT_RESIZABLE")
         if _ratio_of(source) == target_aspect_ratio:
-            raise BloomError(400, "SAME_ASPECT_RATIO", data={"aspectRatio": target_aspect_ratio})
+            raise EmulatorError(400, "SAME_ASPECT_RATIO", data={"aspectRatio": target_aspect_ratio})
         image_size = size_class(source.width, source.height)
         self.charge(brand.workspace_id, CREDITS_PER_IMAGE[image_size])
         return self._new_generation(
@@ -407,7 +408,7 @@ class Store:
         source = self._post_processing_source(image_id)
         brand = self.brand(brand_id, 404, "SESSION_NOT_FOUND")
         if source.is_vector:
-            raise BloomError(400, "IMAGE_NOT_REMOVABLE_BACKGROUND")
+            raise EmulatorError(400, "IMAGE_NOT_REMOVABLE_BACKGROUND")
         self.charge(brand.workspace_id, 1)
         return self._new_generation(
             brand, action_type="remove-background", parent=source, file_kind="png_alpha"
@@ -417,22 +418,22 @@ class Store:
         source = self._post_processing_source(image_id)
         brand = self.brand(brand_id, 404, "SESSION_NOT_FOUND")
         if source.is_vector:
-            raise BloomError(400, "IMAGE_NOT_VECTORIZABLE")
+            raise EmulatorError(400, "IMAGE_NOT_VECTORIZABLE")
         minimum = self.config.vectorize_min_side
         if min(source.width or 0, source.height or 0) < minimum:
-            raise BloomError(400, "IMAGE_TOO_SMALL", data={"minSide": minimum})
+            raise EmulatorError(400, "IMAGE_TOO_SMALL", data={"minSide": minimum})
         self.charge(brand.workspace_id, 1)
         return self._new_generation(brand, action_type="vectorize", parent=source, file_kind="svg")
 
     def _post_processing_source(self, image_id: str) -> ImageRecord:
         source = self.image(image_id)
         if source.generated and source.status(self.clock()) != "completed":
-            raise BloomError(400, "IMAGE_NOT_COMPLETED", data={"status": source.status(self.clock())})
+            raise EmulatorError(400, "IMAGE_NOT_COMPLETED", data={"status": source.status(self.clock())})
         return source
 
     def _check_entitlement(self, image_size: str) -> None:
         if image_size == "4K" and not self.config.entitled_4k:
-            raise BloomError(403, "FEATURE_NOT_ENTITLED")
+            raise EmulatorError(403, "FEATURE_NOT_ENTITLED")
 
     def _check_references(self, reference_ids: list[str]) -> None:
         for ref in reference_ids:
@@ -574,7 +575,7 @@ class Store:
             or found.expires_at <= self.clock()
             or (brand_id is not None and found.brand_id is not None and found.brand_id != brand_id)
         ):
-            raise BloomError(401, "INVALID_UPLOAD_TOKEN")
+            raise EmulatorError(401, "INVALID_UPLOAD_TOKEN")
         return found
 
     def spend_upload_token(self, token: str) -> None:

@@ -17,7 +17,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from starlette.datastructures import QueryParams, UploadFile
 from starlette.requests import Request
 
-from airflow_provider_bloom.emulator.errors import BloomError, bad_request
+from airflow_provider_bloom.emulator.errors import EmulatorError, bad_request
 from airflow_provider_bloom.emulator.spec import OperationSpec, ParamSpec
 
 _INTEGER = re.compile(r"^-?\d+\Z")
@@ -50,7 +50,7 @@ def _raise_schema_error(op: OperationSpec, error: ValidationError, prefix: list[
     field = str(path[0]) if path else ""
     code = _SPECIFIC_CODES.get((op.operation_id, field, str(error.validator)))
     if code is not None:
-        raise BloomError(400, code, data={"issues": [_issue(path, error.message)]})
+        raise EmulatorError(400, code, data={"issues": [_issue(path, error.message)]})
     raise bad_request("Input validation failed", [_issue(path, error.message)])
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from airflow_provider_bloom.emulator.errors import BloomError
+from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.records import BrandRecord, ImageRecord, iso
 from airflow_provider_bloom.emulator.state import BRAND_COLORS, BRAND_FONTS, Store
 
@@ -171,7 +171,7 @@ def offset_page(items: Sequence[T], limit: int, cursor: str | None, scope: str) 
         except (ValueError, TypeError, KeyError, UnicodeDecodeError):
             valid = False
         if not valid:
-            raise BloomError(400, "INVALID_CURSOR")
+            raise EmulatorError(400, "INVALID_CURSOR")
     page = list(items[start : start + limit])
     has_more = start + limit < len(items)
     return Page(page, _encode({"o": start + limit, "s": scope}) if has_more else None, has_more)

@@ -1,12 +1,11 @@
-"""What every Bloom operator shares: the hook, Bloom errors as task failures, never paying twice,
-and waiting for images (in the worker or deferred to the triggerer).
+"""What every Bloom operator shares: the hook, what is known when the DAG is parsed, Bloom errors
+as task failures, never paying twice (:mod:`._ledger`), and waiting for images (in the worker or
+deferred to the triggerer).
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,16 +17,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_bloom._budget import sync_bucket, take_sync
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
-from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.reconcile import (
-    DEFAULT_RECONCILE_TIMEOUT,
-    Attempt,
-    Reconciler,
-    answer_lost,
-    is_open_ended,
-)
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.operators._ledger import PaidRequestLedger, Reconciler, clear_round
+from airflow_provider_bloom.reconcile import DEFAULT_RECONCILE_TIMEOUT
 from airflow_provider_bloom.waiting import EVENT_STATUSES, check_poll_timeout
 
 try:
@@ -38,7 +31,11 @@ except ImportError:  # pragma: no cover - older task SDKs
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
 T = TypeVar("T")
+#: ``BloomHook.default_conn_name`` (the hook, and the HTTP stacks under it, load when a task runs).
+DEFAULT_CONN_ID = "bloom_default"
 ON_FAILURE_CHOICES = ("fail", "skip", "ignore")
 #: Extra time Airflow grants a deferral beyond the trigger's own deadline (a backstop only).
 DEFERRAL_MARGIN_SECONDS = 60
@@ -58,6 +55,20 @@ def default_deferrable() -> bool:
     from airflow.configuration import conf
 
     return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def known_at_parse_time(value: Any) -> bool:
+    """True for a value written into the DAG file: no Jinja, no XComArg, no mapped argument.
+
+    Such values are checked when the DAG is parsed; the others once rendered, when the task runs.
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, (list, tuple)):
+        return all(known_at_parse_time(v) for v in value)
+    return False
 
 
 def literal_from_template(value: Any) -> Any:
@@ -123,6 +134,20 @@ def bloom_errors(what: str) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def paid_step(what: str, created: Sequence[str], log: Any) -> Iterator[None]:
+    """:func:`bloom_errors` for one paid request of many: the failure also names what the earlier
+    requests of the task already created (kept, and not paid again by a retry)."""
+    try:
+        yield
+    except BloomError as exc:
+        done = list(created)
+        kept = f" Already created for earlier inputs (kept, not charged again): {done}." if done else ""
+        log.error("%s failed: %s.%s", what, exc, kept)
+        with bloom_errors(what + (f" (already created: {done})" if done else "")):
+            raise
+
+
 class BloomBaseOperator(BaseOperator):
     """Base of the Bloom operators: holds ``bloom_conn_id`` and builds the hook lazily.
 
@@ -138,7 +163,7 @@ class BloomBaseOperator(BaseOperator):
     def __init__(
         self,
         *,
-        bloom_conn_id: str = BloomHook.default_conn_name,
+        bloom_conn_id: str = DEFAULT_CONN_ID,
         reuse_on_clear: bool = False,
         reconcile_timeout: float = DEFAULT_RECONCILE_TIMEOUT,
         **kwargs: Any,
@@ -156,6 +181,8 @@ class BloomBaseOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> BloomHook:
+        from airflow_provider_bloom.hooks.bloom import BloomHook
+
         return BloomHook(bloom_conn_id=self.bloom_conn_id)
 
     def paced(self, send: Callable[[], T]) -> T:
@@ -180,109 +207,17 @@ class BloomBaseOperator(BaseOperator):
         """Looks for what a paid request whose answer was lost created (see :mod:`..reconcile`)."""
         return Reconciler(self.hook.client, self.log, timeout=self.reconcile_timeout)
 
+    def records_by_id(self, ids: Sequence[str], include_urls: bool | None = None) -> dict[str, Any]:
+        """Bloom's records of ``ids`` (of any brand), by id, read 50 at a time; missing ids are absent."""
+        records: dict[str, Any] = {}
+        for chunk in chunked(list(ids)):
+            page = self.hook.list_images(ids=chunk, limit=len(chunk), include_urls=include_urls)
+            records.update((record["id"], record) for record in page.get("images", []))
+        return records
 
-#: Finds what a lost paid request created: gets the error and the attempt's timing, returns the
-#: answer Bloom would have sent, or raises (ReconcileError) when that cannot be known for certain.
-Recover = Callable[[BloomError, Attempt], dict[str, Any]]
-
-
-def clear_round(context: Context | dict[str, Any]) -> int | None:
-    """Which clear of the task instance this try belongs to (0 before any clear), or None if unknown.
-
-    Airflow sets ``max_tries = try_number + retries`` when a task instance is cleared and leaves it
-    alone on a retry, so ``max_tries - retries`` (the try number at the last clear) is the same for
-    every try of one run of the task and changes with each clear. Airflow's own
-    ``get_first_reschedule_date`` finds the first try of the current run the same way.
-    """
-    ti = context.get("ti") if hasattr(context, "get") else None
-    task = context.get("task") if hasattr(context, "get") else None
-    max_tries = getattr(ti, "max_tries", None)
-    retries = (
-        getattr(task, "retries", None)
-        if task is not None
-        else getattr(getattr(ti, "task", None), "retries", None)
-    )
-    if not isinstance(max_tries, int) or not isinstance(retries, int):
-        return None
-    return max(0, max_tries - retries)
-
-
-class PaidRequestLedger:
-    """Never pay twice, never lose a paid answer: remember Bloom's answer to each paid POST.
-
-    Where Airflow offers ``task_state_store`` (3.3+), the answer is stored the moment Bloom accepts
-    the request; a later try of the same run of the task instance (a retry, or a resume after
-    deferral) finds it and does not post again. The key holds a digest of the request (a changed
-    request is sent anew) and, unless ``reuse_on_clear``, the clear round (:func:`clear_round`):
-    clearing a task makes new images, on every Airflow version, whether or not the store survives
-    the clear. Without a store, it says once that a retry may charge again.
-
-    When the answer to a POST is lost after it went out, ``recover`` (if given) looks in Bloom's
-    lists for what the request created; what it finds is stored like an answer. An answer that
-    ``valid`` rejects (e.g. without ids) counts as lost too.
-    """
-
-    def __init__(self, context: Context | dict[str, Any], log: Any, *, reuse_on_clear: bool = False) -> None:
-        self.log = log
-        self.store = context.get("task_state_store") if hasattr(context, "get") else None
-        self.round = None if reuse_on_clear else clear_round(context)
-        if self.store is None:
-            log.warning(
-                "Airflow's task_state_store is not available (it arrives in Airflow 3.3): if this task is "
-                "retried after Bloom accepted a request, the retry sends it again and may be charged again."
-            )
-
-    @staticmethod
-    def key_for(operation: str, payload: Any, round: int | None = None) -> str:
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return f"bloom.{operation}.{digest}" + (f".r{round}" if round else "")
-
-    def run(
-        self,
-        operation: str,
-        payload: Any,
-        post: Callable[[], dict[str, Any]],
-        *,
-        recover: Recover | None = None,
-        valid: Callable[[dict[str, Any]], bool] | None = None,
-    ) -> dict[str, Any]:
-        key = self.key_for(operation, payload, self.round)
-        if self.store is not None:
-            try:
-                earlier = self.store.get(key)
-            except Exception as exc:  # a store outage must not block the work; say so
-                self.log.warning("Could not read task_state_store (%s); continuing without it", exc)
-                earlier = None
-            if isinstance(earlier, dict):
-                self.log.info(
-                    "Bloom already accepted this %s in an earlier try: reusing %s", operation, earlier
-                )
-                return earlier
-        sent = time.monotonic()
-        try:
-            result = post()
-            if valid is not None and not valid(result):
-                raise BloomServerError(
-                    200,
-                    None,
-                    f"answer without what it must hold: {result!r:.200}",
-                    operation_id=operation,
-                    maybe_charged=True,
-                )
-        except BloomError as exc:
-            if recover is None or not answer_lost(exc):
-                raise
-            self.log.warning(
-                "Bloom's answer to %s was lost (%s); looking for what it created", operation, exc
-            )
-            result = recover(exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
-            self.log.warning("Recovered what the lost %s created: %s", operation, result)
-        if self.store is not None:
-            try:
-                self.store.set(key, result)
-            except Exception as exc:
-                self.log.warning("Could not record the accepted request in task_state_store: %s", exc)
-        return result
+    def ledger(self, context: Context) -> PaidRequestLedger:
+        """This try's ledger of paid requests (see :class:`._ledger.PaidRequestLedger`)."""
+        return PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
 
 
 class ImageWaitMixin:
@@ -290,8 +225,8 @@ class ImageWaitMixin:
 
     Subclasses set ``wait_for_completion``, ``deferrable``, ``wait_timeout``
     (seconds the wait may take), ``poll_timeout``, ``on_failure`` and
-    ``include_urls``, then call :meth:`wait_for_images` with the new ids. In
-    deferrable mode the task defers to
+    ``include_urls`` (checked by :func:`check_wait_options`), then call
+    :meth:`wait_for_images` with the new ids. In deferrable mode the task defers to
     :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` (see
     :meth:`defer_for_images`) and resumes in :meth:`execute_complete`.
     """
@@ -307,10 +242,19 @@ class ImageWaitMixin:
     bloom_conn_id: str
     log: Any
 
-    if TYPE_CHECKING:  # provided by the operator (e.g. BloomBaseOperator.hook)
+    if TYPE_CHECKING:  # provided by the operator (BloomBaseOperator.hook, BaseOperator.defer)
 
         @property
         def hook(self) -> BloomHook: ...
+
+        def defer(
+            self,
+            *,
+            trigger: Any,
+            method_name: str,
+            kwargs: dict[str, Any] | None = None,
+            timeout: timedelta | float | None = None,
+        ) -> NoReturn: ...
 
     def defer_for_images(
         self, context: Context, image_ids: Sequence[str], wait_timeout: float | None = None
@@ -330,7 +274,7 @@ class ImageWaitMixin:
             len(image_ids),
             deadline.isoformat(timespec="seconds"),
         )
-        self.defer(  # type: ignore[attr-defined]
+        self.defer(
             trigger=BloomImagesTrigger(
                 image_ids=list(image_ids),
                 bloom_conn_id=self.bloom_conn_id,
@@ -343,36 +287,6 @@ class ImageWaitMixin:
             # A backstop only: the trigger itself answers "timeout" at the deadline.
             timeout=timedelta(seconds=seconds + DEFERRAL_MARGIN_SECONDS),
         )
-        raise AssertionError("defer() returned")  # pragma: no cover
-
-    def set_wait_options(
-        self,
-        *,
-        wait_for_completion: bool,
-        deferrable: bool | None,
-        wait_timeout: float,
-        poll_timeout: int,
-        on_failure: str,
-        include_urls: bool,
-        defer_after: float = DEFAULT_DEFER_AFTER,
-        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
-    ) -> None:
-        """Check and keep the wait arguments (``deferrable=None``: ``[operators] default_deferrable``)."""
-        check_wait_options(
-            poll_timeout=poll_timeout,
-            on_failure=on_failure,
-            timeout=wait_timeout,
-            defer_after=defer_after,
-            min_defer_seconds=min_defer_seconds,
-        )
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_timeout = float(wait_timeout)
-        self.poll_timeout = poll_timeout
-        self.on_failure = on_failure
-        self.include_urls = include_urls
-        self.defer_after = float(defer_after)
-        self.min_defer_seconds = float(min_defer_seconds)
 
     def brief_wait(self, image_ids: Sequence[str]) -> list[dict[str, Any]] | None:
         """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids).
@@ -422,6 +336,18 @@ class ImageWaitMixin:
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
 
 
+def raise_for_error_event(event: dict[str, Any], what: str) -> None:
+    """A trigger's ``error`` event raises: ``AirflowFailException`` when it says a retry cannot help
+    (``permanent``), else ``BloomError`` so Airflow's retries apply. Other events pass."""
+    if event.get("status") != "error":
+        return
+    code = f" ({event['code']})" if event.get("code") else ""
+    message = f"{what} failed{code}: {event.get('message')}"
+    if event.get("permanent"):
+        raise AirflowFailException(message)
+    raise BloomError(message)
+
+
 def images_from_event(event: Any) -> list[dict[str, Any]]:
     """Validate a BloomImagesTrigger event; raise a clear error for anything else.
 
@@ -435,12 +361,7 @@ def images_from_event(event: Any) -> list[dict[str, Any]]:
     images = event.get("images")
     if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("id") for i in images):
         raise AirflowFailException(f"Bloom trigger event without valid images: {event!r:.300}")
-    if event["status"] == "error":
-        code = f" ({event['code']})" if event.get("code") else ""
-        message = f"Waiting for Bloom images failed{code}: {event.get('message')}"
-        if event.get("permanent"):
-            raise AirflowFailException(message)
-        raise BloomError(message)
+    raise_for_error_event(event, "Waiting for Bloom images")
     if event["status"] == "timeout":
         pending = [i.get("id") for i in images if i.get("status") not in ("completed", "failed")]
         raise BloomError(
@@ -470,3 +391,20 @@ def resolve_images(
             "%d of %d Bloom image(s) failed (on_failure='ignore'): %s", len(failed), len(slim), detail
         )
     return slim
+
+
+__all__ = [
+    "BloomBaseOperator",
+    "ImageWaitMixin",
+    "PaidRequestLedger",
+    "bloom_errors",
+    "check_wait_options",
+    "clear_round",
+    "default_deferrable",
+    "images_from_event",
+    "known_at_parse_time",
+    "literal_from_template",
+    "paid_step",
+    "raise_for_error_event",
+    "resolve_images",
+]

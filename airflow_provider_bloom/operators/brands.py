@@ -5,28 +5,26 @@ Wait for an onboarding with :class:`~airflow_provider_bloom.sensors.brands.Bloom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom._spec import check_uuid
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
-from airflow_provider_bloom.operators._base import BloomBaseOperator, PaidRequestLedger, bloom_errors
-from airflow_provider_bloom.operators.image_tools import (
-    allowed_mimes,
-    check_image_file,
-    file_digest,
-    image_source,
-    read_image_file,
-)
+from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.operators._files import LOGO_UPLOAD, ImageSource, check_image_file, image_source
+from airflow_provider_bloom.operators._ledger import has_id
 from airflow_provider_bloom.reconcile import Attempt
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_bloom.client import PreparedCall
+
 BRAND_LIST_FIELDS = ("id", "name", "url", "status", "imageCount", "workspaceId", "workspaceName")
 
 
-class CreateBrandOperator(BloomBaseOperator):
+class BloomCreateBrandOperator(BloomBaseOperator):
     """Onboard a brand from its website or Instagram URL (``POST /brands``).
 
     Bloom analyses the site in the background (minutes); follow with ``BloomBrandSensor``. The
@@ -58,20 +56,17 @@ class CreateBrandOperator(BloomBaseOperator):
         self.collect_images = collect_images
 
     def execute(self, context: Context) -> str:
-        hook = self.hook
-        args: dict[str, Any] = {
+        args = {
             "url": self.url,
             "workspace_id": self.workspace_id,
             "logo_url": self.logo_url,
             "collect_images": self.collect_images,
         }
         with bloom_errors(f"Bloom brand onboarding of {self.url}"):
-            answer = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear).run(
-                "brands.create",
-                args,
-                lambda: hook.create_brand(**args),
-                recover=self._recover,
-                valid=lambda answer: isinstance(answer.get("id"), str) and bool(answer["id"]),
+            client = self.hook.client
+            call = client.prepare("brands.create", body=args)
+            answer = self.ledger(context).pay(
+                call, functools.partial(client.execute, call), recover=self._recover, valid=has_id
             )
         brand_id = str(answer["id"])
         self.log.info("Bloom is onboarding %s as brand %s (%s)", self.url, brand_id, answer.get("status"))
@@ -90,7 +85,7 @@ class CreateBrandOperator(BloomBaseOperator):
         return {"id": brand["id"], "status": brand.get("status"), "recovered": True}
 
 
-class UpdateBrandLogoOperator(BloomBaseOperator):
+class BloomUpdateBrandLogoOperator(BloomBaseOperator):
     """Give a brand a logo, from a URL or a file (local path or ``ObjectStoragePath``).
 
     The usual answer to a ``logo_required`` brand; wait again with ``BloomBrandSensor`` afterwards.
@@ -123,43 +118,29 @@ class UpdateBrandLogoOperator(BloomBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with bloom_errors(f"Updating the logo of Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
-            operation, payload, put = self._request()
-            answer = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear).run(
-                operation, payload, put
-            )
+            call = self._prepare()
+            answer = self.ledger(context).pay(call, functools.partial(self.hook.client.execute, call))
         self.log.info("Brand %s has a new logo; status %s", self.brand_id, answer.get("status"))
         return {"id": answer.get("id", self.brand_id), "status": answer.get("status")}
 
-    def _request(self) -> tuple[str, dict[str, Any], Callable[[], dict[str, Any]]]:
-        hook, brand_id = self.hook, self.brand_id
+    def _prepare(self) -> PreparedCall:
         if (self.logo_url is None) == (self.logo_file is None):
             raise BloomInputError("logo_url/logo_file", "pass exactly one of them")
         if self.logo_url is not None:
-            url = self.logo_url
-            return (
-                "brands.updateLogo",
-                {"brand": brand_id, "url": url},
-                lambda: hook.update_brand_logo(brand_id, url),
-            )
-        source = image_source(self.logo_file, "logo_file")
-        if source.path is None:
-            raise BloomInputError("logo_file", "is a URL; pass it as logo_url")
-        problem = check_image_file(source, allowed_mimes("brands.uploadLogoFile"))
-        if problem:
-            raise BloomInputError("logo_file", f"{source.display} {problem}")
-        data = read_image_file(source)
-        payload = {"brand": brand_id, "sha256": file_digest(data)}
-        token = self.upload_token
-        if token:
-            return (
-                "brands.uploadLogoFileSigned",
-                payload,
-                lambda: hook.upload_brand_logo_file_signed(brand_id, token, data),
-            )
-        return "brands.uploadLogoFile", payload, lambda: hook.upload_brand_logo_file(brand_id, data)
+            source = ImageSource(display=self.logo_url, url=self.logo_url)
+        else:
+            source = image_source(self.logo_file, "logo_file")
+            if source.path is None:
+                raise BloomInputError("logo_file", "is a URL; pass it as logo_url")
+            problem = check_image_file(source, LOGO_UPLOAD.by_file)
+            if problem:
+                raise BloomInputError("logo_file", f"{source.display} {problem}")
+        return LOGO_UPLOAD.prepare(
+            self.hook.client, source, token=self.upload_token or None, path={"id": self.brand_id}
+        )
 
 
-class DeleteBrandOperator(BloomBaseOperator):
+class BloomDeleteBrandOperator(BloomBaseOperator):
     """Delete a brand (``DELETE /brands/{id}``).
 
     :param brand_id: the brand. Templated.
@@ -188,7 +169,7 @@ class DeleteBrandOperator(BloomBaseOperator):
         return {"id": answer.get("id", self.brand_id), "name": answer.get("name"), "deleted": True}
 
 
-class ListBrandsOperator(BloomBaseOperator):
+class BloomListBrandsOperator(BloomBaseOperator):
     """List the brands the connection can see (``GET /brands``, all pages).
 
     :param workspace_id: only this team workspace. Templated.
@@ -229,7 +210,17 @@ class ListBrandsOperator(BloomBaseOperator):
         return out
 
 
+#: The names these operators had before they took the ``Bloom`` prefix (kept for existing DAGs).
+CreateBrandOperator = BloomCreateBrandOperator
+UpdateBrandLogoOperator = BloomUpdateBrandLogoOperator
+DeleteBrandOperator = BloomDeleteBrandOperator
+ListBrandsOperator = BloomListBrandsOperator
+
 __all__ = [
+    "BloomCreateBrandOperator",
+    "BloomDeleteBrandOperator",
+    "BloomListBrandsOperator",
+    "BloomUpdateBrandLogoOperator",
     "CreateBrandOperator",
     "DeleteBrandOperator",
     "ListBrandsOperator",

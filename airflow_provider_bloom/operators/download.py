@@ -1,4 +1,4 @@
-"""DownloadImagesOperator: completed Bloom images to any ``ObjectStoragePath`` (file://, s3://, gs://...).
+"""BloomDownloadImagesOperator: completed Bloom images to any ``ObjectStoragePath`` (file://, s3://, gs://...).
 
 Each file is streamed from Bloom's image URL (following Bloom's redirect to its signed storage URL;
 the API key only ever goes to the connection's own origin), checked while it streams (a size cap,
@@ -18,16 +18,12 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import requests
-import urllib3.exceptions
-
 from airflow_provider_bloom._images import flatten_image_ids
-from airflow_provider_bloom._spec import chunked
-from airflow_provider_bloom.client import extension_for, sniff_image_type
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
-from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
+from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors, known_at_parse_time
 
 if TYPE_CHECKING:
+    import requests
     from airflow.sdk import Context, ObjectStoragePath
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -41,14 +37,6 @@ NAME_FIELDS = ("image_id", "ext", "index")
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".avif", ".svg"})
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 _LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
-
-
-class BloomDownloadError(BloomError):
-    """A download failed; the message names the image and the reason."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 @dataclass
@@ -101,7 +89,7 @@ def predicted_extension(record: Mapping[str, Any]) -> str:
     return ".svg" if record.get("actionType") == "vectorize" else ".png"
 
 
-class DownloadImagesOperator(BloomBaseOperator):
+class BloomDownloadImagesOperator(BloomBaseOperator):
     """Download completed Bloom images to object storage or a local directory.
 
     :param image_ids: ids or image records (a sensor's or an operator's output). Templated.
@@ -156,7 +144,7 @@ class DownloadImagesOperator(BloomBaseOperator):
             raise BloomInputError(
                 "download_timeout", f"must be a positive, finite number of seconds; got {download_timeout!r}"
             )
-        if isinstance(name_template, str) and "{{" not in name_template and "{%" not in name_template:
+        if isinstance(name_template, str) and known_at_parse_time(name_template):
             check_name_template(name_template)
         self.image_ids = image_ids
         self.destination = destination
@@ -187,10 +175,7 @@ class DownloadImagesOperator(BloomBaseOperator):
         ids = flatten_image_ids(self.image_ids, "image_ids")
         check_name_template(self.name_template)
         target = self._target_dir()
-        records: dict[str, Mapping[str, Any]] = {}
-        for chunk in chunked(ids):
-            for record in self.hook.list_images(ids=chunk, limit=len(chunk)).get("images", []):
-                records[record["id"]] = record
+        records = self.records_by_id(ids)
         problems: list[str] = []
         planned: list[_Planned] = []
         names: dict[str, str] = {}
@@ -238,6 +223,10 @@ class DownloadImagesOperator(BloomBaseOperator):
 
     def _download(self, item: _Planned) -> tuple[ObjectStoragePath, bool]:
         """Download one image; returns its final path and whether it was written now."""
+        import requests
+
+        from airflow_provider_bloom.files import extension_for
+
         predicted = item.target / render_name(self.name_template, item.image_id, item.index, item.ext)
         if predicted.exists() and not self.overwrite:
             self.log.info("Keeping %s (exists; overwrite=False)", predicted)
@@ -273,6 +262,8 @@ class DownloadImagesOperator(BloomBaseOperator):
         self, image_id: str, resp: requests.Response, deadline: float
     ) -> tuple[str, Iterator[bytes]]:
         """Check the headers and the first bytes; return the file's type and its body as checked chunks."""
+        from airflow_provider_bloom.files import sniff_image_type
+
         declared = (resp.headers.get("content-type") or "").split(";")[0].strip().lower()
         length = resp.headers.get("content-length")
         encoding = (resp.headers.get("content-encoding") or "identity").strip().lower()
@@ -325,6 +316,8 @@ class DownloadImagesOperator(BloomBaseOperator):
         ``read1`` returns what one read brings (``iter_content`` would block until a whole
         chunk arrived, however slowly it dribbles in).
         """
+        import urllib3.exceptions
+
         raw = resp.raw
         while True:
             if time.monotonic() > deadline:
@@ -398,4 +391,7 @@ def _remove_quietly(path: ObjectStoragePath) -> None:
         pass
 
 
-__all__ = ["BloomDownloadError", "DownloadImagesOperator"]
+#: The name this operator had before it took the ``Bloom`` prefix (kept for existing DAGs).
+DownloadImagesOperator = BloomDownloadImagesOperator
+
+__all__ = ["BloomDownloadError", "BloomDownloadImagesOperator", "DownloadImagesOperator"]

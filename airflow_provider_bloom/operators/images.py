@@ -1,44 +1,54 @@
-"""Operators that start Bloom image work: GenerateImageOperator (and, re-exported at the end, the others)."""
+"""Operators that start paid Bloom image work: generate, and post-process existing images (edit,
+resize, remove the background, vectorize). Each can wait for what it started.
+
+The library operators (upload, search, list, delete) are in :mod:`.library` and are importable from
+here too, as they always were.
+
+The post-processing operators take one image id, a list of ids, or the image records a sensor
+returns; they check every input before spending (ids, arguments against Bloom's spec, and that each
+image is completed and can take the operation), then post one paid request per image, each through
+the task's :class:`~airflow_provider_bloom.operators._ledger.PaidRequestLedger` so a retried task
+never pays twice. They return the new image ids (or, with ``wait_for_completion=True``, the finished
+image records).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bloom._images import flatten_image_ids
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
-from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
-    DEFAULT_DEFER_AFTER,
-    DEFAULT_MIN_DEFER_SECONDS,
     AirflowFailException,
-    BloomBaseOperator,
-    ImageWaitMixin,
-    PaidRequestLedger,
     bloom_errors,
-    literal_from_template,
+)
+from airflow_provider_bloom.operators._image_work import (
+    ImageWorkOperator,
+    PostProcessOperator,
+    checked_argument,
+)
+from airflow_provider_bloom.operators.library import (
+    BloomDeleteImagesOperator,
+    BloomListImagesOperator,
+    BloomSearchImagesOperator,
+    BloomUploadImageOperator,
+    DeleteImagesOperator,
+    ListImagesOperator,
+    SearchImagesOperator,
+    UploadImageOperator,
 )
 from airflow_provider_bloom.reconcile import Attempt, ImageQuery
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_bloom.client import PreparedCall
+
 GENERATE = "images.generate"
 
 
-def _is_literal(value: Any) -> bool:
-    """True for a value known at DAG-parse time: no Jinja, no XComArg, no mapped argument."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    if isinstance(value, str):
-        return "{{" not in value and "{%" not in value
-    if isinstance(value, (list, tuple)):
-        return all(_is_literal(v) for v in value)
-    return False
-
-
-class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
+class BloomGenerateImageOperator(ImageWorkOperator):
     """Generate on-brand images with Bloom (``POST /images/generations``).
 
     Returns (XCom ``return_value``) the list of new image ids and pushes
@@ -79,6 +89,7 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     """
 
+    operation = GENERATE
     template_fields: Sequence[str] = (
         "prompt",
         "brand_session_id",
@@ -88,7 +99,6 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         "variant_count",
         "reference_image_ids",
     )
-    operator_extra_links = image_links()
     ui_color = "#f4d6e6"
 
     def __init__(
@@ -101,14 +111,6 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         model: str | None = None,
         variant_count: int | str | None = None,
         reference_image_ids: Any = None,
-        wait_for_completion: bool = False,
-        deferrable: bool | None = None,
-        wait_timeout: float = 600,
-        poll_timeout: int = MAX_WAIT_SECONDS,
-        on_failure: str = "fail",
-        include_urls: bool = False,
-        defer_after: float = DEFAULT_DEFER_AFTER,
-        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,55 +121,24 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
         self.model = model
         self.variant_count = variant_count
         self.reference_image_ids = reference_image_ids
-        self.set_wait_options(
-            wait_for_completion=wait_for_completion,
-            deferrable=deferrable,
-            wait_timeout=wait_timeout,
-            poll_timeout=poll_timeout,
-            on_failure=on_failure,
-            include_urls=include_urls,
-            defer_after=defer_after,
-            min_defer_seconds=min_defer_seconds,
-        )
-        # Fail at parse time on what is already known; the rest is checked once rendered.
-        for name in self.template_fields:
-            value = getattr(self, name)
-            if value is not None and _is_literal(value):
-                self._checked(name, value)
-
-    # -- request ---------------------------------------------------------------------------
-    @staticmethod
-    def _checked(name: str, value: Any) -> Any:
-        """One argument, normalised and checked against the spec (raises BloomInputError naming it)."""
-        if name == "variant_count" and isinstance(value, str) and value.strip().isdigit():
-            value = int(value)  # a rendered template is a string
-        if name == "reference_image_ids":
-            value = literal_from_template(value)
-            if value in ([], ()):
-                return None
-            value = flatten_image_ids(value, name)
-        schema = get_operation(GENERATE).body[to_camel(name)]
-        return check_value(name, value, schema)
+        self.check_known(self.template_fields)
 
     def build_request(self) -> dict[str, Any]:
         """The generation's arguments, rendered and checked: nothing is sent if this raises."""
-        request: dict[str, Any] = {}
-        for name in self.template_fields:
-            value = getattr(self, name)
-            if value is not None:
-                request[name] = self._checked(name, value)
-        return request
+        return {
+            name: checked_argument(GENERATE, name, getattr(self, name))
+            for name in self.template_fields
+            if getattr(self, name) is not None
+        }
 
-    # -- run -------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         with bloom_errors("Bloom image generation"):
-            call = self.hook.client.prepare(GENERATE, body=self.build_request())
+            client = self.hook.client
+            call = client.prepare(GENERATE, body=self.build_request())
             body = dict(call.json or {})
-            ledger = PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
-            accepted = ledger.run(
-                GENERATE,
-                call.json,
-                lambda: self.hook.client.execute(call),
+            accepted = self.ledger(context).pay(
+                call,
+                functools.partial(client.execute, call),
                 recover=lambda lost, attempt: self._recover(body, lost, attempt),
                 valid=lambda answer: _valid_ids(answer.get("ids")),
             )
@@ -179,10 +150,7 @@ class GenerateImageOperator(ImageWaitMixin, BloomBaseOperator):
             accepted.get("variantGroupId"),
         )
         context["ti"].xcom_push(key="variant_group_id", value=accepted.get("variantGroupId"))
-        BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
-        if not self.wait_for_completion:
-            return ids
-        return self.wait_for_images(context, ids)
+        return self.finish(context, ids)
 
     def _recover(self, body: Mapping[str, Any], lost: BloomError, attempt: Attempt) -> dict[str, Any]:
         """The images a generation whose answer was lost created: one group with its prompt, ratio
@@ -224,20 +192,136 @@ def _valid_ids(ids: Any) -> bool:
     return isinstance(ids, list) and bool(ids) and all(isinstance(i, str) and i for i in ids)
 
 
-# ---- end of GenerateImageOperator. Other image operators live in their own module and are
-# ---- re-exported below this line (owned by the colleague who writes them).
-from airflow_provider_bloom.operators.image_tools import (  # noqa: E402
-    DeleteImagesOperator,
-    EditImageOperator,
-    ListImagesOperator,
-    RemoveBackgroundOperator,
-    ResizeImageOperator,
-    SearchImagesOperator,
-    UploadImageOperator,
-    VectorizeImageOperator,
-)
+class BloomEditImageOperator(PostProcessOperator):
+    """Edit completed (or uploaded) Bloom images with a prompt: one new image per input.
+
+    :param image_ids: an image id, a list of ids, or image records (e.g. a sensor's output). Templated.
+    :param prompt: what to change (1-2000 characters). Templated.
+    :param brand_session_id: the brand; defaults to the connection's ``brand_session_id``. Templated.
+    :param image_size: ``"2K"`` (1 credit) or ``"4K"`` (2 credits).
+    :param model: ``"fast"``, ``"standard"`` or ``"pro"``.
+    :param reference_image_ids: up to 9 extra context images (ids, records, or a search's output). Templated.
+    :param check_sources: check before paying that every input is completed and editable (free GETs).
+    :param wait_for_completion: wait for the new images and return their records instead of their ids.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param wait_timeout: seconds to wait for the new images.
+    :param poll_timeout: seconds per long-poll (1-295).
+    :param on_failure: when a new image fails: ``"fail"``, ``"skip"`` or ``"ignore"``.
+    :param include_urls: keep signed download URLs in the returned records.
+    :return: the new image ids (input order), or their records when waiting.
+    """
+
+    operation = "images.edit"
+    action = "edit"
+    arguments = ("prompt", "image_size", "model", "reference_image_ids")
+    template_fields: Sequence[str] = ("image_ids", "prompt", "brand_session_id", "reference_image_ids")
+    template_fields_renderers = {"prompt": "md"}
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        image_size: str | None = None,
+        model: str | None = None,
+        reference_image_ids: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.image_size = image_size
+        self.model = model
+        self.reference_image_ids = reference_image_ids
+        self.check_known(self.arguments)
+
+    def source_problem(self, record: Mapping[str, Any]) -> str | None:
+        return None  # any completed, uploaded or scraped image can be edited
+
+    def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
+        """An edit result carries its prompt and keeps its source's aspect ratio: one such record,
+        created while the request was out and not made earlier by this task, is certain."""
+        body = call.json or {}
+        try:
+            ratio = self.hook.get_image(image_id).get("aspectRatio")
+        except BloomError as exc:  # the ratio only narrows the search
+            self.log.warning("Could not read the source image %s (%s); matching any ratio", image_id, exc)
+            ratio = None
+        return ImageQuery(
+            operation=self.operation,
+            action_type=self.action,
+            brand_session_id=body.get("brandSessionId"),
+            prompt=body.get("prompt"),
+            aspect_ratio=ratio,
+            exclude=frozenset(created),
+        )
+
+
+class BloomResizeImageOperator(PostProcessOperator):
+    """Re-frame completed Bloom images to another aspect ratio (e.g. ``"9:16"`` for stories).
+
+    Costs like a generation of the source's size. Takes the arguments of :class:`BloomEditImageOperator`
+    except ``prompt``/``image_size``/``model``/``reference_image_ids``, plus:
+
+    :param target_aspect_ratio: one of Bloom's ratios (``"1:1"``, ``"9:16"``, ``"16:9"``, ...). Templated.
+    :return: the new image ids, or their records when waiting.
+    """
+
+    operation = "images.resize"
+    action = "resize"
+    arguments = ("target_aspect_ratio",)
+    template_fields: Sequence[str] = ("image_ids", "target_aspect_ratio", "brand_session_id")
+
+    def __init__(self, *, target_aspect_ratio: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target_aspect_ratio = target_aspect_ratio
+        self.check_known(self.arguments)
+
+    def source_problem(self, record: Mapping[str, Any]) -> str | None:
+        if record.get("aspectRatio") == self.target_aspect_ratio:
+            return f"is already {self.target_aspect_ratio}; Bloom refuses a resize to the same ratio"
+        return super().source_problem(record)
+
+
+class BloomRemoveBackgroundOperator(PostProcessOperator):
+    """Cut out the subject of completed Bloom images (a transparent PNG per input).
+
+    Arguments as :class:`BloomResizeImageOperator` without ``target_aspect_ratio``.
+
+    :return: the new image ids, or their records when waiting.
+    """
+
+    operation = "images.removeBackground"
+    action = "remove-background"
+
+
+class BloomVectorizeImageOperator(PostProcessOperator):
+    """Turn completed Bloom images (logo-like marks work best) into SVGs.
+
+    Arguments as :class:`BloomResizeImageOperator` without ``target_aspect_ratio``.
+
+    :return: the new image ids, or their records when waiting.
+    """
+
+    operation = "images.vectorize"
+    action = "vectorize"
+
+
+#: The names these operators had before they took the ``Bloom`` prefix (kept for existing DAGs).
+GenerateImageOperator = BloomGenerateImageOperator
+EditImageOperator = BloomEditImageOperator
+ResizeImageOperator = BloomResizeImageOperator
+RemoveBackgroundOperator = BloomRemoveBackgroundOperator
+VectorizeImageOperator = BloomVectorizeImageOperator
 
 __all__ = [
+    "BloomDeleteImagesOperator",
+    "BloomEditImageOperator",
+    "BloomGenerateImageOperator",
+    "BloomListImagesOperator",
+    "BloomRemoveBackgroundOperator",
+    "BloomResizeImageOperator",
+    "BloomSearchImagesOperator",
+    "BloomUploadImageOperator",
+    "BloomVectorizeImageOperator",
     "DeleteImagesOperator",
     "EditImageOperator",
     "GenerateImageOperator",

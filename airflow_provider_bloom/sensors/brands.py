@@ -7,20 +7,33 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+)
 
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_uuid
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
-    AirflowFailException,
     BloomBaseOperator,
     bloom_errors,
     check_wait_options,
     default_deferrable,
 )
-from airflow_provider_bloom.triggers.brands import BRAND_EVENT_STATUSES, BloomBrandTrigger, slim_brand
+from airflow_provider_bloom.records import (
+    EVENT_STATUSES,
+    BrandEvent,
+    BrandRecord,
+    BrandStatus,
+    EventStatus,
+    slim_brand,
+)
+from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
+from airflow_provider_bloom.waiting import event_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -83,7 +96,7 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         self.poll_timeout = poll_timeout
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def _fetch(self, wait: bool, timeout: int | None = None) -> dict[str, Any]:
+    def _fetch(self, wait: bool, timeout: int | None = None) -> BrandRecord:
         with bloom_errors(f"Checking Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
             timeout = timeout or self.poll_timeout
@@ -99,23 +112,23 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
             return False
         return self.decide(brand)
 
-    def decide(self, brand: Mapping[str, Any]) -> PokeReturnValue | bool:
+    def decide(self, brand: BrandRecord | Mapping[str, Any]) -> PokeReturnValue | bool:
         """Done (ready, or accepted logo_required), not yet (analyzing), or a clear failure."""
         status = brand.get("status")
         label = f"Bloom brand {brand.get('id') or self.brand_id}"
         if brand.get("url"):
             label += f" ({brand['url']})"
-        if status == "ready":
+        if status == BrandStatus.READY:
             self.log.info("%s is %s", label, status)
             return PokeReturnValue(is_done=True, xcom_value=dict(brand))
-        if status == "logo_required" and self.accept_logo_required:
+        if status == BrandStatus.LOGO_REQUIRED and self.accept_logo_required:
             self.log.warning(
                 "%s is logo_required (accepted): it cannot generate images until it has a logo "
                 "(Bloom answers 409 BRAND_NOT_READY); give it one with UpdateBrandLogoOperator",
                 label,
             )
             return PokeReturnValue(is_done=True, xcom_value=dict(brand))
-        if status == "failed":
+        if status == BrandStatus.FAILED:
             failure = brand.get("failure") or {}
             code = failure.get("code") or "UNKNOWN"
             message = str(failure.get("message") or "no message").rstrip(". ")
@@ -123,7 +136,7 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
                 f"{label} failed to onboard: Bloom {code}: {message}. "
                 "Check the URL (a public website or Instagram profile) and create the brand again."
             )
-        if status == "logo_required":
+        if status == BrandStatus.LOGO_REQUIRED:
             why = f" ({str(brand['logoError']).rstrip('. ')})" if brand.get("logoError") else ""
             raise AirflowFailException(
                 f"{label} needs a logo: Bloom could not find a usable one{why}, and it cannot generate "
@@ -158,18 +171,16 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
             timeout=timedelta(seconds=left + 60),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        if not isinstance(event, dict) or event.get("status") not in BRAND_EVENT_STATUSES:
+    def execute_complete(self, context: Context, event: BrandEvent | None = None) -> Any:
+        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
             raise AirflowFailException(f"Unexpected event from the Bloom brand trigger: {event!r:.300}")
-        brand: dict[str, Any] = event["brand"] if isinstance(event.get("brand"), dict) else {}
-        if event["status"] == "timeout":
+        sent = event.get("brand")
+        brand: Mapping[str, Any] = sent if isinstance(sent, dict) else {}
+        if event["status"] == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(f"{event.get('message')} (timeout {self.timeout:g}s)")
-        if event["status"] == "error":
-            code = f" ({event['code']})" if event.get("code") else ""
-            message = f"Waiting for Bloom brand {self.brand_id} failed{code}: {event.get('message')}"
-            if event.get("permanent"):
-                raise AirflowFailException(message)
-            raise BloomError(message)
+        if event["status"] == EventStatus.ERROR:
+            error = event_error(event, f"Bloom brand {self.brand_id}")
+            raise AirflowFailException(str(error)) if error.permanent else error
         done = self.decide(brand)
         if not isinstance(done, PokeReturnValue):
             raise AirflowFailException(f"Bloom brand trigger fired before the brand was done: {event!r:.300}")

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+)
 
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.operators._base import (
-    AirflowFailException,
     BloomBaseOperator,
     bloom_errors,
     literal_from_template,

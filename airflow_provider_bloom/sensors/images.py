@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
@@ -23,9 +22,11 @@ from airflow_provider_bloom.operators._base import (
     check_wait_options,
     default_deferrable,
     images_from_event,
+    known_at_parse_time,
     literal_from_template,
     resolve_images,
 )
+from airflow_provider_bloom.records import EventStatus, flatten_image_ids
 from airflow_provider_bloom.waiting import ImageWait
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
             defer_after=defer_after,
             min_defer_seconds=min_defer_seconds,
         )
-        if _known_at_parse_time(image_ids):
+        if known_at_parse_time(image_ids):
             flatten_image_ids(image_ids, "image_ids")  # BloomInputError now, when the DAG is built
         self.defer_after = float(defer_after)
         self.min_defer_seconds = float(min_defer_seconds)
@@ -142,18 +143,9 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        if isinstance(event, dict) and event.get("status") == "timeout":
+        if isinstance(event, dict) and event.get("status") == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(
                 f"Bloom images not terminal within {self.timeout:.0f}s: {event.get('message')}"
             )
         records = images_from_event(event)
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
-
-
-def _known_at_parse_time(value: Any) -> bool:
-    """Ids written into the DAG file (not Jinja, not an XComArg): checkable when the DAG is built."""
-    if isinstance(value, str):
-        return "{{" not in value and "{%" not in value
-    return isinstance(value, (list, tuple)) and all(
-        isinstance(item, str) and "{{" not in item and "{%" not in item for item in value
-    )

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import math
 import time
@@ -58,15 +57,23 @@ import httpx
 from airflow_provider_bloom._budget import TokenBucket
 from airflow_provider_bloom._spec import MAX_IDS_PER_CALL
 from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
+from airflow_provider_bloom.records import BrandEvent, slim_brand
 from airflow_provider_bloom.settings import USER_AGENT, ClientSettings
+from airflow_provider_bloom.triggers._waiters import (
+    BrandWaiter,
+    ImageWaiter,
+    Job,
+    Waiter,
+    WaitOptions,
+    sequence,
+)
+from airflow_provider_bloom.triggers.connections import connection_settings, forget_connections
 from airflow_provider_bloom.waiting import (
     ImageWait,
     brand_event,
     brand_timeout_event,
-    error_event,
-    slim_brand,
+    error_fields,
     transient_delay,
-    wait_window,
 )
 
 if TYPE_CHECKING:
@@ -74,109 +81,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# connection_settings and forget_connections: kept importable from here (earlier imports)
+__all__ = ["WaitHub", "WaitOptions", "active_hubs", "connection_settings", "forget_connections", "hub_for"]
+
 #: Long-polls held at once by one hub (the connection pool is sized for them).
 MAX_LONG_POLLS = 100
 #: No id is checked by a sweep more often than this (seconds).
 MIN_RECHECK_SECONDS = 1.0
-#: How long a looked-up connection is reused by triggers that start afterwards (seconds).
-SETTINGS_TTL_SECONDS = 10.0
-
-
-# --------------------------------------------------------------------------- connection lookups
-_settings_cache: dict[str, tuple[float, ClientSettings]] = {}
-_lookups: dict[tuple[int, str], asyncio.Task[ClientSettings]] = {}
-
-
-def forget_connections() -> None:
-    """Drop cached connection lookups (tests that change a connection call this)."""
-    _settings_cache.clear()
-
-
-async def connection_settings(conn_id: str) -> ClientSettings:
-    """The client settings of ``conn_id``, from one async lookup shared by the triggers starting together.
-
-    A thousand triggers that start at once await the same lookup; triggers that start within
-    :data:`SETTINGS_TTL_SECONDS` after it reuse its answer.
-    """
-    cached = _settings_cache.get(conn_id)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    from airflow_provider_bloom.hooks.bloom import BloomHook
-
-    loop = asyncio.get_running_loop()
-    key = (id(loop), conn_id)
-    task = _lookups.get(key)
-    if task is None:
-        task = loop.create_task(BloomHook(bloom_conn_id=conn_id).aget_settings())
-        _lookups[key] = task
-
-        def _done(done: asyncio.Task[ClientSettings], key: tuple[int, str] = key) -> None:
-            if _lookups.get(key) is done:
-                del _lookups[key]
-            if not done.cancelled() and done.exception() is None:
-                _settings_cache[key[1]] = (time.monotonic() + SETTINGS_TTL_SECONDS, done.result())
-
-        task.add_done_callback(_done)
-    return await asyncio.shield(task)
-
-
-# --------------------------------------------------------------------------- waiters
-class _Waiter:
-    """One trigger's wait inside the hub."""
-
-    def __init__(self, deadline: float, poll_timeout: int, retry_delay: float) -> None:
-        self.deadline = deadline
-        self.poll_timeout = poll_timeout
-        self.retry_delay = retry_delay
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        if self.future.done():
-            return
-        if error is None:
-            self.future.set_result(None)
-        else:
-            self.future.set_exception(error)
-
-    def poll_window(self, now_epoch: float) -> int:
-        return wait_window(self.deadline - now_epoch, self.poll_timeout)
-
-
-class _ImageWaiter(_Waiter):
-    def __init__(self, state: ImageWait, include_urls: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.state = state
-        self.include_urls = include_urls
-
-
-class _BrandWaiter(_Waiter):
-    def __init__(self, brand_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.brand_id = brand_id
-        self.brand: dict[str, Any] = {"id": brand_id, "status": None}
-        self.event: dict[str, Any] | None = None
-
-
-_sequence = itertools.count()
-
-
-@dataclasses.dataclass(eq=False)
-class _Job:
-    """A unit of the queue: up to 50 ids of one image waiter, or one brand waiter."""
-
-    waiter: _Waiter
-    ids: list[str] = dataclasses.field(default_factory=list)
-    order: int = dataclasses.field(default_factory=lambda: next(_sequence))
-    not_before: float = 0.0  # monotonic; set after a transient error
-    checked_at: float = -math.inf  # monotonic; last answer about these ids
-    failures: int = 0
-    solo: bool = False  # after a permanent error in a mixed sweep: asked alone, to find whose it is
-    busy: bool = False
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def is_brand(self) -> bool:
-        return isinstance(self.waiter, _BrandWaiter)
 
 
 # --------------------------------------------------------------------------- the hub
@@ -205,7 +116,7 @@ class WaitHub:
         self.stats: dict[str, int] = dict.fromkeys(
             ("requests", "long_polls", "sweeps", "rate_limited", "errors"), 0
         )
-        self._jobs: list[_Job] = []
+        self._jobs: list[Job] = []
         self._client: AsyncBloomClient | None = None
         self._client_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -219,39 +130,29 @@ class WaitHub:
 
     # -- public: what triggers call -----------------------------------------------------------
     async def wait_images(
-        self,
-        state: ImageWait,
-        *,
-        deadline: float,
-        poll_timeout: int,
-        include_urls: bool = False,
-        retry_delay: float = 1.0,
+        self, state: ImageWait, options: WaitOptions, *, include_urls: bool = False
     ) -> None:
-        """Wait until every id of ``state`` is terminal, or ``deadline`` (epoch seconds) passes.
+        """Wait until every id of ``state`` is terminal, or ``options.deadline`` (epoch seconds) passes.
 
         ``state`` is updated in place. Raises the error that ended this wait (a permanent Bloom
         error, or ids that Bloom did not return); returns normally on completion and at the deadline.
         """
         if state.done:
             return
-        waiter = _ImageWaiter(
-            state, include_urls, deadline=deadline, poll_timeout=poll_timeout, retry_delay=retry_delay
-        )
-        jobs = [_Job(waiter, ids=chunk) for chunk in state.batches()]
+        waiter = ImageWaiter(state, options, include_urls)
+        jobs = [Job(waiter, ids=chunk) for chunk in state.batches()]
         await self._wait(waiter, jobs)
 
-    async def wait_brand(
-        self, brand_id: str, *, deadline: float, poll_timeout: int, retry_delay: float = 1.0
-    ) -> dict[str, Any]:
-        """Wait until the brand's onboarding ends or ``deadline`` passes; return the event payload."""
-        waiter = _BrandWaiter(brand_id, deadline=deadline, poll_timeout=poll_timeout, retry_delay=retry_delay)
+    async def wait_brand(self, brand_id: str, options: WaitOptions) -> BrandEvent:
+        """Wait until the brand's onboarding ends or ``options.deadline`` passes; return the event payload."""
+        waiter = BrandWaiter(brand_id, options)
         try:
-            await self._wait(waiter, [_Job(waiter)])
+            await self._wait(waiter, [Job(waiter)])
         except BloomError as exc:
-            return error_event({"brand": waiter.brand}, exc)
+            return {"brand": waiter.brand, **error_fields(exc)}
         return waiter.event or brand_timeout_event(waiter.brand)
 
-    async def _wait(self, waiter: _Waiter, jobs: list[_Job]) -> None:
+    async def _wait(self, waiter: Waiter, jobs: list[Job]) -> None:
         self._jobs.extend(jobs)
         self._start()
         try:
@@ -271,7 +172,7 @@ class WaitHub:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"bloom-hub {self.name}")
         self._wake.set()
 
-    def _leave(self, waiter: _Waiter) -> None:
+    def _leave(self, waiter: Waiter) -> None:
         """Forget a waiter: its queued jobs go, its own long-polls are cancelled."""
         for job in [j for j in self._jobs if j.waiter is waiter]:
             self._jobs.remove(job)
@@ -342,7 +243,7 @@ class WaitHub:
         except asyncio.TimeoutError:
             pass
 
-    def _next_action(self, now: float) -> tuple[str | None, list[_Job], float | None]:
+    def _next_action(self, now: float) -> tuple[str | None, list[Job], float | None]:
         """Decide what the next token buys: ``("long", [job])``, ``("sweep", jobs)`` or nothing yet."""
         waiting = [j for j in self._jobs if not j.busy]
         ready = [j for j in waiting if j.not_before <= now]
@@ -362,7 +263,7 @@ class WaitHub:
             return None, [], min(j.checked_at + self.min_recheck for j in ready) - now
         if due[0].solo:
             return "sweep", [due[0]], None
-        batch: list[_Job] = []
+        batch: list[Job] = []
         size = 0
         for job in due:
             if job.solo or size + len(job.ids) > MAX_IDS_PER_CALL:
@@ -372,18 +273,18 @@ class WaitHub:
         return "sweep", batch, None
 
     # -- requests -----------------------------------------------------------------------------
-    async def _long_poll(self, job: _Job) -> None:
+    async def _long_poll(self, job: Job) -> None:
         waiter = job.waiter
         try:
             client = await self._get_client()
             self.stats["requests"] += 1
             self.stats["long_polls"] += 1
             window = waiter.poll_window(time.time())
-            if isinstance(waiter, _BrandWaiter):
+            if isinstance(waiter, BrandWaiter):
                 answer = await client.get_brand(waiter.brand_id, wait=True, timeout=window)
                 self._settle_brand(job, answer)
             else:
-                assert isinstance(waiter, _ImageWaiter)
+                assert isinstance(waiter, ImageWaiter)
                 page = await client.list_images(
                     ids=job.ids, wait=True, timeout=window, include_urls=waiter.include_urls or None
                 )
@@ -397,9 +298,9 @@ class WaitHub:
             job.busy, job.task = False, None
             self._wake.set()
 
-    async def _sweep(self, jobs: list[_Job]) -> None:
+    async def _sweep(self, jobs: list[Job]) -> None:
         ids = [i for job in jobs for i in job.ids]
-        include_urls = any(isinstance(j.waiter, _ImageWaiter) and j.waiter.include_urls for j in jobs)
+        include_urls = any(isinstance(j.waiter, ImageWaiter) and j.waiter.include_urls for j in jobs)
         try:
             client = await self._get_client()
             self.stats["requests"] += 1
@@ -416,13 +317,13 @@ class WaitHub:
             self._wake.set()
 
     # -- answers ------------------------------------------------------------------------------
-    def _settle_images(self, jobs: list[_Job], page: dict[str, Any]) -> None:
+    def _settle_images(self, jobs: list[Job], page: dict[str, Any]) -> None:
         now = self.clock()
         for job in jobs:
             if job not in self._jobs:
                 continue  # its trigger left while the request was in flight
             waiter = job.waiter
-            assert isinstance(waiter, _ImageWaiter)
+            assert isinstance(waiter, ImageWaiter)
             job.checked_at, job.failures, job.solo = now, 0, False
             try:
                 waiter.state.apply(job.ids, page)
@@ -433,24 +334,24 @@ class WaitHub:
             if not job.ids:
                 self._jobs.remove(job)
             else:
-                job.order = next(_sequence)  # back of the queue for the next long-poll
+                job.order = next(sequence)  # back of the queue for the next long-poll
             if waiter.state.done:
                 self._finish(waiter)
 
-    def _settle_brand(self, job: _Job, answer: dict[str, Any]) -> None:
+    def _settle_brand(self, job: Job, answer: dict[str, Any]) -> None:
         waiter = job.waiter
-        assert isinstance(waiter, _BrandWaiter)
+        assert isinstance(waiter, BrandWaiter)
         if job not in self._jobs:
             return  # its trigger left while the request was in flight
         waiter.brand = slim_brand(answer)
         job.failures = 0
-        job.order = next(_sequence)
+        job.order = next(sequence)
         event = brand_event(answer)
         if event is not None:
             waiter.event = event
             self._finish(waiter)
 
-    def _failed(self, jobs: list[_Job], exc: BaseException) -> None:
+    def _failed(self, jobs: list[Job], exc: BaseException) -> None:
         jobs = [j for j in jobs if j in self._jobs]
         if isinstance(exc, BloomRateLimitError):
             self.stats["rate_limited"] += 1
@@ -479,7 +380,7 @@ class WaitHub:
             )
         log.warning("Transient error in the Bloom wait hub %s (%s); asking again later", self.name, exc)
 
-    def _finish(self, waiter: _Waiter, error: BaseException | None = None) -> None:
+    def _finish(self, waiter: Waiter, error: BaseException | None = None) -> None:
         for job in [j for j in self._jobs if j.waiter is waiter]:
             self._jobs.remove(job)
         waiter.finish(error)
@@ -495,14 +396,6 @@ def _make_client(settings: ClientSettings, max_long_polls: int) -> AsyncBloomCli
         limits=httpx.Limits(max_connections=max_long_polls + 10, max_keepalive_connections=20),
     )
     return AsyncBloomClient(settings, client=http)
-
-
-async def hold_until(not_before: float | None) -> None:
-    """Sleep until ``not_before`` (epoch seconds), so that an event never fires too soon after deferral."""
-    if not_before is not None:
-        left = not_before - time.time()
-        if left > 0:
-            await asyncio.sleep(left)
 
 
 # --------------------------------------------------------------------------- registry

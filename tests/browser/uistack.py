@@ -17,9 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.stack import load_script
+from tests.e2e.stack import REPO, load_script
 
-REPO = Path(__file__).resolve().parents[2]
 _local = load_script("local_stack")
 ManagedProcess = _local.ManagedProcess
 free_port = _local.free_port

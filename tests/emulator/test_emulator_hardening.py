@@ -16,9 +16,8 @@ from airflow_provider_bloom.emulator.config import EmulatorConfig
 from airflow_provider_bloom.emulator.observe import MAX_TRACKED_KEYS, Counters
 from airflow_provider_bloom.emulator.png import make_png
 from airflow_provider_bloom.emulator.server import EmulatorServer
-from tests.hostile_server import Answer, hostile_server
+from tests.hostile_server import Answer
 
-hostile = pytest.fixture(scope="module")(hostile_server)
 BRAND = {"brandSessionId": DEFAULT_BRAND_ID}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorConfig
 from airflow_provider_bloom.emulator.auth import RateLimiter
-from airflow_provider_bloom.emulator.errors import BloomError
+from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.faults import FaultBook, FaultRule
 from airflow_provider_bloom.emulator.media import sniff
 from airflow_provider_bloom.emulator.png import make_png, make_svg
@@ -73,7 +73,7 @@ def test_store_status_follows_the_clock() -> None:
     assert image.status(clock.now) == "completed" and image.is_terminal(clock.now)
     brand = store.create_brand("https://acme.example", None, None, True)
     assert brand.status(clock.now) == "analyzing"
-    with pytest.raises(BloomError) as raised:
+    with pytest.raises(EmulatorError) as raised:
         store.ready_brand(brand.id)
     assert (raised.value.status, raised.value.code) == (409, "BRAND_NOT_READY")
     clock.now += 5
@@ -93,7 +93,7 @@ def test_ledger() -> None:
     config = EmulatorConfig(initial_credits=2)
     store = Store(lambda: config, Clock())
     store.charge(None, 2)
-    with pytest.raises(BloomError) as raised:
+    with pytest.raises(EmulatorError) as raised:
         store.charge(None, 1)
     assert raised.value.status == 402 and raised.value.data["action_url"]
     store.set_credits(None, 0, unlimited=True)

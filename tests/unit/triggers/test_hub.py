@@ -1,31 +1,23 @@
-"""The wait hub, the request budget and the shared wait state machine.
-
-The hub tests drive real ``BloomImagesTrigger``s in one event loop (as in one triggerer) against the
-emulator over loopback; the budget and the state machine are I/O-free and run on a fake clock.
+"""The wait hub: real ``BloomImagesTrigger``s in one event loop (as in one triggerer) against the
+emulator over loopback. (The request budget: tests/unit/test_budget.py; the shared wait state machine:
+tests/unit/test_waiting.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import math
 import time
 import uuid
 
 import pytest
-from conftest import API_KEY, conn_json
 
-from airflow_provider_bloom._budget import TokenBucket, credential_fingerprint, take_sync
 from airflow_provider_bloom.client import ClientSettings
-from airflow_provider_bloom.exceptions import BloomImagesMissingError, BloomRateLimitError, BloomServerError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
 from airflow_provider_bloom.triggers.hub import WaitHub, active_hubs, hub_for
 from airflow_provider_bloom.triggers.images import BloomImagesTrigger
-from airflow_provider_bloom.waiting import ImageWait, is_transient, transient_delay
-
-OTHER_KEY = "bloom_sk_test_another_team_00000"
+from tests.helpers import API_KEY, OTHER_KEY, conn_json, until
 
 
 def generate(
@@ -57,14 +49,6 @@ def hub_conn(
         f"AIRFLOW_CONN_{conn_id}",
         conn_json(emulator.base_url, key=key, wait_requests_per_minute=per_minute, max_retries=0),
     )
-
-
-async def until(predicate, what: str, limit: float = 10.0) -> None:
-    end = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- the hub, end to end
@@ -290,163 +274,3 @@ async def test_hub_for_closes_the_client_when_the_last_user_leaves():
     assert active_hubs() == []
     assert client.http.is_closed
     assert API_KEY not in repr(one) and settings.fingerprint in one.name
-
-
-# --------------------------------------------------------------------------- the budget (fake clock)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_bucket_allows_its_burst_then_its_rate():
-    clock = FakeClock()
-    bucket = TokenBucket(60, clock=clock)
-    assert bucket.capacity == 6
-    assert [bucket.try_take() for _ in range(6)] == [0.0] * 6
-    assert bucket.try_take() == pytest.approx(1.0)
-    clock.now += 1.0
-    assert bucket.try_take() == 0.0
-    # In any 60 s: at most burst + rate requests.
-    clock.now += 100
-    sent = 0
-    for _ in range(600):
-        if bucket.try_take() == 0.0:
-            sent += 1
-        clock.now += 0.1
-    assert sent <= 6 + 60
-
-
-def test_a_429_pauses_once_then_halves_the_rate_for_a_minute():
-    clock = FakeClock()
-    bucket = TokenBucket(60, clock=clock)
-    assert bucket.penalize(retry_after=3.0) is True
-    assert bucket.penalize(retry_after=3.0) is False  # answers to requests sent before the pause
-    assert bucket.penalties == 1
-    assert bucket.try_take() > 3.0
-    clock.now += 3.0 + 2.0  # 2 s at half rate = 1 token
-    assert bucket.try_take() == 0.0
-    assert bucket.try_take() == pytest.approx(2.0)
-    clock.now += 120
-    assert bucket.penalize() is True
-    assert 2.5 <= bucket.paused_until - clock.now <= 5.0  # no Retry-After: a jittered few seconds
-
-
-def test_bucket_refuses_nonsense():
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError):
-            TokenBucket(bad)
-
-
-def test_fingerprints_never_contain_the_secret_and_tell_credentials_apart():
-    a = ClientSettings(api_key=API_KEY)
-    b = ClientSettings(api_key=OTHER_KEY)
-    oauth = ClientSettings(oauth_client_id="client", oauth_client_secret="s3cret-value")
-    assert len({a.fingerprint, b.fingerprint, oauth.fingerprint}) == 3
-    for settings, secret in ((a, API_KEY), (b, OTHER_KEY), (oauth, "s3cret-value")):
-        assert secret not in settings.fingerprint and secret not in repr(settings)
-    assert credential_fingerprint("x") == credential_fingerprint("x")
-
-
-# --------------------------------------------------------------------------- the wait state machine
-
-
-def test_image_wait_tracks_pending_ids_and_orders_records():
-    a, b, c = (str(uuid.uuid4()) for _ in range(3))
-    state = ImageWait([a, b, c, a])
-    assert state.ids == [a, b, c] and state.batches() == [[a, b, c]]
-    state.apply(
-        [a, b, c],
-        {
-            "images": [
-                {"id": a, "status": "completed"},
-                {"id": b, "status": "generating"},
-                {"id": c, "status": "failed"},
-            ]
-        },
-    )
-    assert state.pending == [b]
-    assert [r["id"] for r in state.ordered()] == [a, b, c]
-    assert state.event()["status"] == "timeout"
-    state.apply(
-        [b], {"images": [{"id": b, "status": "completed"}, {"id": "someone-else", "status": "completed"}]}
-    )
-    assert state.done
-    assert state.event()["status"] == "failed"
-    assert "1 of 3" in state.event()["message"]
-
-
-def test_image_wait_names_ids_bloom_did_not_return():
-    a, ghost = str(uuid.uuid4()), str(uuid.uuid4())
-    state = ImageWait([a, ghost])
-    with pytest.raises(BloomImagesMissingError) as err:
-        state.apply([a, ghost], {"images": [{"id": a, "status": "completed"}]})
-    assert err.value.missing == [ghost] and err.value.permanent
-    assert state.pending == [ghost]
-
-
-def test_image_wait_asks_in_chunks_of_fifty():
-    ids = [str(uuid.uuid4()) for _ in range(120)]
-    assert [len(b) for b in ImageWait(ids).batches()] == [50, 50, 20]
-
-
-def test_transient_errors_and_their_backoff():
-    limited = BloomRateLimitError(429, "TOO_MANY_REQUESTS", "slow down", retry_after=7.0)
-    server = BloomServerError(503, None, "busy")
-    assert is_transient(limited) and is_transient(server)
-    assert not is_transient(BloomImagesMissingError(["x"]))
-    assert transient_delay(limited, 1, 1.0, left=100) == 7.0
-    assert transient_delay(limited, 1, 1.0, left=2) == 2.0  # never past the deadline
-    delays = [transient_delay(server, n, 1.0, left=100) for n in range(1, 10)]
-    assert all(0 <= d <= 30 for d in delays)
-    assert delays[-1] >= 15  # grown to the 30 s cap (jitter keeps it within half of it)
-
-
-def test_event_payloads_are_json_and_small():
-    a = str(uuid.uuid4())
-    state = ImageWait([a])
-    state.apply(
-        [a],
-        {
-            "images": [
-                {
-                    "id": a,
-                    "status": "completed",
-                    "imageUrl": "https://signed.example/x?sig=1",
-                    "extra": "x" * 1000,
-                }
-            ]
-        },
-    )
-    event = state.event()
-    assert json.loads(json.dumps(event)) == event
-    assert "extra" not in event["images"][0] and event["images"][0]["imageUrl"] is None
-
-
-def test_a_task_that_deletes_many_images_is_paced_by_its_bucket(bloom_conn, monkeypatch):
-    """DeleteImagesOperator over 200 ids (4 requests) with requests_per_minute=2 (burst 1): the first
-    request goes at once, each later one waits for a token (~30 s, on a fake clock here)."""
-    import airflow_provider_bloom.operators._base as base
-    from airflow_provider_bloom.operators.image_tools import DeleteImagesOperator
-
-    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, requests_per_minute=2))
-    clock = FakeClock()
-    bucket = TokenBucket(2, burst=1, clock=clock)
-    sleeps: list[float] = []
-
-    def fake_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        clock.now += seconds
-
-    monkeypatch.setattr(base, "sync_bucket", lambda url, fingerprint, per_minute: bucket)
-    monkeypatch.setattr(base, "take_sync", functools.partial(take_sync, sleep=fake_sleep))
-    ids = [str(uuid.uuid4()) for _ in range(200)]
-    result = DeleteImagesOperator(task_id="cleanup", image_ids=ids).execute({})
-    assert result == {"requested": 200, "deleted_count": 0}
-    assert bloom_conn.requests()["by_operation"]["images.deleteMany"] == 4
-    assert len(sleeps) == 3 and all(s == pytest.approx(30.0) for s in sleeps)
-    assert bucket.sent == 4

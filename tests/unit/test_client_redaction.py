@@ -14,9 +14,7 @@ import pytest
 
 from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
 from airflow_provider_bloom.exceptions import BloomAPIError, BloomError
-from tests.hostile_server import Answer, HostileServer, hostile_server, json_answer
-
-hostile = pytest.fixture(scope="module")(hostile_server)
+from tests.hostile_server import Answer, HostileServer, json_answer
 
 KEY = "bloom_sk_live_SECRET0123456789"
 CLIENT_SECRET = "oauth-client-secret-XYZ987"

@@ -1,4 +1,5 @@
-"""Lost answers to paid POSTs: the operators find what Bloom created, or fail listing candidates.
+"""Lost answers to paid POSTs, through the ledger and reconciliation the operators share
+(``operators/_ledger.py``): the operators find what Bloom created, or fail listing candidates.
 
 Every test talks HTTP to the emulator; its faults lose the answer after Bloom did the work
 (``cut_after``, ``truncate``, ``corrupt``, ``status_after``) or before (``cut_before``).
@@ -8,14 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from airflow.sdk import DAG
-from conftest import conn_json
-from test_generate_operator import dag_run_fixture  # noqa: F401  (the dag_run fixture)
-from test_image_tools import bloom_dag, by_op, completed_images, run_dag
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.png import make_png
@@ -31,8 +29,8 @@ from airflow_provider_bloom.operators.images import (
     VectorizeImageOperator,
 )
 from airflow_provider_bloom.reconcile import ReconcileError
+from tests.helpers import START, bloom_dag, by_op, completed_images, conn_json, run_dag
 
-START = datetime(2024, 1, 1)
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
 #: Every way of losing the answer after Bloom acted, as emulator faults.
 LOST_AFTER_EFFECT = [

@@ -7,9 +7,7 @@ the emulator's signed download URLs are pointed at it with ``download_base_url``
 
 from __future__ import annotations
 
-import re
 import socket
-import struct
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,28 +16,14 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk import ObjectStoragePath
-from conftest import conn_json
-from test_image_tools import bloom_dag, completed_images, run_dag
 
 from airflow_provider_bloom.emulator.png import make_png, make_svg
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.download import DownloadImagesOperator, render_name
+from tests.helpers import bloom_dag, completed_images, conn_json, png_size, run_dag, svg_size
 
 DS = "{{ ds }}"
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR", data[:16]
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
-def svg_size(data: bytes) -> tuple[int, int]:
-    tag = re.search(rb"<svg\b[^>]*>", data)
-    assert tag, data[:100]
-    sizes = dict(re.findall(rb'\b(width|height)="([0-9.]+)"', tag.group(0)))
-    return round(float(sizes[b"width"])), round(float(sizes[b"height"]))
 
 
 def leftovers(root: Path) -> list[Path]:

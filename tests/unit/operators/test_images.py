@@ -1,27 +1,20 @@
 """GenerateImageOperator under ``dag.test()`` against the emulator.
 
-Also home of the ``dag_run`` fixture that the sensor tests share: it runs a DAG with ``dag.test()``,
-captures every log line (caplog at DEBUG for all loggers, plus the task output dag.test writes to
-stdout/stderr) and, after the test, asserts the API key appears in none of them, nor in any XCom or
-rendered template field of the run.
+Runs go through the ``dag_run`` fixture (tests/conftest.py), which asserts the API key appears in no
+log line, XCom or rendered template field of the run.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import airflow
 import pytest
 from airflow.sdk import DAG, task
-from airflow_helpers import DagResult, run_dag
-from conftest import conn_json
 from packaging.version import Version
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
@@ -30,57 +23,9 @@ from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.links import image_links
 from airflow_provider_bloom.operators._base import PaidRequestLedger
 from airflow_provider_bloom.operators.images import GenerateImageOperator
+from tests.helpers import NO_RETRY_WANTED, START, conn_json
 
 HAS_TASK_STATE_STORE = Version(airflow.__version__) >= Version("3.3")
-
-START = datetime(2024, 1, 1)
-NO_RETRY_WANTED = {"retries": 2, "retry_delay": timedelta(0)}
-
-
-@dataclass
-class Run:
-    result: DagResult
-    log: str
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.result, name)
-
-
-def _rendered_fields(result: DagResult) -> str:
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=result.dag_id, run_id=result.run_id)
-        return repr([row.rendered_fields for row in rows])
-
-
-@pytest.fixture(name="dag_run")
-def dag_run_fixture(caplog, capfd, bloom_api_key) -> Iterator[Callable[[DAG], Run]]:
-    """``dag_run(dag)`` -> :class:`Run`; then the key must be absent from logs, XComs, rendered fields."""
-    caplog.set_level(logging.DEBUG)
-    seen: list[str] = []
-
-    def run(dag: DAG) -> Run:
-        start = len(caplog.records)
-        result = run_dag(dag)
-        out, err = capfd.readouterr()
-        log = out + err + "\n".join(_record_text(r) for r in caplog.records[start:])
-        seen.extend([log, repr(result.xcoms()), _rendered_fields(result)])
-        return Run(result, log)
-
-    yield run
-    out, err = capfd.readouterr()
-    seen.extend([out, err, "\n".join(_record_text(r) for r in caplog.records)])
-    leaks = [text for text in seen if bloom_api_key in text]
-    assert not leaks, "the API key leaked into a log line, an XCom or a rendered field"
-
-
-def _record_text(record: logging.LogRecord) -> str:
-    text = f"{record.name} {record.getMessage()}"
-    if record.exc_info and record.exc_info[1] is not None:
-        text += f" {record.exc_info[1]!r}"
-    return text
 
 
 def generations(emulator) -> int:
@@ -356,7 +301,7 @@ def test_errors_a_retry_cannot_fix_fail_at_once_with_blooms_code(
 
 
 def test_a_lost_answer_is_recovered_from_blooms_list_without_posting_again(bloom_conn, dag_run):
-    """More fault kinds, brands, edits, uploads and the uncertain cases: tests/test_reconcile.py."""
+    """More fault kinds, brands, edits, uploads and the uncertain cases: tests/unit/operators/test_base.py."""
     bloom_conn.add_fault("images.generate", "cut_after")
     with DAG("gen_lost_answer", schedule=None, start_date=START) as dag:
         GenerateImageOperator(task_id="gen", prompt="a comet", **NO_RETRY_WANTED)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 
@@ -18,18 +16,7 @@ from airflow_provider_bloom.exceptions import (
     BloomValidationError,
 )
 from airflow_provider_bloom.hooks.bloom import BloomHook
-
-
-def tiny_png(width: int = 8, height: int = 8, seed: int = 0) -> bytes:
-    raw = b"".join(b"\0" + bytes([seed % 256, y % 256, 0]) * width for y in range(height))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
+from tests.helpers import tiny_png
 
 
 @pytest.fixture
@@ -177,7 +164,7 @@ def test_insufficient_credits_is_a_payment_error_with_action_url(hook, bloom_con
 
 
 def test_wrong_key_is_an_auth_error(bloom_emulator, monkeypatch):
-    from conftest import conn_json
+    from tests.helpers import conn_json
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_emulator.base_url, key="not-a-bloom-key")

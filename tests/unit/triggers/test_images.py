@@ -8,25 +8,13 @@ import time
 import uuid
 
 import pytest
-from airflow_helpers import import_string
-from conftest import conn_json
 
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.triggers.images import BloomImagesTrigger
-
-SLIM_FIELDS = {
-    "id",
-    "status",
-    "imageUrl",
-    "width",
-    "height",
-    "aspectRatio",
-    "actionType",
-    "variantGroupId",
-    "failureReason",
-    "prompt",
-}
+from tests.airflow_helpers import import_string
+from tests.helpers import RECORD_FIELDS as SLIM_FIELDS
+from tests.helpers import conn_json, events_of, list_calls, until
 
 
 def generate(prompt: str = "a lighthouse at dawn", n: int = 1) -> list[str]:
@@ -35,23 +23,6 @@ def generate(prompt: str = "a lighthouse at dawn", n: int = 1) -> list[str]:
 
 def trigger_for(ids: list[str], seconds: float = 30, **kwargs) -> BloomImagesTrigger:
     return BloomImagesTrigger(image_ids=ids, deadline=time.time() + seconds, **kwargs)
-
-
-async def events_of(trigger: BloomImagesTrigger) -> list[dict]:
-    return [event.payload async for event in trigger.run()]
-
-
-def list_calls(emulator) -> int:
-    return emulator.requests()["by_operation"].get("images.list", 0)
-
-
-async def until(predicate, what: str, limit: float = 10.0) -> None:
-    """Wait (without blocking the loop) until ``predicate()`` holds."""
-    end = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- serialization

@@ -147,19 +147,3 @@ def test_no_form_field_is_masked_by_airflow_except_the_secret():
 
 def test_wait_requests_per_minute_reaches_the_settings():
     assert settings_from_connection(_Conn({"wait_requests_per_minute": "30"})).wait_requests_per_minute == 30
-
-
-def test_provider_metadata_reads_well_on_the_providers_page():
-    import importlib
-    import re
-    from pathlib import Path
-
-    info = get_provider_info()
-    # The providers page strips [`_<>] from the description (RST markup): keep it plain text.
-    assert not re.search(r"[`_<>]", info["description"]), info["description"]
-    for path in info["extra-links"]:
-        module, name = path.rsplit(".", 1)
-        assert getattr(importlib.import_module(module), name).name.startswith("Bloom image")
-    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    docs = re.search(r'^Documentation = "([^"]+)"', pyproject, re.M).group(1)  # [project.urls]
-    assert docs.startswith("https://") and "airflow.apache.org" not in docs

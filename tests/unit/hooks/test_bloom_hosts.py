@@ -6,12 +6,12 @@ import json
 import socket
 
 import pytest
-from conftest import API_KEY
 
 from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomTransportError
 from airflow_provider_bloom.hooks.bloom import BloomHook, base_url_from_connection
+from tests.helpers import API_KEY
 
 
 class _Conn:

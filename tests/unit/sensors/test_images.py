@@ -1,6 +1,6 @@
 """BloomImageSensor under ``dag.test()`` against the emulator: generate -> sense, deferred and poking.
 
-Every run goes through the ``dag_run`` fixture (see test_generate_operator.py), which asserts the API
+Every run goes through the ``dag_run`` fixture (tests/conftest.py), which asserts the API
 key is absent from every log line, XCom and rendered field of the run.
 """
 
@@ -13,36 +13,19 @@ from datetime import timedelta
 
 import pytest
 from airflow.sdk import DAG
-from conftest import conn_json
-from test_generate_operator import NO_RETRY_WANTED, START, dag_run_fixture  # noqa: F401  (the dag_run fixture)
 
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.links import BloomImageLink, BloomImageLink2, BloomImageLink3
 from airflow_provider_bloom.operators.images import GenerateImageOperator
 from airflow_provider_bloom.sensors.images import BloomImageSensor
+from tests.helpers import NO_RETRY_WANTED, RECORD_FIELDS, START, conn_json, list_calls
 
-RECORD_FIELDS = {
-    "id",
-    "status",
-    "imageUrl",
-    "width",
-    "height",
-    "aspectRatio",
-    "actionType",
-    "variantGroupId",
-    "failureReason",
-    "prompt",
-}
 MODES = {
     # defer at once: dag.test() runs the trigger in line (fast waits that end in the worker have their test)
     "deferrable": {"deferrable": True, "defer_after": 0, "min_defer_seconds": 0},
     "poke": {"deferrable": False, "mode": "poke", "poke_interval": 0.1},
     "reschedule": {"deferrable": False, "mode": "reschedule", "poke_interval": 0.1},
 }
-
-
-def list_calls(emulator) -> int:
-    return emulator.requests()["by_operation"].get("images.list", 0)
 
 
 # --------------------------------------------------------------------------- generate -> sense
@@ -151,7 +134,7 @@ def test_on_failure_is_checked_when_the_dag_is_parsed():
 
 def test_bad_ids_fail_without_retry_naming_the_field(bloom_conn, dag_run):
     with DAG("sense_bad_ids", schedule=None, start_date=START) as dag:
-        # Literal ids are refused when the DAG is built (test_input_checks); a rendered one at run time.
+        # Literal ids are refused when the DAG is built (tests/unit/test_spec.py); a rendered one at run time.
         BloomImageSensor(task_id="sense", image_ids="{{ 'img_123' }}", deferrable=True, **NO_RETRY_WANTED)
     run = dag_run(dag)
     assert run.state_of("sense") == "failed" and run.tries_of("sense") == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,9 @@ from airflow_provider_bloom.client import BloomClient, ClientSettings
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.faults import FAULT_KINDS
 from airflow_provider_bloom.exceptions import BloomServerError, BloomTransportError
+from tests.helpers import REPO
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (REPO / "README.md").read_text()
 GENERATE = "images.generate"
 
 # kind, fault arguments, expected error (None: success), paid_posts, paid_posts_effective, statuses seen

@@ -1,47 +1,12 @@
-"""The credits check (BloomCreditsSensor, estimate_credits) and BloomAccountOperator against the emulator."""
+"""The credits check: BloomCreditsSensor under dag.test() against the emulator."""
 
 from __future__ import annotations
 
 import threading
 
-import pytest
-from test_image_tools import bloom_dag, by_op, run_dag
-
-from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.operators.credits import BloomAccountOperator, estimate_credits
 from airflow_provider_bloom.operators.images import GenerateImageOperator
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
-
-
-@pytest.mark.parametrize(
-    ("prompts", "size", "variants", "credits"),
-    [
-        (1, "2K", 1, 1),
-        (3, "2K", 1, 3),
-        (["a", "b"], "4K", 3, 12),
-        ("one prompt", "4K", 5, 10),
-        (0, "2K", 2, 0),
-    ],
-)
-def test_estimate_credits_follows_blooms_price_list(prompts, size, variants, credits):
-    assert estimate_credits(prompts, size, variants) == credits
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"prompts": 2, "image_size": "8K"}, "image_size"),
-        ({"prompts": 2, "variant_count": 6}, "variant_count"),
-        ({"prompts": 2, "variant_count": 0}, "variant_count"),
-        ({"prompts": -1}, "prompts"),
-        ({"prompts": None}, "prompts"),
-        ({"prompts": 2.5}, "prompts"),
-    ],
-)
-def test_estimate_credits_rejects_what_bloom_would(kwargs, field):
-    with pytest.raises(BloomInputError) as err:
-        estimate_credits(**kwargs)
-    assert err.value.field == field
+from tests.helpers import bloom_dag, by_op, run_dag
 
 
 def test_a_credits_check_stops_a_batch_that_cannot_be_paid(bloom_conn, request):
@@ -116,20 +81,3 @@ def test_waiting_for_a_top_up_times_out_with_the_numbers(bloom_conn, request):
     assert out.states["wait"] == "failed" and out.tries["wait"] == 1  # a sensor timeout is not retried
     assert "AirflowSensorTimeout" in out.error("wait")
     assert "balance is 2 credits but the planned batch needs 4" in out.error("wait")
-
-
-def test_account_operator_reports_account_workspaces_and_credits(bloom_conn, request):
-    bloom_conn.set_credits(42)
-    with bloom_dag(request.node.name) as dag:
-        BloomAccountOperator(task_id="account")
-        BloomAccountOperator(task_id="team", workspace_id="ws_emulated_team", include_credits=True)
-        BloomAccountOperator(task_id="unknown_ws", workspace_id="ws_nope")
-    out = run_dag(dag)
-    account = out.xcom["account"]
-    assert account["email"] == "dev@emulator.local"
-    assert account["credits"] == {"balance": 42, "unlimited": False}
-    assert {w["id"] for w in account["workspaces"]} >= {None, "ws_emulated_team"}
-    assert [w["is_personal"] for w in account["workspaces"]].count(True) == 1
-    assert out.states["team"] == "success" and "credits" in out.xcom["team"]
-    assert out.states["unknown_ws"] == "failed" and out.tries["unknown_ws"] == 1
-    assert "WORKSPACE" in out.error("unknown_ws") or "404" in out.error("unknown_ws")

@@ -22,10 +22,8 @@ from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientS
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomError, BloomServerError
 from airflow_provider_bloom.operators._base import bloom_errors
-from tests.hostile_server import Answer, HostileServer, hostile_server, json_answer
-from tests.test_hook_operations import tiny_png
-
-hostile = pytest.fixture(scope="module")(hostile_server)
+from tests.helpers import API_KEY, tiny_png
+from tests.hostile_server import Answer, HostileServer, json_answer
 
 IMAGE = str(uuid.UUID(int=1))
 TOKEN = str(uuid.UUID(int=2))
@@ -97,7 +95,7 @@ ANSWERS: dict[str, Callable[[str], Answer]] = {
 def settings(base_url: str, **overrides: Any) -> ClientSettings:
     values: dict[str, Any] = dict(
         base_url=base_url,
-        api_key="bloom_sk_test_0123456789abcdef",
+        api_key=API_KEY,
         max_retries=3,
         backoff_base=0.001,
         backoff_max=0.005,

@@ -11,13 +11,11 @@ import time
 
 import pytest
 from airflow.exceptions import AirflowFailException
-from test_image_tools import completed_images
 
 from airflow_provider_bloom.emulator.png import make_png
 from airflow_provider_bloom.operators.download import BloomDownloadError, DownloadImagesOperator
-from tests.hostile_server import Answer, HostileServer, hostile_server
-
-hostile = pytest.fixture(scope="module")(hostile_server)
+from tests.helpers import completed_images
+from tests.hostile_server import Answer, HostileServer
 
 
 @pytest.fixture

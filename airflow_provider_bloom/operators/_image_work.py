@@ -1,0 +1,235 @@
+"""The machinery of the operators that start paid image work (:mod:`.images`): arguments checked
+against the spec (when the DAG is parsed, if known by then), the wait arguments, and one paid POST
+per input image for the post-processing operators.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_bloom._images import flatten_image_ids
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.links import BloomImageLink, image_links
+from airflow_provider_bloom.operators._base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
+    BloomBaseOperator,
+    ImageWaitMixin,
+    bloom_errors,
+    check_wait_options,
+    default_deferrable,
+    known_at_parse_time,
+    literal_from_template,
+    paid_step,
+)
+from airflow_provider_bloom.operators._ledger import has_id
+from airflow_provider_bloom.reconcile import Attempt, ImageQuery
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_bloom.client import BloomClient, PreparedCall
+
+#: Post-processing works on raster images; vectorize produces SVGs that nothing else accepts.
+_VECTOR_ACTION = "vectorize"
+
+
+def checked_argument(operation: str, name: str, value: Any) -> Any:
+    """One argument of ``operation``, normalised and checked against the spec (BloomInputError names it).
+
+    A rendered template is text: ``variant_count`` digits become a number, a list of reference ids
+    written as text is read back as the list.
+    """
+    if name == "variant_count" and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if name == "reference_image_ids":
+        value = literal_from_template(value)
+        value = None if value in (None, [], ()) else flatten_image_ids(value, name)
+    if value is None:
+        return None
+    return check_value(name, value, get_operation(operation).body[to_camel(name)])
+
+
+class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
+    """Starts paid image work (``operation``) and optionally waits for it (the wait arguments,
+    checked here; ``deferrable=None`` follows ``[operators] default_deferrable``)."""
+
+    operation: ClassVar[str]
+    operator_extra_links = image_links()
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool = False,
+        deferrable: bool | None = None,
+        wait_timeout: float = 600,
+        poll_timeout: int = MAX_WAIT_SECONDS,
+        on_failure: str = "fail",
+        include_urls: bool = False,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_wait_options(
+            poll_timeout=poll_timeout,
+            on_failure=on_failure,
+            timeout=wait_timeout,
+            defer_after=defer_after,
+            min_defer_seconds=min_defer_seconds,
+        )
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.wait_timeout = float(wait_timeout)
+        self.poll_timeout = poll_timeout
+        self.on_failure = on_failure
+        self.include_urls = include_urls
+        self.defer_after = float(defer_after)
+        self.min_defer_seconds = float(min_defer_seconds)
+
+    def check_known(self, names: Sequence[str]) -> None:
+        """Fail at parse time on what is already known; the rest is checked once rendered."""
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and known_at_parse_time(value):
+                checked_argument(self.operation, name, value)
+
+    def finish(self, context: Context, ids: list[str]) -> Any:
+        """Link the new images; return their ids, or (``wait_for_completion``) their records."""
+        BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
+        if not self.wait_for_completion:
+            return ids
+        return self.wait_for_images(context, ids)
+
+
+class PostProcessOperator(ImageWorkOperator):
+    """One paid POST per input image (``POST /images/{id}/<action>``); optional wait for the results.
+
+    Subclasses differ in data: ``operation``, ``action`` and ``arguments`` (the operation's own
+    body fields besides ``brand_session_id``, set by their ``__init__``).
+    """
+
+    action: ClassVar[str]
+    arguments: ClassVar[tuple[str, ...]] = ()
+    template_fields: Sequence[str] = ("image_ids", "brand_session_id")
+    ui_color = "#f3e8ff"
+
+    def __init__(
+        self,
+        *,
+        image_ids: Any,
+        brand_session_id: str | None = None,
+        check_sources: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image_ids = image_ids
+        self.brand_session_id = brand_session_id
+        self.check_sources = check_sources
+        if known_at_parse_time(image_ids):
+            flatten_image_ids(image_ids, "image_ids")
+
+    def prepare(self, client: BloomClient, image_id: str) -> PreparedCall:
+        """The checked request for one image (raises BloomInputError naming a bad argument)."""
+        body = {name: checked_argument(self.operation, name, getattr(self, name)) for name in self.arguments}
+        body["brand_session_id"] = self.brand_session_id
+        return client.prepare(self.operation, path={"id": image_id}, body=body)
+
+    def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
+        """What a lost request for ``image_id`` would have created, for :mod:`..reconcile`.
+
+        Bloom's list gives a resize, remove-background or vectorize result no prompt and no link
+        to its source image, so it can never be told apart from the same operation on another
+        image: the task fails listing what it finds (``untraceable``). Edits override this.
+        """
+        body = call.json or {}
+        return ImageQuery(
+            operation=self.operation,
+            action_type=self.action,
+            brand_session_id=body.get("brandSessionId"),
+            aspect_ratio=body.get("targetAspectRatio"),
+            exclude=frozenset(created),
+            untraceable=(
+                f"Bloom's list gives a {self.action} result no prompt and no link to its source image, "
+                f"so it cannot be told apart from a {self.action} of another image"
+            ),
+        )
+
+    def _recover(
+        self, image_id: str, call: PreparedCall, created: Sequence[str], lost: BloomError, attempt: Attempt
+    ) -> dict[str, Any]:
+        found = self.reconciler().images(self.recovery_query(image_id, call, created), lost, attempt)
+        self.log.warning(
+            "Recovered the result of the %s of image %s whose answer was lost: %s (created %s)",
+            self.action,
+            image_id,
+            found.ids[0],
+            found.records[0].get("createdAt"),
+        )
+        return {"id": found.ids[0], "status": "pending", "recovered": True}
+
+    def source_problem(self, record: Mapping[str, Any]) -> str | None:
+        """Why this (completed) source cannot take the operation, or None."""
+        if record.get("actionType") == _VECTOR_ACTION:
+            return f"is an SVG (a vectorize result); Bloom cannot {self.action} it"
+        return None
+
+    # -- the run ----------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        with bloom_errors(f"Bloom {self.action}"):
+            ids = flatten_image_ids(self.image_ids, "image_ids")
+            calls = [(image_id, self.prepare(self.hook.client, image_id)) for image_id in ids]
+            if self.check_sources:
+                self._check_sources(ids)
+        new_ids = self._post_all(context, calls)
+        self.log.info(
+            "Bloom accepted %d %s request(s); new image ids: %s", len(new_ids), self.action, new_ids
+        )
+        return self.finish(context, new_ids)
+
+    def _check_sources(self, ids: list[str]) -> None:
+        """Free GETs before any paid POST: every source exists, is completed and fits the operation."""
+        records = self.records_by_id(ids)
+        problems = []
+        for image_id in ids:
+            record = records.get(image_id)
+            problem = (
+                self._status_problem(record)
+                if record is not None
+                else "was not found (deleted, or not yours)"
+            )
+            if problem is None and record is not None:
+                problem = self.source_problem(record)
+            if problem:
+                problems.append(f"image {image_id} {problem}")
+        if problems:
+            raise BloomInputError("image_ids", "; ".join(problems) + ". Nothing was sent to Bloom.")
+
+    def _status_problem(self, record: Mapping[str, Any]) -> str | None:
+        status = record.get("status")
+        if status in (None, "completed"):  # uploaded/scraped images may carry no status
+            return None
+        if status == "failed":
+            reason = record.get("failureReason") or "no reason given"
+            return f"failed ({reason}); there is nothing to {self.action}"
+        return (
+            f"is not completed yet (status {status!r}); wait for it first "
+            "(BloomImageSensor, or wait_for_completion=True upstream)"
+        )
+
+    def _post_all(self, context: Context, calls: list[tuple[str, PreparedCall]]) -> list[str]:
+        ledger, client = self.ledger(context), self.hook.client
+        created: list[str] = []
+        for image_id, call in calls:
+            with paid_step(f"Bloom {self.action} of image {image_id}", created, self.log):
+                answer = ledger.pay(
+                    call,
+                    functools.partial(self.paced, functools.partial(client.execute, call)),
+                    recover=functools.partial(self._recover, image_id, call, list(created)),
+                    valid=has_id,
+                )
+            created.append(str(answer["id"]))
+        return created
