@@ -22,20 +22,8 @@ from jsonschema.protocols import Validator
 API_PREFIX = "/api/v1"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
-#: Operations that cost credits or store something (counted as ``paid_posts``).
-PAID_OPERATIONS = frozenset(
-    {
-        "images.generate",
-        "images.edit",
-        "images.resize",
-        "images.removeBackground",
-        "images.vectorize",
-        "brands.create",
-        "images.upload",
-        "images.uploadFile",
-        "images.uploadFileSigned",
-    }
-)
+#: The one POST that neither costs credits nor stores anything; every other POST counts as paid.
+FREE_POSTS = frozenset({"images.search"})
 #: Operations whose credential is a token in the path, not an API key.
 SIGNED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
 
@@ -141,7 +129,8 @@ class OperationSpec:
 
     @property
     def paid(self) -> bool:
-        return self.operation_id in PAID_OPERATIONS
+        """Costs credits or stores something (counted as ``paid_posts``): every POST but search."""
+        return self.method == "POST" and self.operation_id not in FREE_POSTS
 
     @property
     def signed(self) -> bool:
