@@ -86,11 +86,6 @@ class Operation:
     def authenticated(self) -> bool:
         return self.operation_id not in UNAUTHENTICATED_OPERATIONS
 
-    @property
-    def retry_safe(self) -> bool:
-        """True when repeating the request cannot charge or create anything twice."""
-        return not self.paid
-
 
 @functools.cache
 def load_spec() -> dict[str, Any]:

@@ -22,20 +22,8 @@ from jsonschema.protocols import Validator
 API_PREFIX = "/api/v1"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
-#: Operations that cost credits or store something (counted as ``paid_posts``).
-PAID_OPERATIONS = frozenset(
-    {
-        "images.generate",
-        "images.edit",
-        "images.resize",
-        "images.removeBackground",
-        "images.vectorize",
-        "brands.create",
-        "images.upload",
-        "images.uploadFile",
-        "images.uploadFileSigned",
-    }
-)
+#: The one POST that neither costs credits nor stores anything; every other POST counts as paid.
+FREE_POSTS = frozenset({"images.search"})
 #: Operations whose credential is a token in the path, not an API key.
 SIGNED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
 
@@ -96,17 +84,23 @@ def _validator(schema: Mapping[str, Any]) -> Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
 
 
+class _Validated:
+    """A spec part with a JSON schema, and that schema's validator (built on first use)."""
+
+    schema: Mapping[str, Any]
+
+    @functools.cached_property
+    def validator(self) -> Validator:
+        return _validator(self.schema)
+
+
 @dataclass(frozen=True)
-class ParamSpec:
+class ParamSpec(_Validated):
     name: str
     location: str
     required: bool
     allow_empty: bool
     schema: Mapping[str, Any] = field(repr=False)
-
-    @functools.cached_property
-    def validator(self) -> Validator:
-        return _validator(self.schema)
 
     @property
     def is_integer(self) -> bool:
@@ -114,14 +108,10 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
-class BodySpec:
+class BodySpec(_Validated):
     media_type: str
     required: bool
     schema: Mapping[str, Any] = field(repr=False)
-
-    @functools.cached_property
-    def validator(self) -> Validator:
-        return _validator(self.schema)
 
     @property
     def is_multipart(self) -> bool:
@@ -139,7 +129,8 @@ class OperationSpec:
 
     @property
     def paid(self) -> bool:
-        return self.operation_id in PAID_OPERATIONS
+        """Costs credits or stores something (counted as ``paid_posts``): every POST but search."""
+        return self.method == "POST" and self.operation_id not in FREE_POSTS
 
     @property
     def signed(self) -> bool:

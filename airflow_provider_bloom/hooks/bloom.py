@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from airflow.sdk import BaseHook
@@ -20,14 +20,6 @@ except ImportError:  # pragma: no cover - Airflow 3.1
 from airflow_provider_bloom import _CONN_FIELDS, ui_field_behaviour
 from airflow_provider_bloom._budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_WAIT_REQUESTS_PER_MINUTE
 from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids
-from airflow_provider_bloom.client import (
-    JSON,
-    AsyncBloomClient,
-    BloomClient,
-    BloomOperations,
-    ClientSettings,
-    FileInput,
-)
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomError,
@@ -36,6 +28,8 @@ from airflow_provider_bloom.exceptions import (
     BloomNotFoundError,
     BloomTransportError,
 )
+from airflow_provider_bloom.operations import JSON, BloomOperations
+from airflow_provider_bloom.settings import ClientSettings
 from airflow_provider_bloom.waiting import (
     ImageWait,
     check_poll_timeout,
@@ -43,6 +37,14 @@ from airflow_provider_bloom.waiting import (
     transient_delay,
     wait_window,
 )
+
+# The client (and requests under it) is imported when a client is built, not when a DAG file is
+# parsed: an operator module only needs this hook's class.
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from airflow_provider_bloom.client import AsyncBloomClient, BloomClient
+    from airflow_provider_bloom.operations import CallParts
 
 
 def _extras(conn: Any) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, and optional
     OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
-    Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.BloomOperations`)
+    Every Bloom operation is a method (see :class:`~airflow_provider_bloom.operations.BloomOperations`)
     returning Bloom's ``data`` payload.
 
     :param bloom_conn_id: the connection to use (default ``bloom_default``).
@@ -207,6 +209,8 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
     @cached_property
     def client(self) -> BloomClient:
+        from airflow_provider_bloom.client import BloomClient
+
         return BloomClient(self.settings)
 
     async def aget_settings(self) -> ClientSettings:
@@ -228,18 +232,12 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
     async def aget_client(self) -> AsyncBloomClient:
         """A new :class:`AsyncBloomClient`; close it (``async with``) when done."""
+        from airflow_provider_bloom.client import AsyncBloomClient
+
         return AsyncBloomClient(await self.aget_settings())
 
-    def _call(
-        self,
-        operation_id: str,
-        *,
-        path: Mapping[str, Any] | None = None,
-        query: Mapping[str, Any] | None = None,
-        body: Mapping[str, Any] | None = None,
-        file: FileInput | None = None,
-    ) -> JSON:
-        return self.client._call(operation_id, path=path, query=query, body=body, file=file)
+    def _call(self, operation_id: str, **parts: Unpack[CallParts]) -> JSON:
+        return self.client._call(operation_id, **parts)
 
     # -- higher-level helpers --------------------------------------------------------------
     def _iterate(self, method: Any, key: str, **kwargs: Any) -> Iterator[JSON]:
@@ -312,6 +310,8 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
         A failure says what to fix: the base URL's path, the key, or the host.
         """
+        from airflow_provider_bloom.client import BloomClient
+
         try:
             settings = self.settings
             account = BloomClient(replace(settings, max_retries=min(settings.max_retries, 1))).get_account()

@@ -79,7 +79,7 @@ def as_list(value: Any) -> list[Any]:
 def check_image_file(source: ImageSource, operation_id: str) -> str | None:
     """Why this file cannot be sent by ``operation_id`` (missing, too big, a format the spec does not
     list for it), or None. Reads only the head."""
-    from airflow_provider_bloom.client import allowed_mimes, sniff_image_type
+    from airflow_provider_bloom.files import allowed_mimes, sniff_image_type
 
     allowed = allowed_mimes(operation_id)
 

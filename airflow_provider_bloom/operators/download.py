@@ -225,7 +225,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         """Download one image; returns its final path and whether it was written now."""
         import requests
 
-        from airflow_provider_bloom.client import extension_for
+        from airflow_provider_bloom.files import extension_for
 
         predicted = item.target / render_name(self.name_template, item.image_id, item.index, item.ext)
         if predicted.exists() and not self.overwrite:
@@ -262,7 +262,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         self, image_id: str, resp: requests.Response, deadline: float
     ) -> tuple[str, Iterator[bytes]]:
         """Check the headers and the first bytes; return the file's type and its body as checked chunks."""
-        from airflow_provider_bloom.client import sniff_image_type
+        from airflow_provider_bloom.files import sniff_image_type
 
         declared = (resp.headers.get("content-type") or "").split(";")[0].strip().lower()
         length = resp.headers.get("content-length")

@@ -32,7 +32,6 @@ from airflow_provider_bloom.records import (
     EventStatus,
     slim_brand,
 )
-from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
 from airflow_provider_bloom.waiting import event_error
 
 if TYPE_CHECKING:
@@ -159,6 +158,8 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
             return done.xcom_value
         now = time.time()
         left = max(1.0, self.timeout - (now - started))
+        from airflow_provider_bloom.triggers.brands import BloomBrandTrigger  # not at DAG-parse time
+
         self.defer(
             trigger=BloomBrandTrigger(
                 brand_id=self.brand_id,

@@ -49,16 +49,16 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
 
 from airflow_provider_bloom._budget import TokenBucket
 from airflow_provider_bloom._spec import MAX_IDS_PER_CALL
-from airflow_provider_bloom.client import USER_AGENT, AsyncBloomClient, ClientSettings
 from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
 from airflow_provider_bloom.records import BrandEvent, slim_brand
+from airflow_provider_bloom.settings import USER_AGENT, ClientSettings
 from airflow_provider_bloom.triggers._waiters import (
     BrandWaiter,
     ImageWaiter,
@@ -75,6 +75,9 @@ from airflow_provider_bloom.waiting import (
     error_fields,
     transient_delay,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_bloom.client import AsyncBloomClient
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +198,8 @@ class WaitHub:
     async def _get_client(self) -> AsyncBloomClient:
         async with self._client_lock:
             if self._client is None:
-                # Building the client (its SSL context) takes tens of ms: off the event loop, once.
-                http = await asyncio.to_thread(_make_http_client, self.max_long_polls)
-                self._client = AsyncBloomClient(self.settings, client=http)
+                # Importing and building the client (its SSL context) takes tens of ms: off the event loop.
+                self._client = await asyncio.to_thread(_make_client, self.settings, self.max_long_polls)
                 log.info("Bloom wait hub %s started (%s)", self.name, self.bucket)
             return self._client
 
@@ -384,13 +386,16 @@ class WaitHub:
         waiter.finish(error)
 
 
-def _make_http_client(max_long_polls: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+def _make_client(settings: ClientSettings, max_long_polls: int) -> AsyncBloomClient:
+    from airflow_provider_bloom.client import AsyncBloomClient
+
+    http = httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
         trust_env=False,
         limits=httpx.Limits(max_connections=max_long_polls + 10, max_keepalive_connections=20),
     )
+    return AsyncBloomClient(settings, client=http)
 
 
 # --------------------------------------------------------------------------- registry

@@ -1,0 +1,76 @@
+"""The client layer's import paths: old names still importable, and no HTTP stack at DAG-parse time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import airflow_provider_bloom.client as client_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Every name other modules, tests, examples and users import from ``airflow_provider_bloom.client``.
+CLIENT_NAMES = [
+    "JSON",
+    "USER_AGENT",
+    "AsyncBloomClient",
+    "BloomAPIError",
+    "BloomClient",
+    "BloomOperations",
+    "ClientSettings",
+    "FileInput",
+    "PreparedCall",
+    "allowed_mimes",
+    "extension_for",
+    "read_upload",
+    "sniff_image_type",
+]
+
+
+def test_names_imported_from_the_client_module_are_still_there():
+    missing = [name for name in CLIENT_NAMES if not hasattr(client_module, name)]
+    assert missing == []
+    assert set(CLIENT_NAMES) <= set(client_module.__all__)
+
+
+def test_the_hook_and_the_cheap_client_modules_load_no_http_stack_and_no_spec():
+    """What operators and sensors import at DAG-parse time: no requests, no transports, no JSON spec parse."""
+    code = """
+import json, sys
+import airflow.sdk
+import airflow_provider_bloom.hooks.bloom
+import airflow_provider_bloom.settings, airflow_provider_bloom.files
+import airflow_provider_bloom.operations, airflow_provider_bloom._core, airflow_provider_bloom._spec as spec
+heavy = [m for m in ("requests", "urllib3", "airflow_provider_bloom.client") if m in sys.modules]
+print(json.dumps({"heavy": heavy, "spec_loaded": spec.load_spec.cache_info().currsize}))
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {"heavy": [], "spec_loaded": 0}
+
+
+def test_building_a_client_from_the_hook_loads_the_transport(monkeypatch):
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BLOOM_DEFAULT",
+        json.dumps({"conn_type": "bloom", "host": "http://127.0.0.1:9/api/v1", "password": "bloom_sk_x"}),
+    )
+    client = BloomHook().client
+    assert isinstance(client, client_module.BloomClient)
+    assert client.session.trust_env is False
