@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -21,7 +21,8 @@ from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.operators._ledger import PaidRequestLedger, Reconciler, clear_round
 from airflow_provider_bloom.reconcile import DEFAULT_RECONCILE_TIMEOUT
-from airflow_provider_bloom.waiting import EVENT_STATUSES, check_poll_timeout
+from airflow_provider_bloom.records import EventStatus, ImageRecord, ImageStatus, slim_record
+from airflow_provider_bloom.waiting import EVENT_STATUSES, check_poll_timeout, event_error
 
 try:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -309,12 +310,12 @@ class ImageWaitMixin:
         except BloomError as exc:
             self.log.info("Could not finish waiting in the worker (%s); deferring", exc)
             return None
-        if all(r.get("status") in ("completed", "failed") for r in records):
+        if all(ImageStatus.is_terminal(r.get("status")) for r in records):
             self.log.info("All %d Bloom image(s) ended within defer_after: no deferral", len(records))
             return records
         return None
 
-    def wait_for_images(self, context: Context, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def wait_for_images(self, context: Context, image_ids: Sequence[str]) -> list[ImageRecord]:
         started = time.monotonic()
         if self.deferrable:
             records = self.brief_wait(image_ids)
@@ -336,16 +337,15 @@ class ImageWaitMixin:
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
 
 
-def raise_for_error_event(event: dict[str, Any], what: str) -> None:
+def raise_for_error_event(event: Mapping[str, Any], subject: str) -> None:
     """A trigger's ``error`` event raises: ``AirflowFailException`` when it says a retry cannot help
     (``permanent``), else ``BloomError`` so Airflow's retries apply. Other events pass."""
-    if event.get("status") != "error":
+    if event.get("status") != EventStatus.ERROR:
         return
-    code = f" ({event['code']})" if event.get("code") else ""
-    message = f"{what} failed{code}: {event.get('message')}"
-    if event.get("permanent"):
-        raise AirflowFailException(message)
-    raise BloomError(message)
+    error = event_error(event, subject)
+    if error.permanent:
+        raise AirflowFailException(str(error))
+    raise error
 
 
 def images_from_event(event: Any) -> list[dict[str, Any]]:
@@ -361,9 +361,9 @@ def images_from_event(event: Any) -> list[dict[str, Any]]:
     images = event.get("images")
     if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("id") for i in images):
         raise AirflowFailException(f"Bloom trigger event without valid images: {event!r:.300}")
-    raise_for_error_event(event, "Waiting for Bloom images")
-    if event["status"] == "timeout":
-        pending = [i.get("id") for i in images if i.get("status") not in ("completed", "failed")]
+    raise_for_error_event(event, "Bloom images")
+    if event["status"] == EventStatus.TIMEOUT:
+        pending = [i.get("id") for i in images if not ImageStatus.is_terminal(i.get("status"))]
         raise BloomError(
             f"Timed out waiting for Bloom images; still running: {pending}. {event.get('message')}"
         )
@@ -372,15 +372,13 @@ def images_from_event(event: Any) -> list[dict[str, Any]]:
 
 def resolve_images(
     records: list[dict[str, Any]], on_failure: str, log: Any, *, include_urls: bool = False
-) -> list[dict[str, Any]]:
+) -> list[ImageRecord]:
     """Apply ``on_failure`` to terminal records and return the XCom-sized list."""
-    from airflow_provider_bloom._images import slim_record
-
     slim = [slim_record(r, include_urls=include_urls) for r in records]
-    running = [r["id"] for r in slim if r["status"] not in ("completed", "failed")]
+    running = [r["id"] for r in slim if not ImageStatus.is_terminal(r["status"])]
     if running:
         raise BloomError(f"Timed out waiting for Bloom images; still running: {running}")
-    failed = [r for r in slim if r["status"] == "failed"]
+    failed = [r for r in slim if r["status"] == ImageStatus.FAILED]
     if failed:
         detail = ", ".join(f"{r['id']} ({r.get('failureReason') or 'no reason given'})" for r in failed)
         if on_failure == "fail":

@@ -9,7 +9,6 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.links import BloomImageLink, image_links
@@ -27,6 +26,7 @@ from airflow_provider_bloom.operators._base import (
 )
 from airflow_provider_bloom.operators._ledger import has_id
 from airflow_provider_bloom.reconcile import Attempt, ImageQuery
+from airflow_provider_bloom.records import ImageStatus, flatten_image_ids
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -169,7 +169,7 @@ class PostProcessOperator(ImageWorkOperator):
             found.ids[0],
             found.records[0].get("createdAt"),
         )
-        return {"id": found.ids[0], "status": "pending", "recovered": True}
+        return {"id": found.ids[0], "status": ImageStatus.PENDING.value, "recovered": True}
 
     def source_problem(self, record: Mapping[str, Any]) -> str | None:
         """Why this (completed) source cannot take the operation, or None."""
@@ -210,9 +210,9 @@ class PostProcessOperator(ImageWorkOperator):
 
     def _status_problem(self, record: Mapping[str, Any]) -> str | None:
         status = record.get("status")
-        if status in (None, "completed"):  # uploaded/scraped images may carry no status
+        if status in (None, ImageStatus.COMPLETED):  # uploaded/scraped images may carry no status
             return None
-        if status == "failed":
+        if status == ImageStatus.FAILED:
             reason = record.get("failureReason") or "no reason given"
             return f"failed ({reason}); there is nothing to {self.action}"
         return (

@@ -15,6 +15,7 @@ from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_erro
 from airflow_provider_bloom.operators._files import LOGO_UPLOAD, ImageSource, check_image_file, image_source
 from airflow_provider_bloom.operators._ledger import has_id
 from airflow_provider_bloom.reconcile import Attempt
+from airflow_provider_bloom.records import BrandStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -196,7 +197,7 @@ class BloomListBrandsOperator(BloomBaseOperator):
         self.max_results = max_results
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        statuses = ("analyzing", "ready", "logo_required", "failed")
+        statuses = tuple(status.value for status in BrandStatus)
         out: list[dict[str, Any]] = []
         with bloom_errors("Listing Bloom brands"):
             if self.status is not None and self.status not in statuses:

@@ -18,9 +18,9 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from airflow_provider_bloom._images import flatten_image_ids
 from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors, known_at_parse_time
+from airflow_provider_bloom.records import ImageStatus, flatten_image_ids
 
 if TYPE_CHECKING:
     import requests
@@ -184,8 +184,8 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
             status = record.get("status") if record else None
             if record is None:
                 problems.append(f"image {image_id} was not found (deleted, or not yours)")
-            elif status not in (None, "completed"):
-                why = f" ({record.get('failureReason')})" if status == "failed" else ""
+            elif status not in (None, ImageStatus.COMPLETED):
+                why = f" ({record.get('failureReason')})" if status == ImageStatus.FAILED else ""
                 problems.append(
                     f"image {image_id} is {status}{why}, not completed: there is no file to download"
                 )

@@ -39,6 +39,7 @@ from airflow_provider_bloom.operators.library import (
     UploadImageOperator,
 )
 from airflow_provider_bloom.reconcile import Attempt, ImageQuery
+from airflow_provider_bloom.records import ImageStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -173,7 +174,7 @@ class BloomGenerateImageOperator(ImageWorkOperator):
         return {
             "ids": found.ids,
             "variantGroupId": found.records[0].get("variantGroupId"),
-            "status": "pending",
+            "status": ImageStatus.PENDING.value,
             "recovered": True,
         }
 

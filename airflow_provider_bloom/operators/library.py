@@ -9,7 +9,6 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bloom._images import flatten_image_ids, slim_record
 from airflow_provider_bloom._spec import check_uuid, chunked
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
 from airflow_provider_bloom.links import BloomImageLink, image_links
@@ -23,6 +22,7 @@ from airflow_provider_bloom.operators._files import (
 )
 from airflow_provider_bloom.operators._ledger import has_id
 from airflow_provider_bloom.reconcile import Attempt
+from airflow_provider_bloom.records import ImageRecord, flatten_image_ids, slim_record
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -237,7 +237,7 @@ class BloomListImagesOperator(BloomBaseOperator):
         self.max_results = max_results
         self.include_urls = include_urls
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> list[ImageRecord]:
         with bloom_errors("Bloom image lookup"):
             records = list(self._records())
         return [slim_record(r, include_urls=self.include_urls) for r in records]

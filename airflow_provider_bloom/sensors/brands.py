@@ -23,6 +23,7 @@ from airflow_provider_bloom.operators._base import (
     bloom_errors,
     check_wait_options,
     default_deferrable,
+    raise_for_error_event,
 )
 from airflow_provider_bloom.records import (
     EVENT_STATUSES,
@@ -32,7 +33,6 @@ from airflow_provider_bloom.records import (
     EventStatus,
     slim_brand,
 )
-from airflow_provider_bloom.waiting import event_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -179,9 +179,7 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         brand: Mapping[str, Any] = sent if isinstance(sent, dict) else {}
         if event["status"] == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(f"{event.get('message')} (timeout {self.timeout:g}s)")
-        if event["status"] == EventStatus.ERROR:
-            error = event_error(event, f"Bloom brand {self.brand_id}")
-            raise AirflowFailException(str(error)) if error.permanent else error
+        raise_for_error_event(event, f"Bloom brand {self.brand_id}")
         done = self.decide(brand)
         if not isinstance(done, PokeReturnValue):
             raise AirflowFailException(f"Bloom brand trigger fired before the brand was done: {event!r:.300}")

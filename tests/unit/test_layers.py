@@ -30,7 +30,7 @@ LOWER_LAYERS = [
     "triggers/*.py",
     "waiting.py",
     "records.py",
-    "_images.py",
+    "reconcile.py",
     "_budget.py",
     "_spec.py",
     "exceptions.py",
