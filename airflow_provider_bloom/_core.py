@@ -121,10 +121,6 @@ def caused_by_tls(exc: BaseException) -> bool:
     return "SSL" in str(exc).upper()
 
 
-def _path_arg_name(op: Operation) -> str:
-    return "brand_id" if op.path.startswith("/brands") else "image_id"
-
-
 class _ClientCore:
     """Request building, checks, answer parsing and the retry policy, for both transports."""
 
@@ -172,7 +168,7 @@ class _ClientCore:
         op = get_operation(operation_id)
         url = self.base_url + op.path
         for name in op.path_params:
-            arg = {"id": _path_arg_name(op), "token": "token"}.get(name, name)
+            arg = op.argument(name)
             value = (path or {}).get(name)
             if value is None:
                 raise BloomInputError(arg, "is required")

@@ -78,6 +78,12 @@ class Operation:
     content_type: str | None
     responses: Mapping[str, Any] = field(repr=False)
 
+    def argument(self, path_param: str) -> str:
+        """The snake_case argument that fills a path parameter (``{id}`` is ``brand_id`` or ``image_id``)."""
+        if path_param == "id":
+            return "brand_id" if self.path.startswith("/brands") else "image_id"
+        return path_param
+
     @property
     def paid(self) -> bool:
         return self.operation_id in PAID_OPERATIONS
