@@ -9,16 +9,15 @@ that Bloom might change.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 from urllib.parse import urlparse
 
 from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.spec import OperationKey, read_document
 
 DEFAULT_BASE_URL = "https://www.trybloom.ai/api/v1"
 OAUTH_TOKEN_PATH = "/api/auth/oauth2/token"
@@ -65,12 +64,9 @@ def to_camel(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Operation:
+class Operation(OperationKey):
     """One Bloom operation as the spec declares it."""
 
-    operation_id: str
-    method: str
-    path: str
     path_params: tuple[str, ...]
     query: Mapping[str, dict[str, Any]] = field(repr=False)
     body: Mapping[str, dict[str, Any]] = field(repr=False)
@@ -95,9 +91,7 @@ class Operation:
 
 @functools.cache
 def load_spec() -> dict[str, Any]:
-    text = resources.files("airflow_provider_bloom.spec").joinpath("openapi.json").read_text("utf-8")
-    spec: dict[str, Any] = json.loads(text)
-    return spec
+    return read_document()
 
 
 @functools.cache

@@ -122,15 +122,13 @@ async def add_fault(request: Request) -> dict[str, Any]:
     return {"pending": emulator.faults.pending()}
 
 
-@router.get("/faults")
-async def list_faults(request: Request) -> dict[str, Any]:
-    return {"pending": _emulator(request).faults.pending()}
-
-
-@router.delete("/faults")
-async def clear_faults(request: Request) -> dict[str, Any]:
-    _emulator(request).faults.clear()
-    return {"pending": []}
+@router.api_route("/faults", methods=["GET", "DELETE"])
+async def pending_faults(request: Request) -> dict[str, Any]:
+    """The fault rules not used up yet; DELETE drops them all first."""
+    faults = _emulator(request).faults
+    if request.method == "DELETE":
+        faults.clear()
+    return {"pending": faults.pending()}
 
 
 @router.get("/requests")
@@ -178,15 +176,13 @@ async def mint_token(request: Request) -> dict[str, Any]:
     return {"token": token, "kind": body.get("kind", "image"), "brand_id": body.get("brand_id")}
 
 
-@router.get("/violations")
+@router.api_route("/violations", methods=["GET", "DELETE"])
 async def violations(request: Request) -> dict[str, Any]:
-    return {"violations": [v.to_dict() for v in _emulator(request).violations]}
-
-
-@router.delete("/violations")
-async def clear_violations(request: Request) -> dict[str, Any]:
-    _emulator(request).violations.clear()
-    return {"violations": []}
+    """Answers that broke the spec (with ``validate_responses``); DELETE forgets them first."""
+    seen = _emulator(request).violations
+    if request.method == "DELETE":
+        seen.clear()
+    return {"violations": [v.to_dict() for v in seen]}
 
 
 @router.get("/health")

@@ -98,11 +98,18 @@ async def _wait(call: Call, read: Callable[[], list[Any]]) -> list[Any]:
     )
 
 
-async def _named(call: Call, lookup: Callable[[str], Any]) -> Any:
-    """The record the path's ``id`` names, once terminal if the call asked to ``wait``."""
-    record_id = call.params["id"]
-    (record,) = await _wait(call, lambda: [lookup(record_id)])
-    return record
+def _get_one(lookup: Callable[[Store, str], Any], view: Callable[[Store, Any, UrlContext], Any]) -> Handler:
+    """A ``GET .../{id}`` handler: the record the path's ``id`` names, in its public ``view``.
+
+    With ``wait``, the record once it is terminal (or the wait's timeout ran out).
+    """
+
+    async def get(call: Call) -> Result:
+        record_id = call.params["id"]
+        (record,) = await _wait(call, lambda: [lookup(call.store, record_id)])
+        return 200, view(call.store, record, call.urls)
+
+    return get
 
 
 def _deleted(call: Call, record: Any, **fields: Any) -> Result:
@@ -156,9 +163,7 @@ async def brands_create(call: Call) -> Result:
     return 202, {"id": brand.id, "status": "analyzing"}
 
 
-@handles("brands.get")
-async def brands_get(call: Call) -> Result:
-    return 200, brand_view(call.store, await _named(call, call.store.brand), call.urls)
+handles("brands.get")(_get_one(Store.brand, brand_view))
 
 
 @handles("brands.delete")
@@ -234,9 +239,7 @@ async def images_list(call: Call) -> Result:
     return 200, {"images": items, "nextCursor": page.next_cursor, "hasMore": page.has_more}
 
 
-@handles("images.get")
-async def images_get(call: Call) -> Result:
-    return 200, image_view(call.store, await _named(call, call.store.image), call.urls)
+handles("images.get")(_get_one(Store.image, image_view))
 
 
 @handles("images.delete")

@@ -174,9 +174,9 @@ class EmulatorMiddleware:
         )
         has_credentials = "x-api-key" in headers or "authorization" in headers
         if name == FILE_DOWNLOAD:
-            counters.record_file(has_credentials)
+            counters.files.record(has_credentials)
         elif name == FILE_REDIRECT:
-            counters.record_redirect(has_credentials)
+            counters.redirects.record(has_credentials)
 
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, name: str, op: spec.OperationSpec | None

@@ -32,6 +32,19 @@ def log_request(method: str, path: str, status: int | str, millis: float) -> Non
 
 
 @dataclass
+class Fetches:
+    """Requests for stored files (or their redirects), and how many carried credentials (none should)."""
+
+    total: int = 0
+    with_credentials: int = 0
+
+    def record(self, with_credentials: bool) -> None:
+        self.total += 1
+        if with_credentials:
+            self.with_credentials += 1
+
+
+@dataclass
 class Counters:
     total: int = 0
     by_operation: Counter[str] = field(default_factory=Counter)
@@ -39,10 +52,8 @@ class Counters:
     by_operation_status: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     paid_posts: int = 0
     paid_posts_effective: int = 0
-    file_requests: int = 0
-    file_requests_with_credentials: int = 0
-    redirect_requests: int = 0
-    redirect_requests_with_credentials: int = 0
+    files: Fetches = field(default_factory=Fetches)
+    redirects: Fetches = field(default_factory=Fetches)
 
     def record(self, operation: str, fingerprint: str | None, paid: bool) -> None:
         self.total += 1
@@ -61,16 +72,6 @@ class Counters:
         if paid_effect:
             self.paid_posts_effective += 1
 
-    def record_file(self, with_credentials: bool) -> None:
-        self.file_requests += 1
-        if with_credentials:
-            self.file_requests_with_credentials += 1
-
-    def record_redirect(self, with_credentials: bool) -> None:
-        self.redirect_requests += 1
-        if with_credentials:
-            self.redirect_requests_with_credentials += 1
-
     def snapshot(self) -> dict[str, Any]:
         return {
             "total": self.total,
@@ -79,10 +80,10 @@ class Counters:
             "by_operation_status": {op: dict(c) for op, c in self.by_operation_status.items()},
             "paid_posts": self.paid_posts,
             "paid_posts_effective": self.paid_posts_effective,
-            "file_requests": self.file_requests,
-            "file_requests_with_credentials": self.file_requests_with_credentials,
-            "redirect_requests": self.redirect_requests,
-            "redirect_requests_with_credentials": self.redirect_requests_with_credentials,
+            "file_requests": self.files.total,
+            "file_requests_with_credentials": self.files.with_credentials,
+            "redirect_requests": self.redirects.total,
+            "redirect_requests_with_credentials": self.redirects.with_credentials,
         }
 
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
+
+from airflow_provider_bloom.spec import OperationKey, read_document
 
 API_PREFIX = "/api/v1"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
@@ -119,10 +119,7 @@ class BodySpec(_Validated):
 
 
 @dataclass(frozen=True)
-class OperationSpec:
-    operation_id: str
-    method: str
-    path: str
+class OperationSpec(OperationKey):
     params: tuple[ParamSpec, ...]
     body: BodySpec | None
     responses: Mapping[int, Mapping[str, Any]] = field(repr=False)
@@ -182,9 +179,7 @@ class _Template:
 
 @functools.cache
 def load_document() -> dict[str, Any]:
-    text = resources.files("airflow_provider_bloom.spec").joinpath("openapi.json").read_text("utf-8")
-    document: dict[str, Any] = json.loads(text)
-    return document
+    return read_document()
 
 
 def _operation(path: str, method: str, raw: Mapping[str, Any]) -> OperationSpec:
