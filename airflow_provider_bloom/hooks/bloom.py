@@ -10,12 +10,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
-
-try:
-    from airflow.sdk.exceptions import AirflowNotFoundException
-except ImportError:  # pragma: no cover - Airflow 3.1
-    from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
 
 from airflow_provider_bloom import _CONN_FIELDS, ui_field_behaviour
 from airflow_provider_bloom._budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_WAIT_REQUESTS_PER_MINUTE

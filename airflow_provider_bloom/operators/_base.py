@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from airflow.sdk import BaseOperator
 
 from airflow_provider_bloom._budget import sync_bucket, take_sync
@@ -23,11 +24,6 @@ from airflow_provider_bloom.operators._ledger import PaidRequestLedger, Reconcil
 from airflow_provider_bloom.reconcile import DEFAULT_RECONCILE_TIMEOUT
 from airflow_provider_bloom.records import EventStatus, ImageRecord, ImageStatus, slim_record
 from airflow_provider_bloom.waiting import EVENT_STATUSES, check_poll_timeout, event_error
-
-try:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-except ImportError:  # pragma: no cover - older task SDKs
-    from airflow.exceptions import AirflowFailException, AirflowSkipException  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

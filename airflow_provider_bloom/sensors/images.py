@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -114,12 +113,8 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         ids = self.ids
         BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
-        if self.deferrable:
-            started = time.monotonic()
-            records = self.brief_wait(ids)
-            if records is not None:
-                return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
-            self.defer_for_images(context, ids, self.wait_timeout - (time.monotonic() - started))
+        if self.deferrable:  # a brief wait in the worker, then the triggerer (ImageWaitMixin)
+            return self.wait_for_images(context, ids)
         return super().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
