@@ -44,15 +44,17 @@ _CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "wait_requests_per_minute": {
         "label": "Wait requests per minute",
-        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 60},
-        "description": "Requests per minute the triggerer's wait hub may spend on this key (default 60, "
-        "at most 120); lower it when several triggerers share a key.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 60000, "default": 60},
+        "description": "Requests per minute the triggerer's wait hub may spend on this key (default 60). "
+        "Bloom documents 120 per key: keep this plus 'requests per minute' within your key's real "
+        "limit, and lower it when several triggerers share a key.",
     },
     "requests_per_minute": {
         "label": "Requests per minute (one task)",
-        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 60},
-        "description": "Requests per minute one task may send in a loop: post-processing over many "
-        "images, uploads, deletions (default 60, at most 120).",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 60000, "default": 60},
+        "description": "Requests per minute one task may send in a loop: batches, post-processing over "
+        "many images, uploads, deletions (default 60). Bloom documents 120 per key; if your plan "
+        "allows more, set your key's real limit minus the wait budget.",
     },
     "oauth_client_id": {
         "label": "OAuth client ID",
@@ -117,6 +119,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Bloom",
                 "python-modules": [
                     "airflow_provider_bloom.operators.images",
+                    "airflow_provider_bloom.operators.batch",
                     "airflow_provider_bloom.operators.library",
                     "airflow_provider_bloom.operators.brands",
                     "airflow_provider_bloom.operators.download",
@@ -155,5 +158,6 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "airflow_provider_bloom.links.BloomImageLink",
             *(f"airflow_provider_bloom.links.BloomImageLink{n}" for n in range(2, 11)),
+            "airflow_provider_bloom.links.BloomManifestLink",
         ],
     }

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 MAX_IMAGE_LINKS = 10
+#: The XCom key under which a batch task stores its manifest's location.
+MANIFEST_XCOM_KEY = "bloom_manifest_url"
 
 
 def image_link(base_url: str, image_id: str) -> str:
@@ -90,6 +92,32 @@ IMAGE_LINK_CLASSES: tuple[type[BloomImageLink], ...] = (
     BloomImageLink10,
 )
 assert len(IMAGE_LINK_CLASSES) == MAX_IMAGE_LINKS
+
+
+def manifest_link(location: str) -> str:
+    """A URL people can open for a manifest: the cloud console for s3:// and gs://, else the location."""
+    parsed = urlparse(location)
+    bucket = parsed.hostname or ""
+    key = parsed.path.lstrip("/")
+    if parsed.scheme in ("s3", "s3a"):
+        return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
+    if parsed.scheme in ("gs", "gcs"):
+        return f"https://console.cloud.google.com/storage/browser/_details/{bucket}/{key}"
+    return location
+
+
+class BloomManifestLink(BaseOperatorLink):
+    """Link to a batch task's manifest (JSON Lines, one record per row); stored by the task in XCom."""
+
+    name = "Bloom batch manifest"
+
+    @property
+    def xcom_key(self) -> str:
+        return MANIFEST_XCOM_KEY
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        value = XCom.get_value(key=self.xcom_key, ti_key=ti_key)
+        return manifest_link(value) if isinstance(value, str) else ""
 
 
 def image_links() -> tuple[BloomImageLink, ...]:

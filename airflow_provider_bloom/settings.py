@@ -22,6 +22,8 @@ CONNECT_TIMEOUT = 10.0
 # Extra read time granted on top of a long-poll's own timeout.
 WAIT_READ_MARGIN = 30.0
 MAX_REDIRECTS = 5
+#: The largest request budget accepted (Bloom documents 120 per minute per key; a plan may allow more).
+MAX_REQUESTS_PER_MINUTE = 60_000
 
 
 @dataclass(frozen=True, repr=False)
@@ -63,10 +65,15 @@ class ClientSettings:
             raise BloomInputError("max_retries/timeout", "must be >= 0 and > 0")
         for name in ("wait_requests_per_minute", "requests_per_minute"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 120:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= MAX_REQUESTS_PER_MINUTE
+            ):
                 raise BloomInputError(
                     name,
-                    f"must be a whole number between 1 and 120 (Bloom allows 120 per key); got {value!r}",
+                    f"must be a whole number between 1 and {MAX_REQUESTS_PER_MINUTE:,} (Bloom documents "
+                    f"120 per key; set your key's real limit if your plan allows more); got {value!r}",
                 )
 
     @property

@@ -209,6 +209,20 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
         return BloomClient(self.settings)
 
+    def single_try_client(self, connections: int = 10) -> BloomClient:
+        """A new client that sends each request once (no retries), with ``connections`` pooled
+        connections: for callers that pace and retry themselves, from several threads (the batch
+        operators). Close it when done."""
+        import requests
+
+        from airflow_provider_bloom.client import BloomClient
+
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return BloomClient(replace(self.settings, max_retries=0), session=session)
+
     async def aget_settings(self) -> ClientSettings:
         """Settings from an async connection lookup: safe inside the triggerer's event loop.
 

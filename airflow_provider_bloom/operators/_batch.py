@@ -1,0 +1,714 @@
+"""The engine of the batch operators (:mod:`.batch`): one task submits thousands of paid requests at
+the key's rate, records each in a durable journal, resumes after a kill, waits in the triggerer, and
+writes a manifest.
+
+A run of a batch task, on every try and after every deferral:
+
+1. **plan**: the subclass turns its input into jobs, each a checked request (:class:`Job`); a bad row
+   fails the task before anything is sent, listing every problem;
+2. **open the journal** of this batch (:mod:`airflow_provider_bloom.batch.journal`): Airflow's
+   ``task_state_store`` where Airflow has it (3.3+), else a folder beside the manifest, in the same
+   storage (see :func:`journal_store`); replay it;
+3. **guard** the spend: ``max_credits`` against the whole batch's price, and Bloom's balance against
+   what is left to send;
+4. **settle rows in doubt** (sent by a try that died before the answer was recorded) with the
+   reconciler, never by sending again;
+5. **submit** the rest from ``max_in_flight`` threads, paced by one token bucket of
+   ``requests_per_minute`` (a 429 pauses and slows it, and the row goes out again: Bloom refused it);
+6. **wait**: statuses are swept 50 ids a request; with ``deferrable=True`` the task defers on
+   :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` for at most
+   :data:`MAX_DEFERRED_IDS` of the newest pending ids (small trigger arguments at any batch size),
+   and repeats on resume until nothing is pending;
+7. **write the manifest** (JSON Lines) to ``output_path`` and return its summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+
+from airflow_provider_bloom._budget import TokenBucket, take_sync
+from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
+from airflow_provider_bloom.batch.journal import (
+    BatchState,
+    Journal,
+    SegmentStore,
+    read_events,
+    replay,
+    status_events,
+)
+from airflow_provider_bloom.batch.manifest import step_record, summary, to_jsonl
+from airflow_provider_bloom.batch.progress import Progress, duration
+from airflow_provider_bloom.exceptions import (
+    BloomAPIError,
+    BloomConflictError,
+    BloomError,
+    BloomInputError,
+    BloomNotFoundError,
+    BloomRateLimitError,
+    BloomTransportError,
+    BloomValidationError,
+    ReconcileError,
+)
+from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
+from airflow_provider_bloom.operators._base import (
+    BloomBaseOperator,
+    bloom_errors,
+    check_wait_options,
+    clear_round,
+    default_deferrable,
+    images_from_event,
+)
+from airflow_provider_bloom.operators._ledger import call_identity
+from airflow_provider_bloom.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_bloom.client import BloomClient, PreparedCall
+
+#: The most ids one deferral hands to the trigger (its arguments stay under ~8 KB at any batch size).
+MAX_DEFERRED_IDS = 200
+#: Rows refused in a row, with nothing accepted, before the batch stops (a wrong brand, a bad key...).
+STOP_AFTER_REFUSALS = 20
+#: Attempts at a request the connection refused before it was sent, before the task fails (and retries).
+MAX_UNSENT_ATTEMPTS = 6
+#: Seconds added to both ends of the time window when a later try settles a row in doubt (this machine's
+#: wall clock and the dead try's may differ).
+CROSS_TRY_SKEW = 5.0
+#: Bloom's refusals of one row (bad request, source not found, conflict): the batch goes on without it.
+#: Auth, billing and permission refusals stop the batch (they hold for every row).
+ROW_REFUSALS = (BloomValidationError, BloomNotFoundError, BloomConflictError)
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+@dataclass
+class Job:
+    """One paid request of a batch: its row number, the checked call, the manifest base, its price."""
+
+    index: int
+    call: PreparedCall
+    base: dict[str, Any]
+    credits: int
+    query: Callable[[frozenset[str]], ImageQuery]
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def storage_path(location: Any) -> Any:
+    """An ``ObjectStoragePath`` for a path or URL (a plain path is a local file)."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(location, ObjectStoragePath):
+        return location
+    text = str(location)
+    return ObjectStoragePath(text if "://" in text else Path(text).expanduser().resolve().as_uri())
+
+
+def is_local(path: Any) -> bool:
+    return getattr(path, "protocol", "file") in ("file", "local", "")
+
+
+class StateStoreSegments:
+    """Journal segments in Airflow's ``task_state_store`` (3.3+), one key each: kept across retries and
+    deferrals of the task instance, in Airflow's own database, whichever machine runs the next try."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self.store, self.prefix = store, prefix
+
+    def get(self, name: str) -> list[dict[str, Any]] | None:
+        value = self.store.get(f"{self.prefix}.{name}")
+        return value if isinstance(value, list) else None
+
+    def put(self, name: str, events: list[dict[str, Any]]) -> None:
+        self.store.set(f"{self.prefix}.{name}", events)
+
+
+class PathSegments:
+    """Journal segments as files in a folder of any object storage (``file://``, ``s3://``...).
+
+    A local file is written under a temporary name and renamed, so a killed writer never leaves half a
+    segment; object stores write an object whole.
+    """
+
+    def __init__(self, folder: Any) -> None:
+        self.folder = folder
+        self.local = Path(folder.path) if is_local(folder) else None
+        if self.local is not None:
+            self.local.mkdir(parents=True, exist_ok=True)
+
+    def get(self, name: str) -> list[dict[str, Any]] | None:
+        if self.local is not None:
+            file = self.local / f"{name}.json"
+            return json.loads(file.read_text()) if file.exists() else None
+        path = self.folder / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, name: str, events: list[dict[str, Any]]) -> None:
+        text = json.dumps(events, separators=(",", ":"), default=str)
+        if self.local is not None:
+            tmp = self.local / f".{name}.{os.getpid()}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, self.local / f"{name}.json")
+            return
+        (self.folder / f"{name}.json").write_text(text)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass
+class BatchRun:
+    """Everything one try of a batch task works with."""
+
+    context: Any
+    jobs: list[Job]
+    journal: Journal
+    state: BatchState
+    identity: str
+    manifest: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reconciling: threading.Lock = field(default_factory=threading.Lock)
+    abort: BaseException | None = None
+    refused_in_a_row: int = 0
+
+
+class BloomBatchOperator(BloomBaseOperator):
+    """Base of the batch operators: see :mod:`._batch` for the steps and :mod:`.batch` for the classes.
+
+    :param output_path: where the manifest goes: a path or any ``ObjectStoragePath`` URL, e.g.
+        ``s3://aws_default@bucket/bloom/{{ ds }}/generate.jsonl``. Default:
+        ``$AIRFLOW_HOME/bloom-batches/<dag>/<run>/<task>.jsonl``. Templated.
+    :param max_credits: refuse to start when the batch costs more, by Bloom's published prices.
+    :param check_balance: read Bloom's balance (``GET /credits``) first and refuse to start when it
+        cannot pay for what is left to send.
+    :param max_in_flight: requests out at once (default: enough for ``requests_per_minute`` at about
+        half a second a request, between 2 and 32).
+    :param wait_for_completion: wait until every image is terminal before writing the manifest.
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param wait_timeout: seconds one try may wait; then the manifest is written with the images still
+        running as ``pending`` and the try fails (a retry waits again, sending nothing).
+    :param poll_timeout: seconds Bloom may hold each long-poll (1..295).
+    :param on_failure: when a row ends failed, refused or uncertain: ``"ignore"`` (default: the manifest
+        says so), ``"fail"`` or ``"skip"`` the task (after the manifest is written).
+    :param min_defer_seconds: the trigger fires no sooner than this after a deferral (Airflow's
+        defer-exit race).
+    """
+
+    operation: ClassVar[str]
+    action: ClassVar[str]
+    template_fields: Sequence[str] = ("output_path",)
+    ui_color = "#fde2c8"
+
+    def __init__(
+        self,
+        *,
+        output_path: Any = None,
+        max_credits: float | None = None,
+        check_balance: bool = True,
+        max_in_flight: int | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        wait_timeout: float = 3600,
+        poll_timeout: int = MAX_WAIT_SECONDS,
+        on_failure: str = "ignore",
+        min_defer_seconds: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_wait_options(
+            poll_timeout=poll_timeout,
+            on_failure=on_failure,
+            timeout=wait_timeout,
+            min_defer_seconds=min_defer_seconds,
+        )
+        if max_credits is not None and (
+            isinstance(max_credits, bool) or not isinstance(max_credits, (int, float)) or max_credits < 0
+        ):
+            raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {max_credits!r}")
+        if max_in_flight is not None and (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or not 1 <= max_in_flight <= 256
+        ):
+            raise BloomInputError(
+                "max_in_flight", f"must be a whole number from 1 to 256; got {max_in_flight!r}"
+            )
+        self.output_path = output_path
+        self.max_credits = max_credits
+        self.check_balance = check_balance
+        self.max_in_flight = max_in_flight
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.wait_timeout = float(wait_timeout)
+        self.poll_timeout = poll_timeout
+        self.on_failure = on_failure
+        self.min_defer_seconds = float(min_defer_seconds)
+
+    # -- what a subclass provides ------------------------------------------------------------
+    def plan(self, context: Context, client: BloomClient) -> list[Job]:
+        """The checked jobs of this batch, in order (raise :class:`BatchInputError` for bad input)."""
+        raise NotImplementedError
+
+    def carried(self, context: Context) -> list[dict[str, Any]]:
+        """Records copied to the manifest unchanged (post-processing: what was not processed)."""
+        return []
+
+    # -- the run -----------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        run = self._open(context)
+        self._guard(run)
+        self._settle_in_doubt(run)
+        self._submit(run)
+        return self._collect(context, run)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        run = self._open(context)
+        if isinstance(event, dict) and event.get("status") == "timeout":  # the deadline check below ends it
+            records = [i for i in event.get("images") or [] if isinstance(i, dict)]
+        else:
+            with bloom_errors("Waiting for the batch's images"):
+                records = images_from_event(event)
+        for item in status_events(records):
+            run.journal.append(item)
+            run.state.apply(item)
+        return self._collect(context, run)
+
+    # -- 1-2: plan and journal -----------------------------------------------------------------
+    def _open(self, context: Context) -> BatchRun:
+        with bloom_errors(f"Planning the Bloom {self.action} batch"):
+            jobs = self.plan(context, self.hook.client)
+        manifest = self._manifest_path(context)
+        identity = self._identity(context, jobs)
+        store = journal_store(context, manifest, identity)
+        events, next_seq = read_events(store)
+        state = replay(events)
+        done = sum(1 for j in jobs if state.row(j.index).done)
+        if events:
+            self.log.info(
+                "Resuming batch %s: %d of %d request(s) already settled by an earlier try (journal: %s)",
+                identity,
+                done,
+                len(jobs),
+                describe_store(store),
+            )
+        else:
+            self.log.info("Batch %s: %d request(s); journal: %s", identity, len(jobs), describe_store(store))
+        return BatchRun(context, jobs, Journal(store, next_seq), state, identity, manifest)
+
+    def _identity(self, context: Context, jobs: Sequence[Job]) -> str:
+        digest = hashlib.sha256(self.operation.encode())
+        for job in jobs:
+            digest.update(json.dumps(call_identity(job.call), sort_keys=True, default=str).encode())
+        round_ = None if self.reuse_on_clear else clear_round(context)
+        if round_:
+            digest.update(f"round{round_}".encode())
+        return digest.hexdigest()[:16]
+
+    def _manifest_path(self, context: Context) -> Any:
+        if self.output_path:
+            return storage_path(self.output_path)
+        ti = context["ti"]
+        home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+        name = ti.task_id + (f"_{ti.map_index}" if getattr(ti, "map_index", -1) not in (-1, None) else "")
+        parts = [_UNSAFE_NAME.sub("_", str(p)) for p in (ti.dag_id, ti.run_id, name)]
+        return storage_path(home.joinpath("bloom-batches", *parts[:2], parts[2] + ".jsonl"))
+
+    # -- 3: the credit guard -------------------------------------------------------------------
+    def _guard(self, run: BatchRun) -> None:
+        total = sum(job.credits for job in run.jobs)
+        left = sum(
+            job.credits
+            for job in run.jobs
+            if run.state.row(job.index).sent_at is None and not run.state.row(job.index).done
+        )
+        if self.max_credits is not None and total > self.max_credits:
+            raise AirflowFailException(
+                f"This batch costs {total:,} credits by Bloom's published prices ({len(run.jobs):,} "
+                f"request(s)), more than max_credits={self.max_credits:g}. Nothing was sent to Bloom."
+            )
+        if not self.check_balance or left == 0:
+            return
+        with bloom_errors("Reading Bloom's credit balance"):
+            credits = self.hook.get_credits(workspace_id=self.hook.settings.workspace_id)
+        balance = credits.get("balance")
+        if not credits.get("unlimited") and isinstance(balance, (int, float)) and balance < left:
+            raise AirflowFailException(
+                f"Bloom's balance is {balance:g} credits; the {left:,} credits this batch still has to "
+                f"spend do not fit. Nothing was sent to Bloom. Top up (or lower the batch), then run again."
+            )
+        self.log.info(
+            "Credits: this batch costs %s (%s still to spend); Bloom's balance: %s",
+            total,
+            left,
+            "unlimited" if credits.get("unlimited") else balance,
+        )
+
+    # -- 4: rows in doubt -------------------------------------------------------------------------
+    def _settle_in_doubt(self, run: BatchRun) -> None:
+        doubt = [job for job in run.jobs if run.state.row(job.index).in_doubt]
+        if not doubt:
+            return
+        self.log.warning(
+            "%d request(s) went out in an earlier try whose answer was never recorded: looking for what "
+            "they created in Bloom's list (they are not sent again)",
+            len(doubt),
+        )
+        for job in doubt:
+            sent_at = run.state.row(job.index).sent_at or time.time()
+            now = time.monotonic()
+            attempt = Attempt(
+                sent=now - (time.time() - sent_at) - CROSS_TRY_SKEW, failed=now, open_ended=True
+            )
+            lost = BloomTransportError(
+                "the try that sent it ended before its answer was recorded",
+                operation_id=self.operation,
+                maybe_charged=True,
+            )
+            self._recover(run, job, lost, attempt)
+
+    def _recover(self, run: BatchRun, job: Job, lost: BloomError, attempt: Attempt) -> None:
+        """Adopt what a request whose answer was lost created, or record it as uncertain (never resent)."""
+        with (
+            run.reconciling
+        ):  # one lookup at a time (the reconciler reads Bloom's clock off the hook's session)
+            with run.lock:
+                exclude = frozenset(run.state.accepted_ids())
+            try:
+                found = self.reconciler().images(job.query(exclude), lost, attempt)
+            except ReconcileError as exc:
+                event = {"e": "lost", "r": job.index, "msg": str(exc)[:500]}
+                self.log.error("Row %d: %s", job.index + 1, exc)
+            else:
+                event = {
+                    "e": "ok",
+                    "r": job.index,
+                    "ids": found.ids,
+                    "g": found.records[0].get("variantGroupId"),
+                    "rec": True,
+                }
+                self.log.warning("Row %d: recovered %s after its answer was lost", job.index + 1, found.ids)
+            run.journal.append(event)
+            with run.lock:
+                run.state.apply(event)
+
+    # -- 5: submission ------------------------------------------------------------------------------
+    def _submit(self, run: BatchRun) -> None:
+        todo = [
+            job
+            for job in run.jobs
+            if not run.state.row(job.index).done and not run.state.row(job.index).in_doubt
+        ]
+        if not todo:
+            return
+        settings = self.hook.settings
+        per_minute = settings.requests_per_minute
+        bucket = TokenBucket(per_minute, burst=1)
+        threads = self.max_in_flight or min(32, max(2, per_minute // 120))
+        progress = Progress(
+            total=len(run.jobs), given_per_minute=per_minute, already=len(run.jobs) - len(todo)
+        )
+        self.log.info(
+            "Submitting %d request(s) at up to %d/min (requests_per_minute), %d at a time",
+            len(todo),
+            per_minute,
+            threads,
+        )
+        pending = iter(todo)
+        take = threading.Lock()
+        client = self.hook.single_try_client(connections=threads)
+
+        def next_job() -> Job | None:
+            with take:
+                if run.abort is not None:
+                    return None
+                return next(pending, None)
+
+        def worker() -> None:
+            while (job := next_job()) is not None:
+                try:
+                    self._send(run, job, client, bucket, progress)
+                except BaseException as exc:  # noqa: BLE001 - stop the batch, raised below
+                    with take:
+                        run.abort = run.abort or exc
+                if progress.due():
+                    self.log.info("%s", progress.line())
+
+        started = time.monotonic()
+        try:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bloom-batch") as pool:
+                futures = [pool.submit(worker) for _ in range(threads)]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException as exc:  # e.g. execution_timeout: stop the threads, then leave
+                    with take:
+                        run.abort = run.abort or exc
+                    raise
+        finally:
+            client.close()
+        self.log.info("%s", progress.line())
+        self.log.info("Submission took %s", duration(time.monotonic() - started))
+        if run.abort is not None:
+            self._write_manifest(run, waited=False)
+            with bloom_errors(f"Bloom {self.action} batch"):
+                raise run.abort
+
+    def _send(
+        self, run: BatchRun, job: Job, client: BloomClient, bucket: TokenBucket, progress: Progress
+    ) -> None:
+        unsent = 0
+        while True:
+            take_sync(bucket)
+            send = {"e": "send", "r": job.index, "t": round(time.time(), 3)}
+            run.journal.append(send)
+            with run.lock:
+                run.state.apply(send)
+            sent = time.monotonic()
+            try:
+                answer = client.execute(job.call)
+                if not _valid_answer(answer):
+                    raise BloomTransportError(
+                        f"answer without image ids: {answer!r:.200}",
+                        operation_id=self.operation,
+                        maybe_charged=True,
+                    )
+            except BloomRateLimitError as exc:  # Bloom refused it: nothing happened, send it again
+                self._back(run, job)
+                bucket.penalize(exc.retry_after)
+                with run.lock:
+                    progress.rate_limited += 1
+                continue
+            except BloomError as exc:
+                if answer_lost(exc):
+                    self._recover(run, job, exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
+                    with run.lock:
+                        if run.state.row(job.index).uncertain:
+                            progress.uncertain += 1
+                        else:
+                            progress.submitted += 1
+                    return
+                if isinstance(exc, BloomTransportError) and unsent < MAX_UNSENT_ATTEMPTS:  # provably not sent
+                    self._back(run, job)
+                    unsent += 1
+                    time.sleep(min(30.0, 0.5 * 2**unsent))
+                    continue
+                if isinstance(exc, ROW_REFUSALS):  # this row only; nothing was charged
+                    self._refused(run, job, exc, progress)
+                    return
+                self._back(run, job)
+                raise
+            event = {"e": "ok", "r": job.index, "ids": _answer_ids(answer), "g": answer.get("variantGroupId")}
+            run.journal.append(event)
+            with run.lock:
+                run.state.apply(event)
+                run.refused_in_a_row = 0
+                progress.submitted += 1
+            return
+
+    def _back(self, run: BatchRun, job: Job) -> None:
+        event = {"e": "back", "r": job.index}
+        run.journal.append(event)
+        with run.lock:
+            run.state.apply(event)
+
+    def _refused(self, run: BatchRun, job: Job, exc: BloomAPIError, progress: Progress) -> None:
+        event = {"e": "rej", "r": job.index, "code": exc.code or str(exc.status), "msg": str(exc)[:500]}
+        run.journal.append(event)
+        with run.lock:
+            progress.rejected += 1
+            run.state.apply(event)
+            run.refused_in_a_row += 1
+            stop = run.refused_in_a_row >= STOP_AFTER_REFUSALS and not any(
+                True for _ in run.state.accepted_ids()
+            )
+        self.log.warning("Row %d refused by Bloom: %s", job.index + 1, exc)
+        if stop:
+            raise AirflowFailException(
+                f"Bloom refused the first {STOP_AFTER_REFUSALS} requests of this batch and accepted none "
+                f"(last: {exc}); stopping before the rest. Nothing was charged for them."
+            )
+
+    # -- 6: waiting ---------------------------------------------------------------------------------
+    def _sweep(self, run: BatchRun) -> None:
+        """Read every pending image's status (50 ids a request, within the budget); journal the terminal."""
+        pending = run.state.pending_ids()
+        if not pending:
+            return
+        settings = self.hook.settings
+        bucket = TokenBucket(settings.requests_per_minute, burst=1)
+        with bloom_errors("Reading the batch's image statuses"):
+            for chunk in chunked(pending):
+                take_sync(bucket)
+                page = self.hook.list_images(ids=chunk, limit=len(chunk))
+                for item in status_events(page.get("images", [])):
+                    run.journal.append(item)
+                    run.state.apply(item)
+
+    def _collect(self, context: Context, run: BatchRun) -> Any:
+        self._sweep(run)
+        if self.wait_for_completion:
+            try_number = int(getattr(context.get("ti"), "try_number", 1) or 1)
+            start = run.state.wait_started.get(try_number)
+            if start is None:
+                start = time.time()
+                event = {"e": "wait", "t": round(start, 3), "try": try_number}
+                run.journal.append(event)
+                run.state.apply(event)
+            deadline = start + self.wait_timeout
+            while (pending := run.state.pending_ids()) and time.time() < deadline:
+                self._log_statuses(run)
+                if self.deferrable:
+                    self._defer(pending, deadline)
+                self._wait_here(run, pending, deadline)
+                self._sweep(run)
+        records = self._write_manifest(run, waited=self.wait_for_completion)
+        result = summary(str(run.manifest), records, self.operation, batch=run.identity)
+        context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(run.manifest))
+        self.log.info(
+            "Manifest: %s (%d record(s); %s; %s credits)",
+            run.manifest,
+            len(records),
+            result["counts"],
+            result["credits"],
+        )
+        pending_left = result["counts"].get("pending", 0)
+        if pending_left:
+            raise BloomError(
+                f"{pending_left} row(s) still had images running after wait_timeout={self.wait_timeout:g}s; "
+                f"the manifest says which. A retry waits again and sends nothing."
+            )
+        bad = sum(result["counts"].get(s, 0) for s in ("failed", "partial", "rejected", "uncertain"))
+        if bad and self.on_failure != "ignore":
+            message = f"{bad} of {len(records)} row(s) did not complete: see {run.manifest}"
+            if self.on_failure == "skip":
+                raise AirflowSkipException(message)
+            raise AirflowFailException(message)
+        return result
+
+    def _log_statuses(self, run: BatchRun) -> None:
+        total = sum(len(run.state.row(j.index).ids or ()) for j in run.jobs)
+        done = [s for s, _ in run.state.statuses.values()]
+        self.log.info(
+            "Waiting: %d of %d image(s) terminal (%d completed, %d failed), %d pending",
+            len(done),
+            total,
+            done.count("completed"),
+            done.count("failed"),
+            total - len(done),
+        )
+
+    def _defer(self, pending: list[str], deadline: float) -> NoReturn:
+        from airflow_provider_bloom.triggers.images import BloomImagesTrigger
+
+        ids = pending[-MAX_DEFERRED_IDS:]  # the newest end last: when they are done, most others are too
+        now = time.time()
+        self.log.info(
+            "Deferring: waiting in the triggerer for %d of %d pending image(s)", len(ids), len(pending)
+        )
+        self.defer(
+            trigger=BloomImagesTrigger(
+                image_ids=ids,
+                bloom_conn_id=self.bloom_conn_id,
+                deadline=deadline,
+                poll_timeout=self.poll_timeout,
+                not_before=now + self.min_defer_seconds,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(1.0, deadline - now) + 60),
+        )
+
+    def _wait_here(self, run: BatchRun, pending: list[str], deadline: float) -> None:
+        ids = pending[-MAX_DEFERRED_IDS:]
+        with bloom_errors("Waiting for the batch's images"):
+            records = self.hook.wait_for_images(
+                ids, timeout=max(1.0, deadline - time.time()), poll_timeout=self.poll_timeout
+            )
+        for item in status_events(records):
+            run.journal.append(item)
+            run.state.apply(item)
+
+    # -- 7: the manifest ---------------------------------------------------------------------------
+    def _write_manifest(self, run: BatchRun, waited: bool) -> list[dict[str, Any]]:
+        records = [
+            step_record(
+                job.base,
+                run.state.row(job.index),
+                run.state.statuses,
+                operation=self.operation,
+                credits=job.credits,
+                waited=waited,
+            )
+            for job in run.jobs
+        ]
+        records.extend(self.carried(run.context))
+        path = run.manifest
+        if is_local(path):
+            Path(path.path).parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_jsonl(records))
+        return records
+
+
+def _answer_ids(answer: Mapping[str, Any]) -> list[str]:
+    ids = answer.get("ids")
+    if isinstance(ids, list):
+        return [str(i) for i in ids]
+    return [str(answer["id"])]
+
+
+def _valid_answer(answer: Any) -> bool:
+    if not isinstance(answer, Mapping):
+        return False
+    ids = answer.get("ids")
+    if isinstance(ids, list):
+        return bool(ids) and all(isinstance(i, str) and i for i in ids)
+    return isinstance(answer.get("id"), str) and bool(answer["id"])
+
+
+def journal_store(context: Any, manifest: Any, identity: str) -> SegmentStore:
+    """Where this batch's journal lives.
+
+    * Airflow 3.3+: ``task_state_store`` (Airflow's database; kept across retries and deferrals, seen by
+      every machine).
+    * Airflow 3.1/3.2 have no such store: a hidden folder beside the manifest, in the same storage
+      (``<output folder>/.<manifest name>.journal/<batch>/``). The manifest's storage is the one place
+      the user has already chosen to keep this batch's results, and downstream tasks must read it
+      anyway: with several worker machines it must be shared (object storage, or a shared mount),
+      and then so is the journal.
+    """
+    store = context.get("task_state_store") if hasattr(context, "get") else None
+    if store is not None:
+        return StateStoreSegments(store, f"bloom.batch.{identity}")
+    return PathSegments(manifest.parent / f".{manifest.name}.journal" / identity)
+
+
+def describe_store(store: SegmentStore) -> str:
+    if isinstance(store, StateStoreSegments):
+        return f"task_state_store ({store.prefix}.*)"
+    if isinstance(store, PathSegments):
+        return str(store.folder)
+    return type(store).__name__
+
+
+__all__ = [
+    "MAX_DEFERRED_IDS",
+    "BloomBatchOperator",
+    "Job",
+    "PathSegments",
+    "StateStoreSegments",
+    "journal_store",
+    "storage_path",
+]
