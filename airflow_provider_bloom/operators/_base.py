@@ -6,6 +6,7 @@ deferred to the triggerer).
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -207,8 +208,14 @@ class BloomBaseOperator(BaseOperator):
     def records_by_id(self, ids: Sequence[str], include_urls: bool | None = None) -> dict[str, Any]:
         """Bloom's records of ``ids`` (of any brand), by id, read 50 at a time; missing ids are absent."""
         records: dict[str, Any] = {}
-        for chunk in chunked(list(ids)):
-            page = self.hook.list_images(ids=chunk, limit=len(chunk), include_urls=include_urls)
+        chunks = chunked(list(ids))
+        for chunk in chunks:
+            list_page = functools.partial(self.hook.list_images, ids=chunk, limit=len(chunk))
+            page = (
+                list_page(include_urls=include_urls)
+                if len(chunks) == 1
+                else self.paced(functools.partial(list_page, include_urls=include_urls))
+            )
             records.update((record["id"], record) for record in page.get("images", []))
         return records
 

@@ -18,8 +18,11 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from airflow_provider_bloom.batch.manifest import completed_images, summary, to_jsonl
 from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
+from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors, known_at_parse_time
+from airflow_provider_bloom.operators._batch import storage_path
 from airflow_provider_bloom.records import ImageStatus, flatten_image_ids
 
 if TYPE_CHECKING:
@@ -92,7 +95,9 @@ def predicted_extension(record: Mapping[str, Any]) -> str:
 class BloomDownloadImagesOperator(BloomBaseOperator):
     """Download completed Bloom images to object storage or a local directory.
 
-    :param image_ids: ids or image records (a sensor's or an operator's output). Templated.
+    :param image_ids: ids or image records (a sensor's or an operator's output), or a batch manifest
+        (a batch task's output, or its manifest's location): then every completed image of it is
+        downloaded, and a manifest of the files is written (see ``manifest_path``). Templated.
     :param destination: the target directory: an ``ObjectStoragePath``, a ``s3://bucket/prefix``-style
         URL, or a local path. Templated.
     :param name_template: file name under ``destination``, after Jinja: ``{image_id}``, ``{ext}`` (the
@@ -109,10 +114,14 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         be retried by Airflow); nothing partial is left behind.
     :param asset_alias: name of the ``AssetAlias`` outlet through which an ``Asset`` event is emitted
         for every file written (``None``: no events).
-    :return: the path of each image's file, in input order (written now, or already there).
+    :param manifest_path: with a batch manifest as input, where the manifest of the files goes (its
+        records plus ``file`` and ``bytes``; default ``<destination>/manifest.jsonl``). Templated.
+    :return: the path of each image's file, in input order (written now, or already there); with a
+        batch manifest as input, that manifest's small summary instead (``{"manifest", "counts", "files",
+        ...}``), and one Asset event for the manifest rather than one per file.
     """
 
-    template_fields: Sequence[str] = ("image_ids", "destination", "name_template")
+    template_fields: Sequence[str] = ("image_ids", "destination", "name_template", "manifest_path")
     ui_color = "#e2f0e8"
 
     def __init__(
@@ -126,6 +135,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         max_bytes: int = DEFAULT_MAX_BYTES,
         download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
+        manifest_path: Any = None,
         **kwargs: Any,
     ) -> None:
         if asset_alias:
@@ -154,6 +164,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         self.max_bytes = max_bytes
         self.download_timeout = float(download_timeout)
         self.asset_alias = asset_alias
+        self.manifest_path = manifest_path
 
     # -- plan --------------------------------------------------------------------------------
     def _target_dir(self) -> ObjectStoragePath:
@@ -171,8 +182,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
                 raise BloomInputError("destination", f"a local path must be absolute; got {dest!r}")
         return ObjectStoragePath(text, conn_id=self.destination_conn_id)
 
-    def _plan(self) -> list[_Planned]:
-        ids = flatten_image_ids(self.image_ids, "image_ids")
+    def _plan(self, ids: list[str]) -> list[_Planned]:
         check_name_template(self.name_template)
         target = self._target_dir()
         records = self.records_by_id(ids)
@@ -206,9 +216,18 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         return planned
 
     # -- run ---------------------------------------------------------------------------------
-    def execute(self, context: Context) -> list[str]:
+    def execute(self, context: Context) -> Any:
+        from airflow_provider_bloom.operators.batch import load_manifest
+
         with bloom_errors("Bloom download"):
-            planned = self._plan()
+            manifest = load_manifest(self.image_ids, context, "image_ids")
+            if manifest is not None:
+                ids = [image_id for record in manifest for image_id in completed_images(record)]
+                if not ids:
+                    raise BloomInputError("image_ids", "the manifest holds no completed image")
+            else:
+                ids = flatten_image_ids(self.image_ids, "image_ids")
+            planned = self._plan(ids)
         written: list[str] = []
         results: list[str] = []
         for item in planned:
@@ -217,9 +236,40 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
             results.append(str(path))
             if fresh:
                 written.append(str(path))
-                self._emit_asset(context, path, item.image_id)
+                if manifest is None:
+                    self._emit_asset(context, path, item.image_id)
+            if len(planned) > 100 and len(results) % 500 == 0:
+                self.log.info("Downloaded %d of %d file(s)", len(results), len(planned))
         self.log.info("Wrote %d file(s), kept %d existing", len(written), len(results) - len(written))
-        return results
+        if manifest is None:
+            return results
+        return self._write_manifest(context, manifest, dict(zip(ids, results, strict=True)), len(written))
+
+    def _write_manifest(
+        self, context: Context, manifest: list[dict[str, Any]], files: Mapping[str, str], written: int
+    ) -> dict[str, Any]:
+        """The batch manifest with each record's files (``file``: the first, ``files``: all) and bytes."""
+        from airflow.sdk import ObjectStoragePath
+
+        records = []
+        for record in manifest:
+            paths = [files[i] for i in completed_images(record) if i in files]
+            sizes = [ObjectStoragePath(p).stat().get("size") for p in paths]
+            records.append(
+                {
+                    **record,
+                    "file": paths[0] if paths else None,
+                    "files": paths,
+                    "bytes": sum(int(size or 0) for size in sizes) if paths else None,
+                }
+            )
+        target = self._target_dir() / "manifest.jsonl" if not self.manifest_path else None
+        path = target if target is not None else storage_path(self.manifest_path)
+        path.write_text(to_jsonl(records))
+        context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(path))
+        self._emit_asset(context, path, None, extra={"bloom_manifest": str(path), "files": len(files)})
+        self.log.info("Manifest of the files: %s", path)
+        return summary(str(path), records, "download", files=len(files), written=written)
 
     def _download(self, item: _Planned) -> tuple[ObjectStoragePath, bool]:
         """Download one image; returns its final path and whether it was written now."""
@@ -371,7 +421,13 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
             raise
 
     # -- lineage -----------------------------------------------------------------------------
-    def _emit_asset(self, context: Context, path: ObjectStoragePath, image_id: str) -> None:
+    def _emit_asset(
+        self,
+        context: Context,
+        path: ObjectStoragePath,
+        image_id: str | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         if not self.asset_alias:
             return
         from airflow.sdk import Asset, AssetAlias
@@ -380,7 +436,9 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         events = context.get("outlet_events")
         if events is None:
             return
-        events[AssetAlias(name=self.asset_alias)].add(Asset(uri=uri), extra={"bloom_image_id": image_id})
+        events[AssetAlias(name=self.asset_alias)].add(
+            Asset(uri=uri), extra=extra if extra is not None else {"bloom_image_id": image_id}
+        )
 
 
 def _remove_quietly(path: ObjectStoragePath) -> None:

@@ -88,7 +88,9 @@ def test_a_csv_batch_chains_into_post_processing_with_lineage(bloom_conn, dag_ru
     csv = tmp_path / "rows.csv"
     csv.write_text(
         "prompt,aspect_ratio,image_size,channel,sku\n"
-        + "".join(f"shot {i},1:1,{'4K' if i == 0 else ''},{['feed', 'story', 'product'][i % 3]},S{i}\n" for i in range(9))
+        + "".join(
+            f"shot {i},1:1,{'4K' if i == 0 else ''},{['feed', 'story', 'product'][i % 3]},S{i}\n" for i in range(9)
+        )
     )
     with DAG("batch_chain", schedule=None, start_date=START) as dag:
         gen = BloomGenerateBatchOperator(
@@ -181,3 +183,34 @@ def test_a_retry_resumes_with_the_rows_not_yet_submitted(bloom_conn, dag_run, tm
     _, records = manifest_of(run, "gen")
     assert [r["status"] for r in records] == ["completed"] * 30
     assert len({r["image_ids"][0] for r in records}) == 30
+
+
+def test_the_download_operator_takes_a_batch_manifest(bloom_conn, dag_run, tmp_path):
+    from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
+
+    batch = rows(12)
+    batch[3]["prompt"] = "a storm [content_safety]"  # the emulator refuses it: failed, no file
+    with DAG("batch_download", schedule=None, start_date=START) as dag:
+        gen = BloomGenerateBatchOperator(
+            task_id="gen", rows=batch, output_path=str(tmp_path / "gen.jsonl"), deferrable=False
+        )
+        BloomDownloadImagesOperator(
+            task_id="download",
+            image_ids=gen.output,
+            destination=str(tmp_path / "files"),
+            name_template="{index:03d}-{image_id}{ext}",
+        )
+    run = dag_run(dag)
+    assert run.state == "success", run.log[-3000:]
+    result = run.xcom("download")
+    assert result["counts"] == {"completed": 11, "failed": 1} and result["files"] == 11
+    records = from_jsonl((tmp_path / "files" / "manifest.jsonl").read_text())
+    assert len(records) == 12
+    files = sorted(p.name for p in (tmp_path / "files").iterdir() if p.suffix == ".png")
+    assert len(files) == 11
+    for record in records:
+        if record["status"] == "completed":
+            assert Path(record["file"].removeprefix("file://")).stat().st_size == record["bytes"] > 0
+            assert record["image_ids"][0] in record["file"]
+        else:
+            assert record["file"] is None and record["failure_reason"] == "content_safety"
