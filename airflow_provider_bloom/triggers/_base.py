@@ -20,6 +20,7 @@ from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.records import BrandEvent, ImagesEvent
+from airflow_provider_bloom.triggers._gc import freeze_startup_heap
 from airflow_provider_bloom.triggers.connections import connection_settings
 from airflow_provider_bloom.triggers.hub import WaitHub, hub_for
 from airflow_provider_bloom.waiting import check_epoch, check_poll_timeout, check_retry_delay
@@ -86,6 +87,7 @@ class BloomWaitTrigger(BaseTrigger):
 
     async def wait(self) -> ImagesEvent | BrandEvent:
         """Wait through the hub of this trigger's credential and return the one event payload."""
+        freeze_startup_heap()  # once per process: a burst of triggers then never sets off a ~100 ms full GC
         try:
             settings = await connection_settings(self.bloom_conn_id)
             async with hub_for(settings) as hub:
