@@ -117,7 +117,8 @@ def test_content_pipeline_generates_post_processes_and_downloads(
         "images.removeBackground": 3,
     }
     operations = bloom_conn.requests()["by_operation"]
-    assert operations.get("images.get", 0) == 0 and operations["credits.get"] == 1
+    # The balance is read by the credits sensor, then by each batch step before it spends.
+    assert operations.get("images.get", 0) == 0 and operations["credits.get"] == 4
 
 
 def test_content_pipeline_updates_its_asset(dagbag: Any, bloom_conn: Any, tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ FEW_ROWS = [
 
 def write_prompts(folder: Path, rows: list[tuple[str, str, str, str]]) -> Path:
     path = folder / "prompts.csv"
-    lines = ["prompt,aspect_ratio,size,channel", *(",".join(f'"{c}"' for c in row) for row in rows)]
+    lines = ["prompt,aspect_ratio,image_size,channel", *(",".join(f'"{c}"' for c in row) for row in rows)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -165,8 +166,9 @@ def test_content_pipeline_reports_failed_images_and_skips_empty_channels(
     assert [e["status"] for e in entries] == ["completed", "failed", "completed"]
     assert entries[1]["failure_reason"] == "content_safety" and entries[1]["file"] is None
     assert entries[0]["action"] == "resize"
-    # No product shot in this batch: the mapped cut-out task had nothing to do and was skipped.
-    assert result.state_of("remove_backgrounds") == "skipped"
+    # No product shot in this batch: the cut-out step had nothing to do and carried every row through.
+    assert result.state_of("remove_backgrounds") == "success"
+    assert result.xcom("remove_backgrounds")["counts"] == {"completed": 2, "failed": 1}
     assert paid(bloom_conn)["total"] == 3 + 1
     assert len(list((tmp_path / "out").rglob("*.png"))) == 2
 

@@ -64,6 +64,8 @@ from airflow_provider_bloom.exceptions import (
 )
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.operators._base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
     BloomBaseOperator,
     bloom_errors,
     check_wait_options,
@@ -204,6 +206,8 @@ class BloomBatchOperator(BloomBaseOperator):
     :param poll_timeout: seconds Bloom may hold each long-poll (1..295).
     :param on_failure: when a row ends failed, refused or uncertain: ``"ignore"`` (default: the manifest
         says so), ``"fail"`` or ``"skip"`` the task (after the manifest is written).
+    :param defer_after: deferrable mode: seconds to wait in the worker first (one long-poll); a batch
+        whose images end within it needs no deferral (default 10; 0 defers at once).
     :param min_defer_seconds: the trigger fires no sooner than this after a deferral (Airflow's
         defer-exit race).
     """
@@ -225,7 +229,8 @@ class BloomBatchOperator(BloomBaseOperator):
         wait_timeout: float = 3600,
         poll_timeout: int = MAX_WAIT_SECONDS,
         on_failure: str = "ignore",
-        min_defer_seconds: float = 10.0,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -233,6 +238,7 @@ class BloomBatchOperator(BloomBaseOperator):
             poll_timeout=poll_timeout,
             on_failure=on_failure,
             timeout=wait_timeout,
+            defer_after=defer_after,
             min_defer_seconds=min_defer_seconds,
         )
         if max_credits is not None and (
@@ -256,6 +262,7 @@ class BloomBatchOperator(BloomBaseOperator):
         self.wait_timeout = float(wait_timeout)
         self.poll_timeout = poll_timeout
         self.on_failure = on_failure
+        self.defer_after = float(defer_after)
         self.min_defer_seconds = float(min_defer_seconds)
 
     # -- what a subclass provides ------------------------------------------------------------
@@ -416,7 +423,7 @@ class BloomBatchOperator(BloomBaseOperator):
             return
         settings = self.hook.settings
         per_minute = settings.requests_per_minute
-        bucket = TokenBucket(per_minute, burst=1)
+        bucket = batch_bucket(per_minute)
         threads = self.max_in_flight or min(32, max(2, per_minute // 120))
         progress = Progress(
             total=len(run.jobs), given_per_minute=per_minute, already=len(run.jobs) - len(todo)
@@ -548,8 +555,7 @@ class BloomBatchOperator(BloomBaseOperator):
         pending = run.state.pending_ids()
         if not pending:
             return
-        settings = self.hook.settings
-        bucket = TokenBucket(settings.requests_per_minute, burst=1)
+        bucket = batch_bucket(self.hook.settings.requests_per_minute)
         with bloom_errors("Reading the batch's image statuses"):
             for chunk in chunked(pending):
                 take_sync(bucket)
@@ -569,8 +575,14 @@ class BloomBatchOperator(BloomBaseOperator):
                 run.journal.append(event)
                 run.state.apply(event)
             deadline = start + self.wait_timeout
+            brief = self.deferrable and self.defer_after > 0
             while (pending := run.state.pending_ids()) and time.time() < deadline:
                 self._log_statuses(run)
+                if brief:  # images that end within defer_after need no deferral (nor its round trip)
+                    brief = False
+                    self._wait_here(run, pending, min(deadline, time.time() + self.defer_after))
+                    self._sweep(run)
+                    continue
                 if self.deferrable:
                     self._defer(pending, deadline)
                 self._wait_here(run, pending, deadline)
@@ -660,6 +672,13 @@ class BloomBatchOperator(BloomBaseOperator):
             Path(path.path).parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_jsonl(records))
         return records
+
+
+def batch_bucket(per_minute: int) -> TokenBucket:
+    """The pace of one batch task: a burst of 5% of the budget, and the rest spread evenly, so that no
+    sliding 60 s window ever holds more than ``per_minute`` requests (Bloom's limit is such a window)."""
+    burst = max(1, per_minute // 20)
+    return TokenBucket(max(1, per_minute - burst), burst=burst)
 
 
 def _answer_ids(answer: Mapping[str, Any]) -> list[str]:
