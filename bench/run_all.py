@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_import.py", "bench_emulator.py", "bench_sensor.py", "bench_hub.py"]
+BENCHMARKS = [
+    "bench_import.py",
+    "bench_emulator.py",
+    "bench_sensor.py",
+    "bench_hub.py",
+    "bench_batch.py",
+]
 
 
 def main() -> int:
