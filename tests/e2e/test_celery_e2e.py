@@ -56,7 +56,7 @@ DEMO_SPEED = {"generation_seconds": 3.0, "generation_jitter": 2.0}
 #: wait defers to a triggerer and there is a trigger to kill; at the demo's speed the waits end in the worker.
 SLOWER_THAN_DEFER_AFTER = {"generation_seconds": 20.0, "generation_jitter": 0.0}
 #: The tasks that wait for Bloom (and may defer to a triggerer).
-WAITING_TASKS = ("wait_for_images", "resize_stories", "remove_backgrounds")
+WAITING_TASKS = ("generate", "resize_stories", "remove_backgrounds")
 #: Bloom waits deferred to a triggerer that has claimed them (``trigger.triggerer_id`` set).
 HELD_WAITS = """
     SELECT ti.task_id, ti.map_index, t.id, t.triggerer_id

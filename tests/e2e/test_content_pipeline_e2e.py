@@ -13,7 +13,7 @@ tests/test_examples.py:
 - a DAG that defers 100 tasks at once on one key: they really defer (running -> deferred -> running ->
   success, far more at once than the executor's slots), the triggerer's wait hub serves them within the
   budget (no 429 from Bloom), one paid POST per image, every task in one try;
-- a triggerer killed with SIGKILL while the sensor is deferred, then started again: the run still
+- a triggerer killed with SIGKILL while the generation batch is deferred, then started again: the run still
   succeeds, the wait resumes in the new triggerer, and nothing is paid for twice.
 """
 
@@ -42,7 +42,7 @@ DAG_ID = "bloom_content_pipeline"
 PARALLELISM = 3
 #: Planned paid requests for the shipped prompts file: 12 generations, 4 story resizes, 3 cut-outs.
 PLANNED = {"images.generate": 12, "images.resize": 4, "images.removeBackground": 3}
-WAITING_TASKS = ("wait_for_images", "resize_stories", "remove_backgrounds")
+WAITING_TASKS = ("generate", "resize_stories", "remove_backgrounds")
 SCALE_DAG_ID = "bloom_scale_waits"
 #: Tasks the scale DAG defers at once (one generation each).
 SCALE_TASKS = 100
@@ -291,7 +291,7 @@ def test_pipeline_at_the_demos_speed_succeeds_three_times_in_a_row(stack: Stack,
         assert_files_written(entries, output)
         assert set(tries.values()) == {1}, tries  # every task in one try: none failed by the race
         waiting = {k: [n for n, _ in e] for k, e in timeline.items() if k.split("[")[0] in WAITING_TASKS}
-        assert len(waiting) == 1 + 4 + 3
+        assert len(waiting) == 3  # one batch task per step, whatever the number of images
         assert all(events[-1] == "success" for events in waiting.values()), waiting
         deferred = sorted(k for k, events in waiting.items() if "deferred" in events)
         print(
@@ -348,11 +348,11 @@ def test_a_hundred_deferred_waits_share_the_hub_without_a_429(stack: Stack) -> N
     assert stack.emulator.violations() == []
 
 
-def test_pipeline_survives_a_triggerer_killed_while_the_sensor_is_deferred(
+def test_pipeline_survives_a_triggerer_killed_while_the_batch_is_deferred(
     stack: Stack, tmp_path: Path
 ) -> None:
     stack.emulator.reset()
-    # Images that take longer than the sensor's defer_after: the batch wait defers to the triggerer.
+    # Images that take longer than defer_after: the generation batch defers its wait to the triggerer.
     stack.emulator.configure(generation_seconds=30)
     output = tmp_path / "output"
     triggerer = stack.airflow.processes["triggerer"]
@@ -360,10 +360,10 @@ def test_pipeline_survives_a_triggerer_killed_while_the_sensor_is_deferred(
         began = time.monotonic()
         run_id = trigger_run(stack, output)
 
-        def triggerer_running_the_sensor() -> int | None:
-            """The id of the triggerer job the sensor's trigger is assigned to, while it is deferred."""
+        def triggerer_running_the_batch() -> int | None:
+            """The id of the triggerer job the batch's trigger is assigned to, while it is deferred."""
             stack.airflow.check_alive(["api-server", "scheduler", "dag-processor"])
-            ti = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/wait_for_images")
+            ti = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/generate")
             trigger = ti.get("trigger") or {}
             return (
                 int(trigger["triggerer_id"])
@@ -372,10 +372,10 @@ def test_pipeline_survives_a_triggerer_killed_while_the_sensor_is_deferred(
             )
 
         def long_poll_held() -> int | None:
-            job = triggerer_running_the_sensor()
+            job = triggerer_running_the_batch()
             return job if job and stack.emulator.health()["waiting"] else None
 
-        first = wait_until("the sensor's long-poll, held by the triggerer", long_poll_held, 180, 0.25)
+        first = wait_until("the batch's long-poll, held by the triggerer", long_poll_held, 180, 0.25)
         # Wait economy: twelve images, one long-poll held by the triggerer's hub, no per-image polling.
         assert stack.emulator.health()["waiting"] == 1
         paid_before_crash = paid(stack)
@@ -392,12 +392,12 @@ def test_pipeline_survives_a_triggerer_killed_while_the_sensor_is_deferred(
         "images.resize": 0,
         "images.removeBackground": 0,
     }
-    assert watch.states_seen["wait_for_images"] >= {"deferred", "success"}
-    tries = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/wait_for_images/tries")
+    assert watch.states_seen["generate"] >= {"deferred", "success"}
+    tries = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/generate/tries")
     assert [t["try_number"] for t in tries["task_instances"]] == [1]  # resumed, not retried
     # Each triggerer writes the trigger's log to a file named after its job id: the killed one started the
     # wait, the restarted one took it over (once the dead one's heartbeat was stale) and fired the event.
-    logs = trigger_logs(stack, run_id, "wait_for_images")
+    logs = trigger_logs(stack, run_id, "generate")
     assert first in logs and len(logs) == 2, sorted(logs)
     (second,) = set(logs) - {first}
     assert "Trigger fired event" not in logs[first] and "starting" in logs[first]

@@ -1,0 +1,276 @@
+"""The batch's I/O-free parts: rows, the journal (group commits, replay, checkpoints), the pace, the
+manifest records and the progress line."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import pytest
+
+from airflow_provider_bloom.batch.journal import (
+    CHECKPOINT_EVERY,
+    Journal,
+    MemoryStore,
+    read_events,
+    replay,
+    status_events,
+)
+from airflow_provider_bloom.batch.manifest import derived_base, step_record, summary
+from airflow_provider_bloom.batch.progress import Progress, duration
+from airflow_provider_bloom.batch.rows import (
+    BatchInputError,
+    check_rows,
+    normalize,
+    request_credits,
+    request_of,
+    rows_from_text,
+)
+from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.operators._batch import batch_bucket
+
+# --------------------------------------------------------------------------- rows
+
+
+def test_csv_jsonl_and_json_rows_are_read_by_their_suffix():
+    csv = 'prompt,channel,variant_count\n"a, b",story,2\nc,feed,\n'
+    assert rows_from_text(csv, "x.csv") == [
+        {"prompt": "a, b", "channel": "story", "variant_count": "2"},
+        {"prompt": "c", "channel": "feed", "variant_count": ""},
+    ]
+    assert rows_from_text('{"prompt": "a"}\n\n{"prompt": "b"}\n', "x.jsonl") == [
+        {"prompt": "a"},
+        {"prompt": "b"},
+    ]
+    assert rows_from_text('[{"prompt": "a"}]', "s3://b/x.json") == [{"prompt": "a"}]
+    with pytest.raises(BloomInputError, match="line 2 is not JSON"):
+        rows_from_text('{"prompt": "a"}\n{oops\n', "x.jsonl")
+    with pytest.raises(BloomInputError, match="unknown format"):
+        rows_from_text("prompt\na\n", "x.txt")
+
+
+def test_cells_are_read_as_people_write_them():
+    assert normalize("variant_count", " 3 ") == 3
+    assert normalize("prompt", "  ") is None
+    ids = "00000000-0000-4000-8000-000000000001; 00000000-0000-4000-8000-000000000002"
+    assert normalize("reference_image_ids", ids) == ids.split("; ")
+    assert normalize("reference_image_ids", '["x"]') == ["x"]
+    row = {"prompt": "p", "model": "", "sku": "S1"}
+    assert request_of(row, ("prompt", "model", "image_size"), {"model": "fast", "image_size": "4K"}) == {
+        "prompt": "p",
+        "model": "fast",
+        "image_size": "4K",
+    }
+
+
+def test_every_bad_row_is_reported_at_once_by_number_and_field():
+    def check(index: int, row: dict) -> str:
+        if not row.get("prompt"):
+            raise BloomInputError("prompt", "is required")
+        if row.get("ratio") == "bad":
+            raise BloomInputError("aspect_ratio", "must be one of 1:1, ...")
+        return row["prompt"]
+
+    assert check_rows([{"prompt": "a"}], check) == ["a"]
+    with pytest.raises(BatchInputError) as raised:
+        check_rows([{"prompt": "a"}, {}, {"prompt": "b", "ratio": "bad"}, {}], check)
+    assert raised.value.problems == [
+        (2, "prompt", "is required"),
+        (3, "aspect_ratio", "must be one of 1:1, ..."),
+        (4, "prompt", "is required"),
+    ]
+    assert "3 of 4 row(s) cannot be sent" in str(raised.value) and "Nothing was sent" in str(raised.value)
+    with pytest.raises(BloomInputError, match="holds no rows"):
+        check_rows([], check)
+
+
+def test_prices_follow_blooms_published_list_and_say_what_is_assumed():
+    assert request_credits("images.generate", {"imageSize": "4K", "variantCount": 3}) == 6
+    assert request_credits("images.generate", {}) == 1
+    assert request_credits("images.edit", {"imageSize": "4K"}) == 2
+    assert request_credits("images.resize", {}, source_size="2K") == 1
+    assert request_credits("images.resize", {}) == 2  # unknown source size: the safe side
+    assert request_credits("images.removeBackground", {}) == request_credits("images.vectorize", {}) == 1
+
+
+# --------------------------------------------------------------------------- the journal
+
+
+def test_group_commits_keep_each_writers_order_and_write_fewer_values_than_events():
+    store = SlowStore()
+    journal = Journal(store)
+
+    def writer(name: int) -> None:
+        for i in range(150):
+            journal.append({"e": "send", "r": name * 1000 + i, "t": 0})
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    events, next_seq = read_events(store)
+    assert len(events) == 8 * 150
+    for name in range(8):  # each writer's events come back in the order it wrote them
+        mine = [e["r"] for e in events if e["r"] // 1000 == name]
+        assert mine == sorted(mine) and len(mine) == 150
+    assert journal.writes == next_seq < len(events)  # writers that arrive together share one write
+    assert next_seq >= CHECKPOINT_EVERY and store.reads_of_segments(next_seq) < next_seq
+
+
+class SlowStore(MemoryStore):
+    """A store whose writes take a little while (so that writers queue up behind each other)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+
+    def put(self, name: str, events: list) -> None:
+        threading.Event().wait(0.0005)
+        super().put(name, events)
+
+    def get(self, name: str) -> list | None:
+        self.gets.append(name)
+        return super().get(name)
+
+    def reads_of_segments(self, next_seq: int) -> int:
+        self.gets.clear()
+        read_events(self)
+        return sum(name.startswith("s") for name in self.gets)
+
+
+def test_a_resumed_journal_continues_after_the_last_segment_and_its_checkpoints():
+    store = MemoryStore()
+    first = Journal(store)
+    for i in range(CHECKPOINT_EVERY + 5):
+        first.append({"e": "send", "r": i, "t": 0})
+    events, next_seq = read_events(store)
+    assert next_seq == CHECKPOINT_EVERY + 5 and len(events) == next_seq
+    second = Journal(store, next_seq)
+    for i in range(CHECKPOINT_EVERY):
+        second.append({"e": "back", "r": i})
+    events, next_seq = read_events(store)
+    assert len(events) == 2 * CHECKPOINT_EVERY + 5
+    assert store.get("c00001") is not None  # the second checkpoint holds the first try's tail too
+    assert [e["e"] for e in events[-CHECKPOINT_EVERY:]] == ["back"] * CHECKPOINT_EVERY
+
+
+def test_a_failed_write_fails_the_writer_and_every_later_append():
+    class Broken(MemoryStore):
+        def put(self, name: str, events: list) -> None:
+            raise OSError("disk full")
+
+    journal = Journal(Broken())
+    with pytest.raises(OSError, match="disk full"):
+        journal.append({"e": "send", "r": 0, "t": 0})
+    with pytest.raises(RuntimeError, match="failed earlier"):
+        journal.append({"e": "send", "r": 1, "t": 0})
+
+
+def test_replay_tells_done_rows_from_rows_in_doubt_and_unsent_ones():
+    events = [
+        {"e": "send", "r": 0, "t": 10.0},
+        {"e": "ok", "r": 0, "ids": ["a", "b"], "g": "g0"},
+        {"e": "send", "r": 1, "t": 11.0},  # the try died here: in doubt
+        {"e": "send", "r": 2, "t": 12.0},
+        {"e": "back", "r": 2},  # a 429: not sent
+        {"e": "send", "r": 3, "t": 13.0},
+        {"e": "rej", "r": 3, "code": "VALIDATION_ERROR", "msg": "no"},
+        {"e": "send", "r": 4, "t": 14.0},
+        {"e": "lost", "r": 4, "msg": "uncertain"},
+        *status_events([{"id": "a", "status": "completed"}, {"id": "b", "status": "generating"}]),
+        {"e": "wait", "t": 20.0, "try": 1},
+        {"e": "wait", "t": 30.0, "try": 1},
+    ]
+    state = replay(events)
+    assert [state.row(i).done for i in range(5)] == [True, False, False, True, True]
+    assert [state.row(i).in_doubt for i in range(5)] == [False, True, False, False, False]
+    assert state.row(1).sent_at == 11.0 and state.row(0).attempts == 1 and state.row(2).attempts == 0
+    assert state.pending_ids() == ["b"] and list(state.accepted_ids()) == ["a", "b"]
+    assert state.wait_started == {1: 20.0}  # the first wait of a try sets its deadline
+
+
+# --------------------------------------------------------------------------- manifest records
+
+
+def test_records_say_what_happened_to_each_row():
+    state = replay(
+        [
+            {"e": "send", "r": 0, "t": 1},
+            {"e": "ok", "r": 0, "ids": ["a", "b"], "g": "g"},
+            *status_events(
+                [
+                    {"id": "a", "status": "completed"},
+                    {"id": "b", "status": "failed", "failureReason": "content_safety"},
+                ]
+            ),
+            {"e": "send", "r": 1, "t": 1},
+            {"e": "rej", "r": 1, "code": "BRAND_NOT_FOUND", "msg": "gone"},
+            {"e": "send", "r": 2, "t": 1},
+            {"e": "lost", "r": 2, "msg": "could not tell"},
+        ]
+    )
+    base = {"row": 1, "prompt": "p", "sku": "S1", "status": "old", "credits": 99}
+    partial = step_record(
+        base, state.row(0), state.statuses, operation="images.generate", credits=2, waited=True
+    )
+    assert partial["status"] == "partial" and partial["sku"] == "S1" and partial["credits"] == 2
+    assert partial["failure_reason"] == "content_safety" and partial["variant_group_id"] == "g"
+    refused = step_record(
+        base, state.row(1), state.statuses, operation="images.generate", credits=1, waited=True
+    )
+    assert (refused["status"], refused["credits"], refused["failure_reason"]) == (
+        "rejected",
+        0,
+        "BRAND_NOT_FOUND",
+    )
+    lost = step_record(
+        base, state.row(2), state.statuses, operation="images.generate", credits=1, waited=True
+    )
+    assert (lost["status"], lost["credits"]) == ("uncertain", None)
+    derived = derived_base(partial, "a")
+    assert derived["lineage"] == [{"operation": "images.generate", "image_id": "a"}]
+    assert derived["source_image_id"] == "a" and "image_ids" not in derived and derived["sku"] == "S1"
+    result = summary("file:///m.jsonl", [partial, refused, lost], "images.generate")
+    assert result["counts"] == {"partial": 1, "rejected": 1, "uncertain": 1} and result["credits"] == 2
+
+
+# --------------------------------------------------------------------------- pace and progress
+
+
+@pytest.mark.parametrize("per_minute", [60, 120, 6000])
+def test_the_pace_reaches_the_rate_given_and_no_window_holds_more(per_minute: int):
+    """A fake clock; a sender that takes every token the moment it is due, for three minutes."""
+    now = [0.0]
+    bucket = batch_bucket(per_minute)
+    bucket.clock = lambda: now[0]
+    bucket._stamp = 0.0
+    sent: list[float] = []
+    while now[0] < 180.0:
+        wait = bucket.try_take()
+        if wait <= 0:
+            sent.append(now[0])
+        else:
+            now[0] += max(wait, 1e-6)  # as a real sleep, which always lets some time pass
+    window: deque[float] = deque()
+    worst = 0
+    for moment in sent:
+        window.append(moment)
+        while window[0] <= moment - 60.0:
+            window.popleft()
+        worst = max(worst, len(window))
+    assert worst <= per_minute  # Bloom's limit is a sliding 60 s window
+    assert len(sent) / 3 >= 0.9 * per_minute
+
+
+def test_the_progress_line_gives_the_rate_against_the_budget_and_time_left():
+    now = [100.0]
+    progress = Progress(total=1000, given_per_minute=120, already=100, clock=lambda: now[0])
+    now[0] += 60
+    progress.submitted, progress.rejected, progress.rate_limited = 110, 2, 1
+    assert progress.due()
+    line = progress.line()
+    assert "Submitted 212/1,000 rows (21%)" in line and "2 refused" in line and "1 answered 429" in line
+    assert "112/min of 120/min given (93%)" in line and "about 7m02s left" in line
+    assert not progress.due()
+    assert duration(3725) == "1h02m" and duration(42) == "42s"
