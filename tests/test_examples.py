@@ -20,7 +20,12 @@ from airflow_provider_bloom.emulator import (
 from tests.airflow_helpers import DagResult, run_dag
 from tests.e2e.stack import DAGS_FOLDER
 
-EXAMPLES = {"bloom_content_pipeline", "bloom_brand_onboarding", "bloom_batch_collect"}
+EXAMPLES = {
+    "bloom_content_pipeline",
+    "bloom_brand_onboarding",
+    "bloom_batch_collect",
+    "bloom_catalogue_nightly",
+}
 PAID_IMAGE_OPERATIONS = ("images.generate", "images.resize", "images.removeBackground")
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -264,3 +269,50 @@ def test_batch_collect_fires_everything_then_collects_with_one_sensor(dagbag: An
     assert operations["images.generate"] == 3
     # One long-poll on every id of the batch, not one request per image.
     assert operations["images.list"] == 1 and operations.get("images.get", 0) == 0
+
+
+def test_the_nightly_catalogue_runs_three_thousand_rows_in_five_tasks(
+    dagbag: Any, bloom_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped 3,000-row catalogue, every step one task, against the emulator with its limit off and
+    a connection budget to match (the pace at Bloom's real limit is measured in bench/bench_batch.py)."""
+    from tests.helpers import conn_json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, requests_per_minute=60000)
+    )
+    bloom_conn.set_credits(100_000)
+    result = run_dag(dagbag.get_dag("bloom_catalogue_nightly"), run_conf={"output": str(tmp_path)})
+
+    assert result.state == "success"
+    assert {t: result.tries_of(t) for t in ("generate", "resize_stories", "cut_out_products")} == {
+        "generate": 1,
+        "resize_stories": 1,
+        "cut_out_products": 1,
+    }
+    assert paid(bloom_conn) == {
+        "total": 5000,
+        "images.generate": 3000,
+        "images.resize": 1000,
+        "images.removeBackground": 1000,
+    }
+    report = result.xcom("report")
+    assert report["rows"] == 3000 and report["files"] == 3000 and report["statuses"] == {"completed": 3000}
+    # 3,000 generations (100 of them 4K: 3,100 credits), 1,000 resizes of 2K stories, 1,000 cut-outs
+    assert report["credits"] == {
+        "images.generate": 3100,
+        "images.resize": 1000,
+        "images.removeBackground": 1000,
+    }
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    assert 100_000 - BloomHook().get_credits()["balance"] == report["total_credits"] == 5100
+    manifest = [
+        json.loads(line) for line in Path(report["manifest"].removeprefix("file://")).read_text().splitlines()
+    ]
+    assert len(manifest) == 3000 and len({r["file"] for r in manifest}) == 3000
+    story = next(r for r in manifest if r["channel"] == "story")
+    assert story["operation"] == "images.resize" and story["sku"].startswith("SKU-")
+    assert story["lineage"][0]["operation"] == "images.generate" and story["source_image_id"]
+    for summary in (result.xcom(t) for t in ("generate", "resize_stories", "cut_out_products", "download")):
+        assert len(json.dumps(summary)) < 2000  # XCom holds where the manifest is, and counts

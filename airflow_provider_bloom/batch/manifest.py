@@ -138,9 +138,17 @@ def from_jsonl(text: str) -> list[dict[str, Any]]:
 
 
 def summary(
-    manifest: str, records: Sequence[Mapping[str, Any]], operation: str, **extra: Any
+    manifest: str,
+    records: Sequence[Mapping[str, Any]],
+    operation: str,
+    credits: int | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The task's return value: where the manifest is, and counts (small at any batch size)."""
+    """The task's return value: where the manifest is, and counts (small at any batch size).
+
+    ``credits``: what this step spent (default: the sum over ``records``; a step that carries earlier
+    records through passes its own sum, so that each step reports only its own spend).
+    """
     counts = Counter(str(r.get("status")) for r in records)
     return {
         "manifest": manifest,
@@ -148,7 +156,7 @@ def summary(
         "records": len(records),
         "images": sum(len(r.get("image_ids") or ()) for r in records),
         "counts": {status: counts[status] for status in sorted(counts)},
-        "credits": sum(int(r.get("credits") or 0) for r in records),
+        "credits": sum(int(r.get("credits") or 0) for r in records) if credits is None else credits,
         **extra,
     }
 

@@ -57,6 +57,7 @@ from airflow_provider_bloom.exceptions import (
     BloomError,
     BloomInputError,
     BloomNotFoundError,
+    BloomPaymentError,
     BloomRateLimitError,
     BloomTransportError,
     BloomValidationError,
@@ -72,6 +73,7 @@ from airflow_provider_bloom.operators._base import (
     clear_round,
     default_deferrable,
     images_from_event,
+    known_at_parse_time,
 )
 from airflow_provider_bloom.operators._ledger import call_identity
 from airflow_provider_bloom.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
@@ -214,14 +216,14 @@ class BloomBatchOperator(BloomBaseOperator):
 
     operation: ClassVar[str]
     action: ClassVar[str]
-    template_fields: Sequence[str] = ("output_path",)
+    template_fields: Sequence[str] = ("output_path", "max_credits")
     ui_color = "#fde2c8"
 
     def __init__(
         self,
         *,
         output_path: Any = None,
-        max_credits: float | None = None,
+        max_credits: float | str | None = None,
         check_balance: bool = True,
         max_in_flight: int | None = None,
         wait_for_completion: bool = True,
@@ -241,10 +243,8 @@ class BloomBatchOperator(BloomBaseOperator):
             defer_after=defer_after,
             min_defer_seconds=min_defer_seconds,
         )
-        if max_credits is not None and (
-            isinstance(max_credits, bool) or not isinstance(max_credits, (int, float)) or max_credits < 0
-        ):
-            raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {max_credits!r}")
+        if known_at_parse_time(max_credits):
+            credit_budget(max_credits)
         if max_in_flight is not None and (
             isinstance(max_in_flight, bool)
             or not isinstance(max_in_flight, int)
@@ -277,7 +277,8 @@ class BloomBatchOperator(BloomBaseOperator):
     # -- the run -----------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         run = self._open(context)
-        self._guard(run)
+        with bloom_errors(f"Checking the Bloom {self.action} batch's cost"):
+            self._guard(run)
         self._settle_in_doubt(run)
         self._submit(run)
         return self._collect(context, run)
@@ -342,10 +343,11 @@ class BloomBatchOperator(BloomBaseOperator):
             for job in run.jobs
             if run.state.row(job.index).sent_at is None and not run.state.row(job.index).done
         )
-        if self.max_credits is not None and total > self.max_credits:
+        budget = credit_budget(self.max_credits)
+        if budget is not None and total > budget:
             raise AirflowFailException(
                 f"This batch costs {total:,} credits by Bloom's published prices ({len(run.jobs):,} "
-                f"request(s)), more than max_credits={self.max_credits:g}. Nothing was sent to Bloom."
+                f"request(s)), more than max_credits={budget:g}. Nothing was sent to Bloom."
             )
         if not self.check_balance or left == 0:
             return
@@ -471,7 +473,16 @@ class BloomBatchOperator(BloomBaseOperator):
         self.log.info("Submission took %s", duration(time.monotonic() - started))
         if run.abort is not None:
             self._write_manifest(run, waited=False)
-            with bloom_errors(f"Bloom {self.action} batch"):
+            left = sum(1 for job in run.jobs if not run.state.row(job.index).done)
+            if isinstance(
+                run.abort, BloomPaymentError
+            ):  # a retry after a top-up resumes, paying nothing twice
+                raise BloomError(
+                    f"Bloom refused the batch for lack of credits ({run.abort}); {left} request(s) are "
+                    f"not sent yet. Top up: the task's next try resumes with them (what Bloom already "
+                    f"accepted is kept, and not paid again)."
+                ) from run.abort
+            with bloom_errors(f"Bloom {self.action} batch ({left} request(s) not sent yet)"):
                 raise run.abort
 
     def _send(
@@ -588,7 +599,8 @@ class BloomBatchOperator(BloomBaseOperator):
                 self._wait_here(run, pending, deadline)
                 self._sweep(run)
         records = self._write_manifest(run, waited=self.wait_for_completion)
-        result = summary(str(run.manifest), records, self.operation, batch=run.identity)
+        spent = sum(int(r.get("credits") or 0) for r in records[: len(run.jobs)])  # not the carried ones
+        result = summary(str(run.manifest), records, self.operation, credits=spent, batch=run.identity)
         context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(run.manifest))
         self.log.info(
             "Manifest: %s (%d record(s); %s; %s credits)",
@@ -672,6 +684,20 @@ class BloomBatchOperator(BloomBaseOperator):
             Path(path.path).parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_jsonl(records))
         return records
+
+
+def credit_budget(value: Any) -> float | None:
+    """``max_credits`` as a number (a rendered template is text); BloomInputError when it is not one."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}")
+    return float(value)
 
 
 def batch_bucket(per_minute: int) -> TokenBucket:

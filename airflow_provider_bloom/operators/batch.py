@@ -138,7 +138,7 @@ class BloomGenerateBatchOperator(BloomBatchOperator):
 
     operation = GENERATE
     action = "generation"
-    template_fields: Sequence[str] = ("rows", "defaults", "output_path")
+    template_fields: Sequence[str] = (*BloomBatchOperator.template_fields, "rows", "defaults")
     operator_extra_links = (BloomManifestLink(),)
 
     def __init__(self, *, rows: Any, defaults: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
@@ -200,7 +200,12 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
     """
 
     arguments: ClassVar[tuple[str, ...]] = ()
-    template_fields: Sequence[str] = ("images", "where", "brand_session_id", "output_path")
+    template_fields: Sequence[str] = (
+        *BloomBatchOperator.template_fields,
+        "images",
+        "where",
+        "brand_session_id",
+    )
     operator_extra_links = (BloomManifestLink(),)
 
     def __init__(

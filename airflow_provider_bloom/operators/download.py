@@ -269,7 +269,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(path))
         self._emit_asset(context, path, None, extra={"bloom_manifest": str(path), "files": len(files)})
         self.log.info("Manifest of the files: %s", path)
-        return summary(str(path), records, "download", files=len(files), written=written)
+        return summary(str(path), records, "download", credits=0, files=len(files), written=written)
 
     def _download(self, item: _Planned) -> tuple[ObjectStoragePath, bool]:
         """Download one image; returns its final path and whether it was written now."""
