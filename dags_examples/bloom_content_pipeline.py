@@ -54,8 +54,13 @@ DEFAULT_OUTPUT = os.environ.get("BLOOM_OUTPUT_URL") or str(
 )
 #: One folder per run date; ``ds`` is missing for runs triggered without a logical date.
 RUN_FOLDER = "{{ params.output.rstrip('/') }}/{{ ds if ds is defined else (dag_run.run_after | ds) }}"
-#: Where each step's manifest goes (beside the images, in a hidden folder).
-STEP_MANIFEST = RUN_FOLDER + "/.bloom/{}.jsonl"
+
+
+def step_manifest(step: str) -> str:
+    """Where a step's manifest goes: beside the images, in a hidden folder (a template, like RUN_FOLDER)."""
+    return f"{RUN_FOLDER}/.bloom/{step}.jsonl"
+
+
 #: Updated (with the manifest's location) every time a batch lands; schedule other DAGs on it.
 CONTENT_ASSET = Asset(name="bloom_content_images", uri="bloom://content-pipeline/images")
 ACTIONS = {
@@ -167,7 +172,7 @@ def bloom_content_pipeline() -> None:
     generate = BloomGenerateBatchOperator(
         task_id="generate",
         rows=batch["file"],
-        output_path=STEP_MANIFEST.format("generate"),
+        output_path=step_manifest("generate"),
         deferrable=True,
     )
     # Stories re-framed to 9:16, product shots cut out; every other row is carried through unchanged.
@@ -176,14 +181,14 @@ def bloom_content_pipeline() -> None:
         images=generate.output,
         where={"channel": "story"},
         target_aspect_ratio=STORY_ASPECT_RATIO,
-        output_path=STEP_MANIFEST.format("resize_stories"),
+        output_path=step_manifest("resize_stories"),
         deferrable=True,
     )
     remove_backgrounds = BloomRemoveBackgroundBatchOperator(
         task_id="remove_backgrounds",
         images=resize_stories.output,
         where={"channel": "product"},
-        output_path=STEP_MANIFEST.format("remove_backgrounds"),
+        output_path=step_manifest("remove_backgrounds"),
         deferrable=True,
     )
     # Every completed image of the last manifest, and that manifest with each row's file and size.
@@ -192,7 +197,7 @@ def bloom_content_pipeline() -> None:
         image_ids=remove_backgrounds.output,
         destination=RUN_FOLDER,
         name_template="{index:02d}-{image_id}{ext}",
-        manifest_path=STEP_MANIFEST.format("download"),
+        manifest_path=step_manifest("download"),
     )
 
     @task(outlets=[CONTENT_ASSET])

@@ -110,7 +110,10 @@ def test_content_pipeline_generates_post_processes_and_downloads(
     assert others and all(e["image_id"] == e["source_image_id"] for e in others)
     # Real files, in one folder per run date, under the folder given by the `output` param.
     folders = {Path(e["file"].removeprefix("file://")).parent for e in entries}
-    assert len(folders) == 1 and folders.pop().parent == tmp_path
+    assert len(folders) == 1 and next(iter(folders)).parent == tmp_path
+    # Each step's manifest is beside the images (rendered paths, not the templates' text).
+    steps = sorted(p.name for p in (folders.pop() / ".bloom").glob("*.jsonl"))
+    assert steps == ["download.jsonl", "generate.jsonl", "remove_backgrounds.jsonl", "resize_stories.jsonl"]
     for entry in entries:
         path = Path(entry["file"].removeprefix("file://"))
         assert path.read_bytes()[:8] == PNG and path.stat().st_size == entry["bytes"]
