@@ -599,7 +599,7 @@ class BloomBatchOperator(BloomBaseOperator):
                 self._wait_here(run, pending, deadline)
                 self._sweep(run)
         records = self._write_manifest(run, waited=self.wait_for_completion)
-        spent = sum(int(r.get("credits") or 0) for r in records[: len(run.jobs)])  # not the carried ones
+        spent = sum(job.credits for job in run.jobs if run.state.row(job.index).ids)  # not the carried ones
         result = summary(str(run.manifest), records, self.operation, credits=spent, batch=run.identity)
         context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(run.manifest))
         self.log.info(
@@ -679,6 +679,8 @@ class BloomBatchOperator(BloomBaseOperator):
             for job in run.jobs
         ]
         records.extend(self.carried(run.context))
+        # Row order across a chain: a step's records and the ones it carried through, by row number.
+        records.sort(key=lambda r: (not isinstance(r.get("row"), int), r.get("row") or 0))
         path = run.manifest
         if is_local(path):
             Path(path.path).parent.mkdir(parents=True, exist_ok=True)
