@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,18 +34,24 @@ class Progress:
     rejected: int = 0
     uncertain: int = 0
     rate_limited: int = 0
+    #: Images known to have completed / failed (the caller updates them from what it has read).
+    completed: int = 0
+    failed: int = 0
     started: float = field(default=0.0)
     _last: float = field(default=0.0)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.started = self._last = self.clock()
 
     def due(self, every: float = PROGRESS_EVERY) -> bool:
-        now = self.clock()
-        if now - self._last >= every:
-            self._last = now
-            return True
-        return False
+        """True once every ``every`` seconds, to one caller (several threads ask)."""
+        with self._lock:
+            now = self.clock()
+            if now - self._last >= every:
+                self._last = now
+                return True
+            return False
 
     def per_minute(self) -> float:
         elapsed = self.clock() - self.started
@@ -59,7 +66,8 @@ class Progress:
         pct = 100.0 * done / self.total if self.total else 100.0
         return (
             f"Submitted {done:,}/{self.total:,} rows ({pct:.0f}%): {self.rejected} refused, "
-            f"{self.uncertain} uncertain, {self.rate_limited} answered 429; "
+            f"{self.uncertain} uncertain, {self.rate_limited} answered 429; images so far: "
+            f"{self.completed:,} completed, {self.failed:,} failed; "
             f"{rate:.0f}/min of {self.given_per_minute}/min given "
             f"({rate / self.given_per_minute:.0%}); about {eta} left"
         )

@@ -268,9 +268,11 @@ def test_the_progress_line_gives_the_rate_against_the_budget_and_time_left():
     progress = Progress(total=1000, given_per_minute=120, already=100, clock=lambda: now[0])
     now[0] += 60
     progress.submitted, progress.rejected, progress.rate_limited = 110, 2, 1
+    progress.completed, progress.failed = 80, 3
     assert progress.due()
     line = progress.line()
     assert "Submitted 212/1,000 rows (21%)" in line and "2 refused" in line and "1 answered 429" in line
+    assert "images so far: 80 completed, 3 failed" in line
     assert "112/min of 120/min given (93%)" in line and "about 7m02s left" in line
     assert not progress.due()
     assert duration(3725) == "1h02m" and duration(42) == "42s"
