@@ -10,8 +10,9 @@ tests/e2e/dags/bloom_batch_e2e.py. What this proves, beyond the dag.test() runs 
   return value (XCom) of a few hundred bytes;
 - the task's process SIGKILLed mid-submission (after a few hundred POSTs): the retry resumes from the
   journal (``task_state_store`` on Airflow 3.3+, files beside the manifest before), sends only the rows
-  not sent yet and reconciles those whose answer was lost: exactly one paid POST per row over both tries,
-  every row completed in the manifest. scripts/test_airflow_versions.sh runs this one on Airflow 3.2 too.
+  not sent yet and reconciles those whose answer was lost (the emulator holds the POSTs in flight at the
+  kill, so there always are some): exactly one paid POST per row over both tries, every row completed in
+  the manifest. scripts/test_airflow_versions.sh runs this one on Airflow 3.2 too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ LARGE_ROWS = 1500
 RESUME_ROWS = 600
 #: POSTs seen by the emulator before the resume test kills the task (a few hundred of its 600).
 KILL_AFTER = 250
+#: The resume DAG's POSTs in flight at once: the batch's default for 1,200/min (requests_per_minute // 120).
+IN_FLIGHT = 10
+#: Just before the kill, the emulator holds the next IN_FLIGHT POSTs this long before handling them (it
+#: handles them all the same once the task is dead): at the kill every thread has a POST out whose answer
+#: never comes back, so the retry must settle those rows from Bloom's list, not send them again.
+HELD_SECONDS = 2.0
 #: The emulator's limit per key, raised from Bloom's 120 so that the batches run in seconds.
 EMULATOR_RATE_LIMIT = 6000
 CONNECTIONS = {
@@ -143,6 +150,8 @@ def test_a_batch_killed_mid_submission_resumes_without_paying_twice(
             return sent if sent >= KILL_AFTER else None
 
         wait_until(f"{KILL_AFTER} POSTs", after_a_few_hundred, 120, 0.05)
+        stack.emulator.add_fault("images.generate", "delay", count=IN_FLIGHT, delay_seconds=HELD_SECONDS)
+        time.sleep(HELD_SECONDS / 2)  # the pace sends IN_FLIGHT POSTs in ~0.5 s: each thread now waits on one
         runner = task_runner(ti_id)  # `airflow worker -- <ti id>`, the LocalExecutor worker's child
         assert runner is not None, f"no process runs {ti_id}"
         os.kill(runner.pid, signal.SIGKILL)
@@ -164,6 +173,12 @@ def test_a_batch_killed_mid_submission_resumes_without_paying_twice(
     assert [t["try_number"] for t in tries] == [1, 2] and tries[-1]["state"] == "success"
     assert "Submitted" in logs[1] and "Manifest:" not in logs[1]  # try 1 died mid-submission
     assert "Resuming batch" in logs[2]
+    # The POSTs held at the kill went out in try 1 and were handled by Bloom after it died: try 2 found
+    # them in Bloom's list (never sending them again).
+    assert "went out in an earlier try whose answer was never recorded" in logs[2]
+    recovered = [r for r in read_manifest(output) if r.get("recovered")]
+    print(f"batch e2e: {len(recovered)} row(s) in doubt after the kill, recovered from Bloom's list")
+    assert 1 <= len(recovered) <= IN_FLIGHT
     for line in logs[2].splitlines():  # what the retry found in the journal, and what it reconciled
         if any(words in line for words in ("Resuming batch", "went out in an earlier try", "recovered")):
             print(f"batch e2e: try 2: {log_event(line)}")
