@@ -50,10 +50,13 @@ IMAGE_SECONDS = 3.0  # the emulator's default image time
 #: name -> (rows, emulator limit per minute, requests_per_minute, wait_requests_per_minute, DAG)
 SCENARIOS: dict[str, tuple[int, int, int, int, str]] = {
     "large": (10_000, 6000, 6000, 60, "bloom_batch_bench"),
+    # The same with 5% of the key's limit left to everything else on it (the guard's GET /credits, the
+    # sweep, arrival jitter between the threads), to compare with "large" at the limit itself.
+    "large_headroom": (10_000, 6000, 5700, 60, "bloom_batch_bench"),
     "real": (1_100, 120, 60, 60, "bloom_batch_bench"),
     "mapped": (1_100, 120, 60, 60, "bloom_batch_bench_mapped"),
 }
-QUICK_ROWS = {"large": 1000, "real": 40, "mapped": 40}
+QUICK_ROWS = {"large": 1000, "large_headroom": 1000, "real": 40, "mapped": 40}
 PARALLELISM = 4
 TARGETS = {"rate_ratio": 0.9, "peak_rss_mb": 300, "real_over_floor": 1.10}
 
@@ -251,7 +254,7 @@ def missed_targets(result: dict[str, Any]) -> list[str]:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| scenario | rows | task instances | paid POSTs | answered 429 | rate achieved / given "
+        "| scenario | rows | task instances | POSTs (paid) | answered 429 | rate achieved / given "
         "| first POST -> done | floor | peak RSS | XCom |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
@@ -264,7 +267,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         xcom = f"{r['xcom_bytes']} B" if r.get("xcom_bytes") else "-"
         rate = f"{r['submission_rate_per_minute']:.0f} / {r['requests_per_minute']}/min"
         lines.append(
-            f"| {name} ({r['way']}) | {r['rows']:,} | {r['task_instances']:,} | {r['paid_posts']:,} "
+            f"| {name} ({r['way']}) | {r['rows']:,} | {r['task_instances']:,} "
+            f"| {r['paid_posts']:,} ({r['paid_posts_effective']:,}) "
             f"| {r['answered_429']:,} | {rate} ({r['submission_rate_ratio']:.2f}) "
             f"| {done:.0f} s ({r['over_floor']:.2f} x) | {r['floor_s']:.0f} s | {rss} | {xcom} |"
         )
