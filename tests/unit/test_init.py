@@ -72,7 +72,7 @@ def test_provider_metadata_reads_well_on_the_providers_page():
     assert not re.search(r"[`_<>]", info["description"]), info["description"]
     for path in info["extra-links"]:
         module, name = path.rsplit(".", 1)
-        assert getattr(importlib.import_module(module), name).name.startswith("Bloom image")
+        assert getattr(importlib.import_module(module), name).name.startswith(("Bloom image", "Bloom batch"))
     pyproject = (REPO / "pyproject.toml").read_text()
     docs = re.search(r'^Documentation = "([^"]+)"', pyproject, re.M).group(1)  # [project.urls]
     assert docs.startswith("https://") and "airflow.apache.org" not in docs

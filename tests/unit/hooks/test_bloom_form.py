@@ -120,10 +120,17 @@ def test_form_defaults_make_the_documented_settings():
     assert (s.auth_header, s.timeout, s.max_retries, s.wait_requests_per_minute) == ("x-api-key", 60, 5, 60)
 
 
-@pytest.mark.parametrize("value", [0, 121, "many"])
-def test_wait_requests_per_minute_is_checked(value):
-    with pytest.raises(BloomInputError, match="wait_requests_per_minute"):
-        settings_from_connection(_Conn({"wait_requests_per_minute": value}))
+@pytest.mark.parametrize("value", [0, 60001, "many"])
+@pytest.mark.parametrize("name", ["wait_requests_per_minute", "requests_per_minute"])
+def test_the_request_budgets_are_checked(name, value):
+    with pytest.raises(BloomInputError, match=name):
+        settings_from_connection(_Conn({name: value}))
+
+
+@pytest.mark.parametrize("name", ["wait_requests_per_minute", "requests_per_minute"])
+def test_a_plan_above_blooms_documented_120_a_minute_can_be_used(name):
+    """Bloom documents 120 a minute per key; a plan may allow more, and the budgets accept it."""
+    assert getattr(settings_from_connection(_Conn({name: 6000})), name) == 6000
 
 
 def test_auth_scheme_wins_over_the_older_auth_header_extra():
