@@ -184,6 +184,8 @@ class BatchRun:
     state: BatchState
     identity: str
     manifest: Any
+    #: The pace of everything this try sends (submissions, status reads), see :func:`batch_bucket`.
+    bucket: TokenBucket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     reconciling: threading.Lock = field(default_factory=threading.Lock)
     abort: BaseException | None = None
@@ -284,7 +286,7 @@ class BloomBatchOperator(BloomBaseOperator):
         return self._collect(context, run)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        run = self._open(context)
+        run = self._open(context, resumed=True)
         if isinstance(event, dict) and event.get("status") == "timeout":  # the deadline check below ends it
             records = [i for i in event.get("images") or [] if isinstance(i, dict)]
         else:
@@ -296,7 +298,7 @@ class BloomBatchOperator(BloomBaseOperator):
         return self._collect(context, run)
 
     # -- 1-2: plan and journal -----------------------------------------------------------------
-    def _open(self, context: Context) -> BatchRun:
+    def _open(self, context: Context, resumed: bool = False) -> BatchRun:
         with bloom_errors(f"Planning the Bloom {self.action} batch"):
             jobs = self.plan(context, self.hook.client)
         manifest = self._manifest_path(context)
@@ -315,7 +317,10 @@ class BloomBatchOperator(BloomBaseOperator):
             )
         else:
             self.log.info("Batch %s: %d request(s); journal: %s", identity, len(jobs), describe_store(store))
-        return BatchRun(context, jobs, Journal(store, next_seq), state, identity, manifest)
+        run = BatchRun(context, jobs, Journal(store, next_seq), state, identity, manifest)
+        # A try resumed from a deferral may follow a full minute of requests: it starts without a burst.
+        run.bucket = batch_bucket(self.hook.settings.requests_per_minute, burst=not resumed)
+        return run
 
     def _identity(self, context: Context, jobs: Sequence[Job]) -> str:
         digest = hashlib.sha256(self.operation.encode())
@@ -425,7 +430,7 @@ class BloomBatchOperator(BloomBaseOperator):
             return
         settings = self.hook.settings
         per_minute = settings.requests_per_minute
-        bucket = batch_bucket(per_minute)
+        bucket = run.bucket or batch_bucket(per_minute)
         threads = self.max_in_flight or min(32, max(2, per_minute // 120))
         progress = Progress(
             total=len(run.jobs), given_per_minute=per_minute, already=len(run.jobs) - len(todo)
@@ -588,7 +593,7 @@ class BloomBatchOperator(BloomBaseOperator):
         pending = run.state.pending_ids()
         if not pending:
             return
-        bucket = batch_bucket(self.hook.settings.requests_per_minute)
+        bucket = run.bucket or batch_bucket(self.hook.settings.requests_per_minute)
         with bloom_errors("Reading the batch's image statuses"):
             for chunk in chunked(pending):
                 take_sync(bucket)
@@ -724,11 +729,19 @@ def credit_budget(value: Any) -> float | None:
     return float(value)
 
 
-def batch_bucket(per_minute: int) -> TokenBucket:
-    """The pace of one batch task: a burst of 5% of the budget, and the rest spread evenly, so that no
-    sliding 60 s window ever holds more than ``per_minute`` requests (Bloom's limit is such a window)."""
-    burst = max(1, per_minute // 20)
-    return TokenBucket(max(1, per_minute - burst), burst=burst)
+def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:
+    """The pace of one batch task, within ``per_minute`` in every sliding 60 s window (Bloom's limit is
+    such a window), with 2% of it to spare: requests that leave the task evenly can still reach Bloom
+    bunched (threads, the network), and the task sends a few requests outside the pace (the balance).
+
+    A burst of 2% of the budget at the start (none when ``burst`` is False: a try resumed right after
+    a minute of requests), then ``per_minute`` less twice that, evenly spread.
+    """
+    capacity = max(1, per_minute // 50)
+    bucket = TokenBucket(max(1, per_minute - 2 * capacity), burst=capacity)
+    if not burst:
+        bucket.tokens = 0.0
+    return bucket
 
 
 def _answer_ids(answer: Mapping[str, Any]) -> list[str]:
