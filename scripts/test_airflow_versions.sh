@@ -32,6 +32,7 @@ TESTS=(
     tests/unit/hooks/test_bloom_connection.py
     tests/unit/test_init.py
     tests/unit/operators/test_images.py
+    tests/unit/operators/test_batch.py
     tests/unit/sensors/test_images.py
     tests/unit/triggers/test_images.py
     tests/unit/triggers/test_hub.py
@@ -41,7 +42,7 @@ TESTS=(
     tests/test_examples.py
 )
 DESELECT=(
-    -k "not twenty_prompts and not chunk_of_fifty and not 429_storm_in_the_middle and not content_pipeline_generates and not content_pipeline_updates and not content_pipeline_reports"
+    -k "not twenty_prompts and not chunk_of_fifty and not 429_storm_in_the_middle and not content_pipeline_generates and not content_pipeline_updates and not content_pipeline_reports and not nightly_catalogue"
 )
 
 # When each was released (the day after its upload to PyPI): resolving with everything newest picks

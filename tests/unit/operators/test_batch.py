@@ -89,7 +89,8 @@ def test_a_csv_batch_chains_into_post_processing_with_lineage(bloom_conn, dag_ru
     csv.write_text(
         "prompt,aspect_ratio,image_size,channel,sku\n"
         + "".join(
-            f"shot {i},1:1,{'4K' if i == 0 else ''},{['feed', 'story', 'product'][i % 3]},S{i}\n" for i in range(9)
+            f"shot {i},1:1,{'4K' if i == 0 else ''},{['feed', 'story', 'product'][i % 3]},S{i}\n"
+            for i in range(9)
         )
     )
     with DAG("batch_chain", schedule=None, start_date=START) as dag:
