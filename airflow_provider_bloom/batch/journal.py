@@ -20,18 +20,23 @@ Airflow's ``task_state_store`` (one key per segment) or a folder of files in any
 are *group commits* (:class:`Journal`): the events of every thread that arrives while a segment is being
 written go out together in the next one, so a journal keeps up with a hundred POSTs a second on a
 store that takes ten milliseconds a write. Every :data:`CHECKPOINT_EVERY` segments a checkpoint holds
-them all again, so that a replay reads ``segments / CHECKPOINT_EVERY`` values plus the tail.
+them all again (or sooner, before a checkpoint passes :data:`CHECKPOINT_BYTES`: Airflow's
+``[state_store] max_value_storage_bytes`` is 64 KB), so that a replay reads the checkpoints plus the tail.
+A checkpoint's first event says up to which segment it holds them (``{"e": "upto", "seq": N}``).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-#: Segments per checkpoint (a checkpoint is read instead of the segments it holds).
+#: Segments per checkpoint at most (a checkpoint is read instead of the segments it holds).
 CHECKPOINT_EVERY = 64
+#: A checkpoint is written before its events pass this many bytes of JSON (Airflow's store takes 64 KB).
+CHECKPOINT_BYTES = 48 * 1024
 #: Ids per ``st`` event (keeps each value small).
 STATUS_CHUNK = 200
 
@@ -69,18 +74,30 @@ class MemoryStore:
         self.puts += 1
 
 
-def read_events(store: SegmentStore) -> tuple[list[dict[str, Any]], int]:
-    """Every event in ``store`` in order, and the number of the next segment to write."""
-    events: list[dict[str, Any]] = []
-    number = 0
-    while (checkpoint := store.get(checkpoint_name(number))) is not None:
-        events.extend(checkpoint)
-        number += 1
-    seq = number * CHECKPOINT_EVERY
-    while (segment := store.get(segment_name(seq))) is not None:
-        events.extend(segment)
-        seq += 1
-    return events, seq
+@dataclass
+class Replayed:
+    """What :func:`read_events` found: the events in order, where the next segment and checkpoint go,
+    and the segments written since the last checkpoint (the next checkpoint must hold them too)."""
+
+    events: list[dict[str, Any]]
+    next_seq: int = 0
+    next_checkpoint: int = 0
+    tail: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+def read_events(store: SegmentStore) -> Replayed:
+    """Every event in ``store``, in order: the checkpoints, then the segments after the last one."""
+    found = Replayed([])
+    while (checkpoint := store.get(checkpoint_name(found.next_checkpoint))) is not None:
+        marker, *held = checkpoint
+        found.events.extend(held)
+        found.next_seq = int(marker["seq"])
+        found.next_checkpoint += 1
+    while (segment := store.get(segment_name(found.next_seq))) is not None:
+        found.events.extend(segment)
+        found.tail.append(segment)
+        found.next_seq += 1
+    return found
 
 
 class Journal:
@@ -91,9 +108,9 @@ class Journal:
     events that segment held. A failed write fails every caller waiting on it, and the journal after it.
     """
 
-    def __init__(self, store: SegmentStore, next_seq: int = 0) -> None:
+    def __init__(self, store: SegmentStore, resume: Replayed | None = None) -> None:
         self.store = store
-        self.next_seq = next_seq
+        self.next_seq = resume.next_seq if resume else 0
         self.writes = 0
         self._cond = threading.Condition()
         self._queued: list[dict[str, Any]] = []
@@ -101,12 +118,19 @@ class Journal:
         self._done = 0  # batches written
         self._writing = False
         self._error: BaseException | None = None
-        start = next_seq - next_seq % CHECKPOINT_EVERY
-        self._since_checkpoint: list[dict[str, Any]] = []
-        self._checkpoint_from = start
-        if next_seq % CHECKPOINT_EVERY:  # resuming mid-checkpoint: the next checkpoint needs those too
-            for seq in range(start, next_seq):
-                self._since_checkpoint.extend(store.get(segment_name(seq)) or [])
+        self._checkpoint = resume.next_checkpoint if resume else 0
+        # What the next checkpoint holds: the segments written since the last one (a resumed journal
+        # starts with those of the earlier try).
+        self._held: list[dict[str, Any]] = []
+        self._held_bytes = 0
+        self._held_segments = 0
+        for batch in resume.tail if resume else ():
+            self._hold(batch)
+
+    def _hold(self, batch: list[dict[str, Any]]) -> None:
+        self._held.extend(batch)
+        self._held_bytes += len(json.dumps(batch, separators=(",", ":"), default=str))
+        self._held_segments += 1
 
     def append(self, *events: dict[str, Any]) -> None:
         """Store ``events`` (after everything appended before them); return once they are durable."""
@@ -143,11 +167,15 @@ class Journal:
     def _write(self, seq: int, batch: list[dict[str, Any]]) -> None:
         self.store.put(segment_name(seq), batch)
         self.writes += 1
-        self._since_checkpoint.extend(batch)
-        if (seq + 1) % CHECKPOINT_EVERY == 0:
-            self.store.put(checkpoint_name(seq // CHECKPOINT_EVERY), self._since_checkpoint)
-            self._since_checkpoint = []
-            self._checkpoint_from = seq + 1
+        size = len(json.dumps(batch, separators=(",", ":"), default=str))
+        if self._held and (
+            self._held_bytes + size > CHECKPOINT_BYTES or self._held_segments >= CHECKPOINT_EVERY
+        ):
+            # The checkpoint holds the segments before this one; this one starts the next checkpoint.
+            self.store.put(checkpoint_name(self._checkpoint), [{"e": "upto", "seq": seq}, *self._held])
+            self._checkpoint += 1
+            self._held, self._held_bytes, self._held_segments = [], 0, 0
+        self._hold(batch)
 
 
 # --------------------------------------------------------------------------- the state
@@ -260,6 +288,7 @@ __all__ = [
     "MemoryStore",
     "RowState",
     "SegmentStore",
+    "Replayed",
     "read_events",
     "replay",
     "status_events",

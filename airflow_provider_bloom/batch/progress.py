@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: Seconds between two progress lines.
 PROGRESS_EVERY = 10.0
+#: The rate in a progress line is measured over this many seconds.
+RATE_WINDOW = 60.0
 
 
 def duration(seconds: float) -> str:
@@ -40,6 +43,7 @@ class Progress:
     started: float = field(default=0.0)
     _last: float = field(default=0.0)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _samples: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
 
     def __post_init__(self) -> None:
         self.started = self._last = self.clock()
@@ -54,9 +58,14 @@ class Progress:
             return False
 
     def per_minute(self) -> float:
-        elapsed = self.clock() - self.started
-        done = self.submitted + self.rejected + self.uncertain
-        return 60.0 * done / elapsed if elapsed > 0 else 0.0
+        """Requests a minute over the last minute (over the whole run before a minute has passed, then
+        the opening burst no longer flatters it)."""
+        now, done = self.clock(), self.submitted + self.rejected + self.uncertain
+        self._samples.append((now, done))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - RATE_WINDOW:
+            self._samples.popleft()
+        then, before = self._samples[0] if now - self._samples[0][0] >= RATE_WINDOW else (self.started, 0)
+        return 60.0 * (done - before) / (now - then) if now > then else 0.0
 
     def line(self) -> str:
         done = self.already + self.submitted + self.rejected + self.uncertain

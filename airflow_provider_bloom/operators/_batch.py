@@ -304,7 +304,8 @@ class BloomBatchOperator(BloomBaseOperator):
         manifest = self._manifest_path(context)
         identity = self._identity(context, jobs)
         store = journal_store(context, manifest, identity)
-        events, next_seq = read_events(store)
+        found = read_events(store)
+        events = found.events
         state = replay(events)
         done = sum(1 for j in jobs if state.row(j.index).done)
         if events:
@@ -317,7 +318,7 @@ class BloomBatchOperator(BloomBaseOperator):
             )
         else:
             self.log.info("Batch %s: %d request(s); journal: %s", identity, len(jobs), describe_store(store))
-        run = BatchRun(context, jobs, Journal(store, next_seq), state, identity, manifest)
+        run = BatchRun(context, jobs, Journal(store, found), state, identity, manifest)
         # A try resumed from a deferral may follow a full minute of requests: it starts without a burst.
         run.bucket = batch_bucket(self.hook.settings.requests_per_minute, burst=not resumed)
         return run

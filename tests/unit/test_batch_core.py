@@ -3,6 +3,7 @@ manifest records and the progress line."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 
@@ -109,13 +110,13 @@ def test_group_commits_keep_each_writers_order_and_write_fewer_values_than_event
         thread.start()
     for thread in threads:
         thread.join()
-    events, next_seq = read_events(store)
-    assert len(events) == 8 * 150
+    found = read_events(store)
+    assert len(found.events) == 8 * 150
     for name in range(8):  # each writer's events come back in the order it wrote them
-        mine = [e["r"] for e in events if e["r"] // 1000 == name]
+        mine = [e["r"] for e in found.events if e["r"] // 1000 == name]
         assert mine == sorted(mine) and len(mine) == 150
-    assert journal.writes == next_seq < len(events)  # writers that arrive together share one write
-    assert next_seq >= CHECKPOINT_EVERY and store.reads_of_segments(next_seq) < next_seq
+    assert journal.writes == found.next_seq < len(found.events)  # writers that arrive together share a write
+    assert found.next_checkpoint >= 1 and store.reads_of_segments() < found.next_seq
 
 
 class SlowStore(MemoryStore):
@@ -133,7 +134,7 @@ class SlowStore(MemoryStore):
         self.gets.append(name)
         return super().get(name)
 
-    def reads_of_segments(self, next_seq: int) -> int:
+    def reads_of_segments(self) -> int:
         self.gets.clear()
         read_events(self)
         return sum(name.startswith("s") for name in self.gets)
@@ -144,15 +145,29 @@ def test_a_resumed_journal_continues_after_the_last_segment_and_its_checkpoints(
     first = Journal(store)
     for i in range(CHECKPOINT_EVERY + 5):
         first.append({"e": "send", "r": i, "t": 0})
-    events, next_seq = read_events(store)
-    assert next_seq == CHECKPOINT_EVERY + 5 and len(events) == next_seq
-    second = Journal(store, next_seq)
+    found = read_events(store)
+    assert found.next_seq == CHECKPOINT_EVERY + 5 and len(found.events) == found.next_seq
+    assert found.next_checkpoint == 1 and len(found.tail) == 5  # checkpoint 0 holds the first 64
+    second = Journal(store, found)
     for i in range(CHECKPOINT_EVERY):
         second.append({"e": "back", "r": i})
-    events, next_seq = read_events(store)
-    assert len(events) == 2 * CHECKPOINT_EVERY + 5
-    assert store.get("c00001") is not None  # the second checkpoint holds the first try's tail too
-    assert [e["e"] for e in events[-CHECKPOINT_EVERY:]] == ["back"] * CHECKPOINT_EVERY
+    found = read_events(store)
+    assert len(found.events) == 2 * CHECKPOINT_EVERY + 5
+    assert found.next_checkpoint == 2
+    assert store.get("c00001")[0] == {"e": "upto", "seq": 2 * CHECKPOINT_EVERY}  # the first try's tail too
+    assert [e["e"] for e in found.events[-CHECKPOINT_EVERY:]] == ["back"] * CHECKPOINT_EVERY
+
+
+def test_checkpoints_stay_under_airflows_value_limit():
+    """Airflow's task_state_store takes values up to 64 KB: a checkpoint is cut before it gets there."""
+    store = MemoryStore()
+    journal = Journal(store)
+    ids = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(5000)]
+    for start in range(0, len(ids), 200):  # statuses of 5,000 images, 200 ids an event
+        journal.append(*status_events([{"id": i, "status": "completed"} for i in ids[start : start + 200]]))
+    sizes = [len(json.dumps(v)) for name, v in store.values.items() if name.startswith("c")]
+    assert sizes and max(sizes) < 64 * 1024
+    assert len(replay(read_events(store).events).statuses) == 5000
 
 
 def test_a_failed_write_fails_the_writer_and_every_later_append():
@@ -276,3 +291,14 @@ def test_the_progress_line_gives_the_rate_against_the_budget_and_time_left():
     assert "112/min of 120/min given (93%)" in line and "about 7m02s left" in line
     assert not progress.due()
     assert duration(3725) == "1h02m" and duration(42) == "42s"
+
+
+def test_the_rate_is_measured_over_the_last_minute_not_the_opening_burst():
+    now = [0.0]
+    progress = Progress(total=10_000, given_per_minute=6000, clock=lambda: now[0])
+    progress.submitted = 300  # the burst, at once
+    for _ in range(12):  # then 5,700 a minute, read every 10 s
+        now[0] += 10
+        progress.submitted += 950
+        rate = progress.per_minute()
+    assert rate == pytest.approx(5700)
