@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench_emulator.py",
     "bench_sensor.py",
     "bench_hub.py",
+    "bench_trigger_burst.py",
     "bench_batch.py",
 ]
 
