@@ -87,6 +87,9 @@ if TYPE_CHECKING:
 MAX_DEFERRED_IDS = 200
 #: Rows refused in a row, with nothing accepted, before the batch stops (a wrong brand, a bad key...).
 STOP_AFTER_REFUSALS = 20
+#: Answers lost in a row (a 5xx after sending, a cut connection...) before the batch stops: an outage,
+#: not bad luck; the next try settles those requests from Bloom's list instead of waiting out each one.
+STOP_AFTER_LOST = 5
 #: Attempts at a request the connection refused before it was sent, before the task fails (and retries).
 MAX_UNSENT_ATTEMPTS = 6
 #: Seconds added to both ends of the time window when a later try settles a row in doubt (this machine's
@@ -190,6 +193,7 @@ class BatchRun:
     reconciling: threading.Lock = field(default_factory=threading.Lock)
     abort: BaseException | None = None
     refused_in_a_row: int = 0
+    lost_in_a_row: int = 0
 
 
 class BloomBatchOperator(BloomBaseOperator):
@@ -519,6 +523,16 @@ class BloomBatchOperator(BloomBaseOperator):
                 continue
             except BloomError as exc:
                 if answer_lost(exc):
+                    with run.lock:
+                        run.lost_in_a_row += 1
+                        outage = run.lost_in_a_row >= STOP_AFTER_LOST
+                    if outage:  # Bloom is failing every answer: stop; the retry settles what is in doubt
+                        raise BloomError(
+                            f"Bloom's answers to {STOP_AFTER_LOST} requests in a row were lost "
+                            f"(last: {exc}). "
+                            "Stopping the batch: its next try looks in Bloom's list for what those requests "
+                            "made (they are never sent again) and goes on with the rest."
+                        ) from exc
                     self._recover(run, job, exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
                     with run.lock:
                         if run.state.row(job.index).uncertain:
@@ -540,7 +554,7 @@ class BloomBatchOperator(BloomBaseOperator):
             run.journal.append(event)
             with run.lock:
                 run.state.apply(event)
-                run.refused_in_a_row = 0
+                run.refused_in_a_row = run.lost_in_a_row = 0
                 progress.submitted += 1
             return
 

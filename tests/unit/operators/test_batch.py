@@ -215,3 +215,33 @@ def test_the_download_operator_takes_a_batch_manifest(bloom_conn, dag_run, tmp_p
             assert record["image_ids"][0] in record["file"]
         else:
             assert record["file"] is None and record["failure_reason"] == "content_safety"
+
+
+def test_an_outage_that_loses_every_answer_stops_the_batch_and_nothing_is_sent_twice(
+    bloom_conn, dag_run, tmp_path
+):
+    """Bloom answers 503 to six POSTs in a row (each may have been charged, so none is sent again): the
+    first answers lost are looked for in Bloom's list (nothing there: uncertain), the fifth stops the try,
+    and the retry settles that one the same way and sends the rest."""
+    bloom_conn.add_fault("images.generate", "status", count=5, status=503)
+    with DAG("batch_outage", schedule=None, start_date=START) as dag:
+        BloomGenerateBatchOperator(
+            task_id="gen",
+            rows=rows(12),
+            output_path=str(tmp_path / "m.jsonl"),
+            max_in_flight=1,
+            reconcile_timeout=1,
+            deferrable=False,
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+    run = dag_run(dag)
+    assert run.state == "success", run.log[-3000:]
+    assert run.tries_of("gen") == 2
+    assert "requests in a row were lost" in run.log
+    counters = bloom_conn.requests()
+    assert counters["by_operation"]["images.generate"] == 12  # the 5 lost ones were never sent again
+    assert counters["paid_posts_effective"] == 7
+    _, records = manifest_of(run, "gen")
+    assert [r["status"] for r in records] == ["uncertain"] * 5 + ["completed"] * 7
+    assert all(r["credits"] is None for r in records[:5])
