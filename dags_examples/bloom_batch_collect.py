@@ -6,7 +6,9 @@
 
 The pattern of Bloom's automation guide: start everything first, then wait for the whole batch with a
 long-poll on up to 50 ids per request, instead of waiting image by image. The waiting happens in the
-triggerer, so no worker slot is held however long Bloom takes.
+triggerer, so no worker slot is held however long Bloom takes. One task per prompt suits a handful of
+prompts; for hundreds or thousands, ``BloomGenerateBatchOperator`` does the whole batch in one task (see
+``bloom_catalogue_nightly``).
 
 Params: ``prompts`` (a list), ``aspect_ratio``, ``variant_count`` (1-5 images per prompt; each costs
 like one image). Connection ``bloom_default`` (brand from its ``brand_session_id`` extra).
