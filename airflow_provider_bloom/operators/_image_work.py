@@ -6,7 +6,7 @@ per input image for the post-processing operators.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
@@ -51,6 +51,28 @@ def checked_argument(operation: str, name: str, value: Any) -> Any:
     if value is None:
         return None
     return check_value(name, value, get_operation(operation).body[to_camel(name)])
+
+
+def untraceable_query(
+    operation: str, action: str, body: Mapping[str, Any], exclude: Iterable[str]
+) -> ImageQuery:
+    """What a lost resize, remove-background or vectorize request would have created.
+
+    Bloom's list gives such a result no prompt and no link to its source image, so it can never be told
+    apart from the same operation on another image: a lost one is reported with what is found
+    (``untraceable``), never adopted, never sent again.
+    """
+    return ImageQuery(
+        operation=operation,
+        action_type=action,
+        brand_session_id=body.get("brandSessionId"),
+        aspect_ratio=body.get("targetAspectRatio"),
+        exclude=frozenset(exclude),
+        untraceable=(
+            f"Bloom's list gives a {action} result no prompt and no link to its source image, "
+            f"so it cannot be told apart from a {action} of another image"
+        ),
+    )
 
 
 class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
@@ -139,24 +161,9 @@ class PostProcessOperator(ImageWorkOperator):
         return client.prepare(self.operation, path={"id": image_id}, body=body)
 
     def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
-        """What a lost request for ``image_id`` would have created, for :mod:`..reconcile`.
-
-        Bloom's list gives a resize, remove-background or vectorize result no prompt and no link
-        to its source image, so it can never be told apart from the same operation on another
-        image: the task fails listing what it finds (``untraceable``). Edits override this.
-        """
-        body = call.json or {}
-        return ImageQuery(
-            operation=self.operation,
-            action_type=self.action,
-            brand_session_id=body.get("brandSessionId"),
-            aspect_ratio=body.get("targetAspectRatio"),
-            exclude=frozenset(created),
-            untraceable=(
-                f"Bloom's list gives a {self.action} result no prompt and no link to its source image, "
-                f"so it cannot be told apart from a {self.action} of another image"
-            ),
-        )
+        """What a lost request for ``image_id`` would have created, for :mod:`..reconcile`
+        (see :func:`untraceable_query`). Edits override this."""
+        return untraceable_query(self.operation, self.action, call.json or {}, created)
 
     def _recover(
         self, image_id: str, call: PreparedCall, created: Sequence[str], lost: BloomError, attempt: Attempt

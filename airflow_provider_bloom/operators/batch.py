@@ -34,7 +34,7 @@ from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.links import BloomManifestLink
 from airflow_provider_bloom.operators._base import known_at_parse_time, literal_from_template
 from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job, storage_path
-from airflow_provider_bloom.operators._image_work import checked_argument
+from airflow_provider_bloom.operators._image_work import checked_argument, untraceable_query
 from airflow_provider_bloom.reconcile import ImageQuery
 from airflow_provider_bloom.records import flatten_image_ids
 
@@ -306,17 +306,9 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
     def recovery_query(
         self, base: Mapping[str, Any], call: PreparedCall, exclude: frozenset[str]
     ) -> ImageQuery:
-        """What a lost request made. Resize, remove-background and vectorize results carry nothing that
-        ties them to their source, so a lost one is never certain (it is reported, never resent)."""
-        body = call.json or {}
-        return ImageQuery(
-            operation=self.operation,
-            action_type=self.action,
-            brand_session_id=body.get("brandSessionId"),
-            aspect_ratio=body.get("targetAspectRatio"),
-            exclude=exclude,
-            untraceable=f"Bloom's list gives a {self.action} result no link to its source image",
-        )
+        """What a lost request made: never certain for resize, remove-background and vectorize
+        (see :func:`~._image_work.untraceable_query`); it is reported, never sent again."""
+        return untraceable_query(self.operation, self.action, call.json or {}, exclude)
 
 
 class BloomResizeBatchOperator(BloomBatchPostProcessOperator):
