@@ -195,6 +195,15 @@ class BatchRun:
     refused_in_a_row: int = 0
     lost_in_a_row: int = 0
 
+    def record(self, *events: dict[str, Any]) -> None:
+        """Journal ``events`` (durable once this returns), then apply them to this try's state."""
+        if not events:
+            return
+        self.journal.append(*events)
+        with self.lock:
+            for event in events:
+                self.state.apply(event)
+
 
 class BloomBatchOperator(BloomBaseOperator):
     """Base of the batch operators: see :mod:`._batch` for the steps and :mod:`.batch` for the classes.
@@ -296,9 +305,7 @@ class BloomBatchOperator(BloomBaseOperator):
         else:
             with bloom_errors("Waiting for the batch's images"):
                 records = images_from_event(event)
-        for item in status_events(records):
-            run.journal.append(item)
-            run.state.apply(item)
+        run.record(*status_events(records))
         return self._collect(context, run)
 
     # -- 1-2: plan and journal -----------------------------------------------------------------
@@ -420,9 +427,7 @@ class BloomBatchOperator(BloomBaseOperator):
                     "rec": True,
                 }
                 self.log.warning("Row %d: recovered %s after its answer was lost", job.index + 1, found.ids)
-            run.journal.append(event)
-            with run.lock:
-                run.state.apply(event)
+            run.record(event)
 
     # -- 5: submission ------------------------------------------------------------------------------
     def _submit(self, run: BatchRun) -> None:
@@ -502,10 +507,7 @@ class BloomBatchOperator(BloomBaseOperator):
         unsent = 0
         while True:
             take_sync(bucket)
-            send = {"e": "send", "r": job.index, "t": round(time.time(), 3)}
-            run.journal.append(send)
-            with run.lock:
-                run.state.apply(send)
+            run.record({"e": "send", "r": job.index, "t": round(time.time(), 3)})
             sent = time.monotonic()
             try:
                 answer = client.execute(job.call)
@@ -571,19 +573,13 @@ class BloomBatchOperator(BloomBaseOperator):
             except BloomError as exc:
                 self.log.info("Could not read image statuses for the progress line: %s", exc)
             else:
-                for item in status_events(page.get("images", [])):
-                    run.journal.append(item)
-                    with run.lock:
-                        run.state.apply(item)
+                run.record(*status_events(page.get("images", [])))
         with run.lock:
             done = [status for status, _ in run.state.statuses.values()]
         progress.completed, progress.failed = done.count("completed"), done.count("failed")
 
     def _back(self, run: BatchRun, job: Job) -> None:
-        event = {"e": "back", "r": job.index}
-        run.journal.append(event)
-        with run.lock:
-            run.state.apply(event)
+        run.record({"e": "back", "r": job.index})
 
     def _refused(self, run: BatchRun, job: Job, exc: BloomAPIError, progress: Progress) -> None:
         event = {"e": "rej", "r": job.index, "code": exc.code or str(exc.status), "msg": str(exc)[:500]}
@@ -613,9 +609,7 @@ class BloomBatchOperator(BloomBaseOperator):
             for chunk in chunked(pending):
                 take_sync(bucket)
                 page = self.hook.list_images(ids=chunk, limit=len(chunk))
-                for item in status_events(page.get("images", [])):
-                    run.journal.append(item)
-                    run.state.apply(item)
+                run.record(*status_events(page.get("images", [])))
 
     def _collect(self, context: Context, run: BatchRun) -> Any:
         self._sweep(run)
@@ -624,9 +618,7 @@ class BloomBatchOperator(BloomBaseOperator):
             start = run.state.wait_started.get(try_number)
             if start is None:
                 start = time.time()
-                event = {"e": "wait", "t": round(start, 3), "try": try_number}
-                run.journal.append(event)
-                run.state.apply(event)
+                run.record({"e": "wait", "t": round(start, 3), "try": try_number})
             deadline = start + self.wait_timeout
             brief = self.deferrable and self.defer_after > 0
             while (pending := run.state.pending_ids()) and time.time() < deadline:
@@ -703,9 +695,7 @@ class BloomBatchOperator(BloomBaseOperator):
             records = self.hook.wait_for_images(
                 ids, timeout=max(1.0, deadline - time.time()), poll_timeout=self.poll_timeout
             )
-        for item in status_events(records):
-            run.journal.append(item)
-            run.state.apply(item)
+        run.record(*status_events(records))
 
     # -- 7: the manifest ---------------------------------------------------------------------------
     def _write_manifest(self, run: BatchRun, waited: bool) -> list[dict[str, Any]]:

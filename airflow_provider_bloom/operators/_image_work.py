@@ -6,7 +6,7 @@ per input image for the post-processing operators.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
@@ -75,6 +75,48 @@ def untraceable_query(
     )
 
 
+def check_known_arguments(operation: str, values: Mapping[str, Any]) -> None:
+    """Check the arguments already known when the DAG is parsed (no Jinja, no XComArg) against the spec."""
+    for name, value in values.items():
+        if value is not None and known_at_parse_time(value):
+            checked_argument(operation, name, value)
+
+
+def source_problems(
+    ids: Sequence[str],
+    records: Mapping[str, Mapping[str, Any]],
+    action: str,
+    source_problem: Callable[[Mapping[str, Any]], str | None],
+) -> list[str]:
+    """Why each of ``ids`` cannot be post-processed (``records``: Bloom's, by id): missing, not
+    completed, or refused by ``source_problem``. Empty when every source can take ``action``."""
+    problems = []
+    for image_id in ids:
+        record = records.get(image_id)
+        problem = (
+            status_problem(record, action) if record is not None else "was not found (deleted, or not yours)"
+        )
+        if problem is None and record is not None:
+            problem = source_problem(record)
+        if problem:
+            problems.append(f"image {image_id} {problem}")
+    return problems
+
+
+def status_problem(record: Mapping[str, Any], action: str) -> str | None:
+    """Why a source's status keeps it from ``action`` (None when it is completed, or carries no status)."""
+    status = record.get("status")
+    if status in (None, ImageStatus.COMPLETED):  # uploaded/scraped images may carry no status
+        return None
+    if status == ImageStatus.FAILED:
+        reason = record.get("failureReason") or "no reason given"
+        return f"failed ({reason}); there is nothing to {action}"
+    return (
+        f"is not completed yet (status {status!r}); wait for it first "
+        "(BloomImageSensor, or wait_for_completion=True upstream)"
+    )
+
+
 class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
     """Starts paid image work (``operation``) and optionally waits for it (the wait arguments,
     checked here; ``deferrable=None`` follows ``[operators] default_deferrable``)."""
@@ -114,10 +156,7 @@ class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
 
     def check_known(self, names: Sequence[str]) -> None:
         """Fail at parse time on what is already known; the rest is checked once rendered."""
-        for name in names:
-            value = getattr(self, name)
-            if value is not None and known_at_parse_time(value):
-                checked_argument(self.operation, name, value)
+        check_known_arguments(self.operation, {name: getattr(self, name) for name in names})
 
     def finish(self, context: Context, ids: list[str]) -> Any:
         """Link the new images; return their ids, or (``wait_for_completion``) their records."""
@@ -199,33 +238,9 @@ class PostProcessOperator(ImageWorkOperator):
 
     def _check_sources(self, ids: list[str]) -> None:
         """Free GETs before any paid POST: every source exists, is completed and fits the operation."""
-        records = self.records_by_id(ids)
-        problems = []
-        for image_id in ids:
-            record = records.get(image_id)
-            problem = (
-                self._status_problem(record)
-                if record is not None
-                else "was not found (deleted, or not yours)"
-            )
-            if problem is None and record is not None:
-                problem = self.source_problem(record)
-            if problem:
-                problems.append(f"image {image_id} {problem}")
+        problems = source_problems(ids, self.records_by_id(ids), self.action, self.source_problem)
         if problems:
             raise BloomInputError("image_ids", "; ".join(problems) + ". Nothing was sent to Bloom.")
-
-    def _status_problem(self, record: Mapping[str, Any]) -> str | None:
-        status = record.get("status")
-        if status in (None, ImageStatus.COMPLETED):  # uploaded/scraped images may carry no status
-            return None
-        if status == ImageStatus.FAILED:
-            reason = record.get("failureReason") or "no reason given"
-            return f"failed ({reason}); there is nothing to {self.action}"
-        return (
-            f"is not completed yet (status {status!r}); wait for it first "
-            "(BloomImageSensor, or wait_for_completion=True upstream)"
-        )
 
     def _post_all(self, context: Context, calls: list[tuple[str, PreparedCall]]) -> list[str]:
         ledger, client = self.ledger(context), self.hook.client

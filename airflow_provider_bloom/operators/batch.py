@@ -34,7 +34,12 @@ from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.links import BloomManifestLink
 from airflow_provider_bloom.operators._base import known_at_parse_time, literal_from_template
 from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job, storage_path
-from airflow_provider_bloom.operators._image_work import checked_argument, untraceable_query
+from airflow_provider_bloom.operators._image_work import (
+    check_known_arguments,
+    checked_argument,
+    source_problems,
+    untraceable_query,
+)
 from airflow_provider_bloom.reconcile import ImageQuery
 from airflow_provider_bloom.records import flatten_image_ids
 
@@ -225,10 +230,7 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
         self._carried: list[dict[str, Any]] = []
 
     def check_arguments(self) -> None:
-        for name in self.arguments:
-            value = getattr(self, name)
-            if value is not None and known_at_parse_time(value):
-                checked_argument(self.operation, name, value)
+        check_known_arguments(self.operation, {name: getattr(self, name) for name in self.arguments})
 
     def selected(self, record: Mapping[str, Any]) -> bool:
         for name, wanted in (self.where or {}).items():
@@ -256,18 +258,8 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
         return out
 
     def _check_ids(self, ids: list[str]) -> None:
-        """Free GETs before any paid POST: every source exists and is completed."""
-        found = self.records_by_id(ids)
-        problems = []
-        for image_id in ids:
-            record = found.get(image_id)
-            status = (record or {}).get("status")
-            if record is None:
-                problems.append(f"{image_id} was not found")
-            elif status not in (None, "completed"):
-                problems.append(f"{image_id} is {status}")
-            elif problem := self.source_problem(record):
-                problems.append(f"{image_id} {problem}")
+        """Free GETs before any paid POST: every source exists, is completed and fits the operation."""
+        problems = source_problems(ids, self.records_by_id(ids), self.action, self.source_problem)
         if problems:
             raise BloomInputError("images", "; ".join(problems[:50]) + ". Nothing was sent to Bloom.")
 
