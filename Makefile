@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps demo test test-airflow-versions lint e2e bench emulator clean
 
+# Extras: dev (the tests), docs (`make docs`) and release (`make dist`), in .venv only: the 3.1/3.2 venvs of
+# scripts/test_airflow_versions.sh are synced from constraints/airflow-3.x.txt, which do not hold the latter two.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
-	$(PY) -m uv pip install --python $(PY) -q -c constraints.txt -e ".[dev]"
+	$(PY) -m uv pip install --python $(PY) -q -c constraints.txt -e ".[dev,docs,release]"
 	touch $(STAMP)
 
 install: $(STAMP)
