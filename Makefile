@@ -40,7 +40,7 @@ test: $(STAMP) system-deps
 ## api-server, browser or wheel install) and none of the slowest dag.test() runs; a few minutes on 2 cores.
 FAST_DESELECT := not e2e and not browser and not release and not slow
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -m "$(FAST_DESELECT)" tests/unit tests/emulator tests/test_docs.py \
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(FAST_DESELECT)" $(PYTEST_ARGS) tests/unit tests/emulator tests/test_docs.py \
 		tests/test_root_served.py
 
 ## The documentation site (docs/_build/html), built afresh with warnings as errors.

@@ -180,3 +180,16 @@ def test_the_hook_snippet_runs(bloom_conn):
     images = hook_usage.generate_and_wait()
     assert [image["status"] for image in images] == ["completed", "completed"]
     assert bloom_conn.requests()["paid_posts"] == 1
+
+
+def test_the_version_is_the_changelogs_newest_and_the_provider_infos():
+    """Apache providers' convention: one section per release in the changelog, newest first."""
+    from airflow_provider_bloom import __version__
+
+    sections = re.findall(r"^## (\S+)\s*$", (DOCS / "changelog.md").read_text(), re.MULTILINE)
+    assert sections and sections[0] == __version__, (
+        f"docs/changelog.md's newest section is {sections[:1]}, the package is {__version__}: "
+        f"add a '## {__version__}' section at the top"
+    )
+    assert get_provider_info()["versions"][0] == __version__
+    assert 'dynamic = ["version"]' in (REPO / "pyproject.toml").read_text()  # read from __version__
