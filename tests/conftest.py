@@ -51,8 +51,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
-#: Left out of `make test-fast` (marked `slow`; `make test` runs them): each took 9 s or more in a run of
-#: tests/unit and tests/emulator on the 2-core machine (`--durations`), or starts Airflow's CLI processes.
+#: Left out of `make test-fast` (marked `slow`; `make test` runs them): each took 6 s or more in one of two
+#: runs of tests/unit and tests/emulator on the shared 2-core machine (`--durations`), or starts Airflow's
+#: CLI processes.
 SLOW_TESTS = {
     "tests/unit/operators/test_batch.py::test_a_batch_generates_every_row_once_and_writes_its_manifest",
     "tests/unit/operators/test_batch.py::test_a_csv_batch_chains_into_post_processing_with_lineage",
@@ -65,6 +66,13 @@ SLOW_TESTS = {
     "tests/unit/sensors/test_images.py::test_poke_sends_one_list_call_per_chunk_of_fifty_ids",
     "tests/unit/test_client_imports.py::test_the_hook_and_the_cheap_client_modules_load_no_http_stack_and_no_spec",
     "tests/unit/triggers/test_images.py::test_a_429_storm_beyond_the_clients_retries_is_outlasted",
+    "tests/unit/operators/test_batch.py::test_bad_rows_are_reported_together_and_nothing_is_sent",
+    "tests/unit/operators/test_batch.py::test_a_retry_resumes_with_the_rows_not_yet_submitted",
+    "tests/emulator/test_emulator_faults.py::test_the_fixture_fails_a_test_that_received_a_violating_response",
+    "tests/unit/triggers/test_hub.py::test_a_permanent_error_on_a_shared_sweep_is_asked_again_per_trigger",
+    "tests/unit/triggers/test_hub.py::test_a_429_slows_the_whole_hub_once_and_nothing_fails",
+    "tests/emulator/test_emulator_waits.py::test_many_waits_share_the_loop_and_wake_fast",
+    "tests/emulator/test_emulator_cli.py::test_cli_serves_logs_and_stops_with_waits_in_flight",
 }
 
 

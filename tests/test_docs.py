@@ -29,7 +29,7 @@ SPHINX_BUILD = ["-m", "sphinx", "-b", "html", "-E", "-W", "--keep-going", "-q"]
 
 
 def _sources() -> list[Path]:
-    files = [p for p in DOCS.rglob("*") if p.is_file() and "_build" not in p.parts]
+    files = [p for p in DOCS.rglob("*") if p.is_file() and not {"_build", "__pycache__"} & set(p.parts)]
     files += list((REPO / "airflow_provider_bloom").rglob("*.py"))
     files += list((REPO / "dags_examples").glob("*.py"))
     return files
