@@ -53,7 +53,7 @@ def test_the_form_is_tailored(page, ui_stack):
     open_section(page, "Extra Fields")
     page.locator("input[name=element_timeout]").wait_for()
     labels = label_texts(page)
-    assert {"Base URL", "API key", "Auth header", "Request timeout (s)", "Max retries"} <= labels
+    assert {"Base URL", "API key", "Auth header", "Request timeout (s)", "Max retries", "API path"} <= labels
     assert {"Wait requests per minute", "OAuth client secret", "Default brand session ID"} <= labels
     assert not {"Host", "Port", "Login", "Schema", "Password"} & labels, labels  # hidden or relabelled
     for hidden in ("port", "login", "schema"):

@@ -92,6 +92,9 @@ def test_extras_are_typed_with_defaults(bloom_form):
         assert "integer" in field["schema"]["type"], name
         assert f"default {default}" in field["description"], name
     assert "triggerers share a key" in extras["wait_requests_per_minute"]["description"]
+    api_path = extras["api_path"]  # a server serving Bloom's API at its root is reached with "/"
+    assert api_path["value"] == "/api/v1" and api_path["schema"]["title"] == "API path"
+    assert "at its root" in api_path["description"]
     assert extras["oauth_client_secret"]["schema"]["format"] == "password"
     for name in ("brand_session_id", "workspace_id", "oauth_client_id", "oauth_token_url"):
         assert extras[name]["schema"].get("format") != "password", name
