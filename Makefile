@@ -29,6 +29,7 @@ demo: $(STAMP)
 ## wheel in a fresh Airflow (tests/test_release.py), then the Airflow-facing tests on 3.1 and 3.2.
 test: $(STAMP) system-deps
 	bash scripts/install_chromium.sh
+	bash scripts/install_prism.sh
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -40,6 +41,7 @@ test: $(STAMP) system-deps
 ## api-server, browser or wheel install) and none of the slowest dag.test() runs; a few minutes on 2 cores.
 FAST_DESELECT := not e2e and not browser and not release and not slow
 test-fast: $(STAMP)
+	bash scripts/install_prism.sh
 	$(PY) -m pytest -q -p no:cacheprovider -m "$(FAST_DESELECT)" $(PYTEST_ARGS) tests/unit tests/emulator tests/test_docs.py \
 		tests/test_root_served.py
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -152,19 +151,9 @@ def test_a_bad_api_path_is_named_before_anything_is_sent(monkeypatch, bad):
 
 
 def _prism_binary() -> Path:
-    """Prism from the npm registry, installed once into a cache outside the checkout."""
-    prefix = PRISM_HOME / f"prism-{PRISM_VERSION}"
-    binary = prefix / "node_modules" / ".bin" / "prism"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install Stoplight Prism (Debian: apt-get install npm)"
-        prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(prefix),
-             f"@stoplight/prism-cli@{PRISM_VERSION}"],
-            check=True,
-            timeout=300,
-        )  # fmt: skip
+    """Prism as installed by scripts/install_prism.sh (run by `make test` and `make test-fast`)."""
+    binary = PRISM_HOME / f"prism-{PRISM_VERSION}" / "node_modules" / ".bin" / "prism"
+    assert binary.exists(), f"Stoplight Prism is not installed at {binary}: run bash scripts/install_prism.sh"
     return binary
 
 
