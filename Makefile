@@ -26,7 +26,8 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 ## The whole test suite: lint, format, types, the docs, unit + integration + end-to-end tests, the built
-## wheel in a fresh Airflow (tests/test_release.py), then the Airflow-facing tests on 3.1 and 3.2.
+## wheel in a fresh Airflow (tests/test_release.py) and the Airflow-facing tests on 3.1 and 3.2
+## (scripts/run_tests.sh: the tests without Airflow processes beside the 3.1/3.2 runs, then the end-to-end runs).
 test: $(STAMP) system-deps
 	bash scripts/install_chromium.sh
 	bash scripts/install_prism.sh
@@ -34,8 +35,7 @@ test: $(STAMP) system-deps
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(MAKE) docs
-	$(PY) -m pytest -q -p no:cacheprovider
-	$(MAKE) test-airflow-versions
+	PY=$(PY) bash scripts/run_tests.sh
 
 ## The edit-test loop: the unit, emulator and docs tests, no Airflow processes (no scheduler, triggerer,
 ## api-server, browser or wheel install) and none of the slowest dag.test() runs; a few minutes on 2 cores.
