@@ -20,7 +20,9 @@ from typing import Any, Literal
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.prices import parse_prices
 
-#: A prompt containing this marker ends ``failed`` with ``failureReason: content_safety``.
+#: A prompt containing this marker ends ``failed`` with ``failureReason: content_safety`` on the models
+#: ``pro`` (the default) and ``fast``, and completes on ``standard`` (Bloom's advice);
+#: ``[content_safety:a,b]`` is refused on the models it names (see ``emulator.state.refused_on``).
 CONTENT_SAFETY_MARKER = "[content_safety]"
 #: A prompt containing this marker ends ``failed`` with ``failureReason: rate_limited``.
 RATE_LIMITED_MARKER = "[rate_limited]"

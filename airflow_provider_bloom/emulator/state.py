@@ -46,6 +46,28 @@ from airflow_provider_bloom.emulator.records import (
 from airflow_provider_bloom.prices import credits_for, parse_prices
 
 PERSONAL_WORKSPACE_NAME = "Personal"
+#: Models whose content filter blocks ``[content_safety]`` (Bloom's advice: retry with ``standard``).
+STRICT_MODELS = frozenset({"pro", "fast"})
+#: The model Bloom uses when a request names none (the spec: ``pro`` is the default).
+DEFAULT_MODEL = "pro"
+_CONTENT_SAFETY = re.compile(re.escape(CONTENT_SAFETY_MARKER[:-1]) + r"(?::([a-z, ]*))?\]")
+
+
+def refused_on(prompt: str, model: str | None) -> bool:
+    """Whether the emulated content filter blocks ``prompt`` on ``model``.
+
+    ``[content_safety]`` is blocked on ``pro`` and ``fast`` (and on no model named: ``pro``) and
+    passes on ``standard``; ``[content_safety:pro,standard]`` is blocked on the models it names.
+    """
+    found = _CONTENT_SAFETY.search(prompt)
+    if found is None:
+        return False
+    model = model or DEFAULT_MODEL
+    if found.group(1) is None:
+        return model in STRICT_MODELS
+    return model in {m.strip() for m in found.group(1).split(",") if m.strip()}
+
+
 BRAND_COLORS = ["#1F6FEB", "#F5A623", "#FFFFFF"]
 BRAND_FONTS = ["Inter", "Playfair Display"]
 
@@ -467,7 +489,7 @@ class Store:
             self.rng.uniform(0, cfg.generation_jitter) if cfg.generation_jitter else 0
         )
         outcome, reason = "completed", None
-        if prompt and CONTENT_SAFETY_MARKER in prompt:
+        if prompt and refused_on(prompt, model):
             outcome, reason = "failed", "content_safety"
         elif prompt and RATE_LIMITED_MARKER in prompt:
             outcome, reason = "failed", "rate_limited"
