@@ -4,6 +4,7 @@
       -> generate (one batch task for every row: submits at the key's rate, waits in the triggerer)
       -> resize_stories (9:16, one batch task) -> remove_backgrounds (one batch task)
       -> download (to {{ params.output }}/<date>/) -> write_manifest (manifest.json + Asset event)
+      -> credits_report (what the run spent, by task and kind, checked against the balance drop)
 
 No task per prompt: each step is one task, whatever the number of rows, and hands the next one its
 manifest (JSON Lines, one record per row, beside the images). The same DAG runs a catalogue of
@@ -40,6 +41,7 @@ from airflow_provider_bloom.operators.batch import (
     BloomRemoveBackgroundBatchOperator,
     BloomResizeBatchOperator,
 )
+from airflow_provider_bloom.operators.credits import BloomCreditsReportOperator
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.prices import credits_for
@@ -214,9 +216,17 @@ def bloom_content_pipeline() -> None:
         context["outlet_events"][CONTENT_ASSET].extra = {"manifest": str(manifest), "images": len(completed)}
         return entries
 
-    write_manifest(download.output, folder=RUN_FOLDER)
+    manifest = write_manifest(download.output, folder=RUN_FOLDER)
+
+    # [START credits_report]
+    # What the run spent, by task and by kind of call (each paid task pushes XCom "bloom_credits"),
+    # compared with the drop of the balance that check_credits read before anything was spent.
+    # Pass key_shared=True when other runs or people spend on the same workspace at the same time.
+    credits_report = BloomCreditsReportOperator(task_id="credits_report", start_balance=check_credits.output)
+    # [END credits_report]
 
     check_credits >> generate
+    manifest >> credits_report
 
 
 bloom_content_pipeline()

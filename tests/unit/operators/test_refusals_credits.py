@@ -181,3 +181,40 @@ def test_a_call_that_would_pass_max_credits_is_not_sent(bloom_conn, dag_run):
     assert bloom_conn.requests()["paid_posts"] - posts == 1  # the first resize only
     assert start - balance() == 1
     assert run.xcom("resize", "bloom_credits")["credits"] == 1  # a failed task still says what it spent
+
+
+def test_the_run_report_equals_the_balance_drop_for_every_kind_of_paid_call(bloom_conn, dag_run):
+    from airflow_provider_bloom.operators.credits import BloomAccountOperator, BloomCreditsReportOperator
+    from airflow_provider_bloom.operators.images import (
+        BloomRemoveBackgroundOperator,
+        BloomVectorizeImageOperator,
+    )
+
+    with DAG("credits_every_kind", schedule=None, start_date=START) as dag:
+        account = BloomAccountOperator(task_id="account")
+        gen = BloomGenerateImageOperator(
+            task_id="gen", prompt="a kite", image_size="4K", variant_count=2, wait_for_completion=True
+        )
+        ids = gen.output  # the image records
+        edit = BloomEditImageOperator(task_id="edit", image_ids=ids, prompt="at night", image_size="4K")
+        resize = BloomResizeImageOperator(task_id="resize", image_ids=ids, target_aspect_ratio="9:16")
+        cut = BloomRemoveBackgroundOperator(task_id="cut", image_ids=ids)
+        vector = BloomVectorizeImageOperator(task_id="vector", image_ids=ids)
+        report = BloomCreditsReportOperator(
+            task_id="report", start_balance="{{ ti.xcom_pull('account')['credits'] }}"
+        )
+        account >> gen >> [edit, resize, cut, vector] >> report
+    start = balance()
+    run = dag_run(dag)
+    assert run.state == "success", run.log[-3000:]
+    result = run.xcom("report")
+    assert result["by_kind"] == {
+        "generate": 4,
+        "edit": 4,
+        "resize": 4,
+        "remove_background": 2,
+        "vectorize": 2,
+    }
+    assert result["by_task"] == {"gen": 4, "edit": 4, "resize": 4, "cut": 2, "vector": 2}
+    assert result["credits"] == 16 == start - balance() == result["balance_drop"]
+    assert result["matches"] is True and "a drop of 16, as computed" in run.log
