@@ -3,6 +3,7 @@ credits in the manifest, the summary and XCom ``bloom_credits`` equal to the emu
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,18 @@ from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators import _batch
 from airflow_provider_bloom.operators.batch import BloomGenerateBatchOperator
-from tests.helpers import NO_RETRY_WANTED, START, by_op
+from tests.helpers import NO_RETRY_WANTED, REPO, START, by_op
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location("bloom_refusal_snippets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The how-to's snippets (docs/howto/refusals.md includes them): the tests run exactly that code.
+SNIPPETS = _load(REPO / "docs" / "howto" / "snippets" / "refusals.py")
 
 
 def balance() -> float:
@@ -46,11 +58,9 @@ def test_a_refused_row_is_made_again_on_standard_once_and_a_retry_pays_nothing_m
     monkeypatch.setattr(_batch.BloomBatchOperator, "_write_manifest", write_manifest)
     start = balance()
     with DAG(f"batch_refused_{deferrable}", schedule=None, start_date=START) as dag:
-        BloomGenerateBatchOperator(
-            task_id="gen",
-            rows=ROWS,
-            on_refused="regenerate",
-            output_path=str(tmp_path / "gen.jsonl"),
+        SNIPPETS.regenerating_batch(
+            ROWS,
+            str(tmp_path / "gen.jsonl"),
             deferrable=deferrable,
             defer_after=0,
             min_defer_seconds=0,
@@ -58,9 +68,9 @@ def test_a_refused_row_is_made_again_on_standard_once_and_a_retry_pays_nothing_m
             retry_delay=timedelta(0),
         )
     run = dag_run(dag)
-    assert run.state_of("gen") == "success", run.log[-3000:]
-    assert run.tries_of("gen") == 2
-    result = run.xcom("gen")
+    assert run.state_of("generate") == "success", run.log[-3000:]
+    assert run.tries_of("generate") == 2
+    result = run.xcom("generate")
     records = from_jsonl(Path(result["manifest"].removeprefix("file://")).read_text())
     refused = records[1]
     assert refused["sku"] == "B" and refused["status"] == "completed"
@@ -73,7 +83,7 @@ def test_a_refused_row_is_made_again_on_standard_once_and_a_retry_pays_nothing_m
     (final,) = bloom_conn.image_records(refused["image_ids"])
     assert final["model"] == "standard" and refused["image_ids"] == refused["attempt_history"][1]["image_ids"]
     assert [r["status"] for r in records] == ["completed"] * 3 and "attempt_history" not in records[0]
-    spent = run.xcom("gen", "bloom_credits")
+    spent = run.xcom("generate", "bloom_credits")
     assert by_op(bloom_conn, "images.generate") == 4  # three rows and exactly one extra generation
     drop = start - balance()
     assert drop == 2 + 2 + 2 + 1  # 4K, 4K refused (charged), 4K on standard, 2K

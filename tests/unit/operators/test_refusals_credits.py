@@ -3,6 +3,7 @@ emulator over HTTP (``dag.test()`` through the ``dag_run`` fixture)."""
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import timedelta
 
 import airflow
@@ -18,9 +19,20 @@ from airflow_provider_bloom.operators.images import (
     BloomGenerateImageOperator,
     BloomResizeImageOperator,
 )
-from tests.helpers import NO_RETRY_WANTED, START, by_op
+from tests.helpers import NO_RETRY_WANTED, REPO, START, by_op
 
 HAS_TASK_STATE_STORE = Version(airflow.__version__) >= Version("3.3")
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location("bloom_refusal_snippets_single", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The how-to's snippets (docs/howto/refusals.md includes them): the tests run exactly that code.
+SNIPPETS = _load(REPO / "docs" / "howto" / "snippets" / "refusals.py")
 
 
 def balance() -> float:
@@ -58,12 +70,8 @@ def test_a_refused_generation_is_made_again_on_standard_and_a_retry_pays_nothing
 ):
     start = balance()
     with DAG(f"refused_generate_{deferrable}", schedule=None, start_date=START) as dag:
-        BloomGenerateImageOperator(
-            task_id="gen",
-            prompt="a duel at dawn [content_safety]",
-            image_size="4K",
-            on_refused="regenerate",
-            wait_for_completion=True,
+        SNIPPETS.regenerating_image(
+            "a duel at dawn [content_safety]",
             deferrable=deferrable,
             defer_after=0,
             min_defer_seconds=0,
@@ -71,11 +79,11 @@ def test_a_refused_generation_is_made_again_on_standard_and_a_retry_pays_nothing
             retry_delay=timedelta(0),
         )
     run = dag_run(dag)
-    assert run.state_of("gen") == "success", run.log[-3000:]
-    assert run.tries_of("gen") == 2 and len(crash_once) == 2
-    (final,) = run.xcom("gen")
+    assert run.state_of("hero_image") == "success", run.log[-3000:]
+    assert run.tries_of("hero_image") == 2 and len(crash_once) == 2
+    (final,) = run.xcom("hero_image")
     assert final["status"] == "completed"
-    (attempts,) = run.xcom("gen", "bloom_attempts")
+    (attempts,) = run.xcom("hero_image", "bloom_attempts")
     assert [(a["model"], a["reason"], a["status"], a["failure_reason"]) for a in attempts["attempts"]] == [
         (None, None, "failed", "content_safety"),
         ("standard", "content_safety", "completed", None),
@@ -83,7 +91,7 @@ def test_a_refused_generation_is_made_again_on_standard_and_a_retry_pays_nothing
     assert attempts["final_image_ids"] == [final["id"]]
     (record,) = bloom_conn.image_records([final["id"]])
     assert record["model"] == "standard"
-    spent = run.xcom("gen", "bloom_credits")
+    spent = run.xcom("hero_image", "bloom_credits")
     if not HAS_TASK_STATE_STORE:  # Airflow < 3.3: the retry pays again (documented); credits say so
         assert by_op(bloom_conn, "images.generate") == 4
         return
