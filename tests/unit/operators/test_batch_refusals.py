@@ -110,3 +110,32 @@ def test_a_row_sent_again_only_within_max_credits(bloom_conn, dag_run, tmp_path)
     assert by_op(bloom_conn, "images.generate") == 3
     assert start - balance() == 5 == run.xcom("gen", "bloom_credits")["credits"]
     assert "is not sent again on standard: max_credits=6, 5 credit(s) spent so far, and it costs 2" in run.log
+
+
+def test_an_edit_batch_makes_refused_edits_again_per_image(bloom_conn, dag_run, tmp_path):
+    from airflow_provider_bloom.operators.batch import BloomEditBatchOperator
+
+    with DAG("batch_refused_edit", schedule=None, start_date=START) as dag:
+        gen = BloomGenerateBatchOperator(
+            task_id="gen", rows=ROWS[::2], output_path=str(tmp_path / "gen.jsonl"), deferrable=False
+        )
+        BloomEditBatchOperator(
+            task_id="edit",
+            images=gen.output,
+            prompt="at night [content_safety:pro]",
+            model="pro",
+            on_refused="regenerate",
+            output_path=str(tmp_path / "edit.jsonl"),
+            deferrable=False,
+            **NO_RETRY_WANTED,
+        )
+    start = balance()
+    run = dag_run(dag)
+    assert run.state == "success", run.log[-3000:]
+    result = run.xcom("edit")
+    records = from_jsonl(Path(result["manifest"].removeprefix("file://")).read_text())
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert [[a["model"] for a in r["attempt_history"]] for r in records] == [["pro", "standard"]] * 2
+    assert by_op(bloom_conn, "images.edit") == 4
+    # 4K + 2K generations (3), then per image an edit on pro and one on standard (2K: 1 each)
+    assert start - balance() == 3 + 4 == run.xcom("gen", "bloom_credits")["credits"] + result["credits"]
