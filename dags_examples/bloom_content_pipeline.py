@@ -36,6 +36,7 @@ from typing import Any
 from airflow.sdk import Asset, ObjectStoragePath, Param, dag, get_current_context, task
 
 from airflow_provider_bloom.batch.manifest import from_jsonl
+from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
     BloomRemoveBackgroundBatchOperator,
@@ -112,15 +113,16 @@ def generation_request(row: Mapping[str, str]) -> dict[str, str]:
     return {"prompt": row["prompt"], "aspect_ratio": row["aspect_ratio"], "image_size": row["image_size"]}
 
 
-def batch_cost(rows: list[dict[str, str]]) -> int:
-    """What the whole batch costs by the provider's price list: generations, story resizes, cut-outs."""
+def batch_cost(rows: list[dict[str, str]], prices: Mapping[str, Any] | None = None) -> int:
+    """What the whole batch costs by the provider's price list (``prices``: the connection's overrides):
+    generations, story resizes, cut-outs."""
     credits = 0
     for row in rows:
-        credits += credits_for("images.generate", {"imageSize": row["image_size"]})
+        credits += credits_for("images.generate", {"imageSize": row["image_size"]}, prices=prices)
         if row["channel"] == "story":  # a resize costs like a generation of its source's size
-            credits += credits_for("images.resize", source_size=row["image_size"])
+            credits += credits_for("images.resize", source_size=row["image_size"], prices=prices)
         if row["channel"] == "product":
-            credits += credits_for("images.removeBackground")
+            credits += credits_for("images.removeBackground", prices=prices)
     return credits
 
 
@@ -161,7 +163,12 @@ def bloom_content_pipeline() -> None:
     def read_batch(prompts_file: str) -> dict[str, Any]:
         """Check the prompts file before anything is spent; hand on its location and its cost."""
         rows = read_prompts(prompts_file)
-        return {"file": str(prompts_path(prompts_file)), "rows": len(rows), "credits": batch_cost(rows)}
+        prices = BloomHook().settings.prices  # the connection's "prices" extra, if any
+        return {
+            "file": str(prompts_path(prompts_file)),
+            "rows": len(rows),
+            "credits": batch_cost(rows, prices),
+        }
 
     batch = read_batch(prompts_file="{{ params.prompts_file }}")
 

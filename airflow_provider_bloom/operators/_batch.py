@@ -550,6 +550,7 @@ class BloomBatchOperator(BloomBaseOperator):
         self.log.info("Submission took %s", duration(time.monotonic() - started))
         if run.abort is not None:
             self._write_manifest(run, waited=False)
+            self._publish_credits(run.context, run)  # what was paid before the batch stopped
             left = sum(1 for job in run.jobs if not run.state.row(job.index).done)
             if isinstance(
                 run.abort, BloomPaymentError
@@ -705,15 +706,7 @@ class BloomBatchOperator(BloomBaseOperator):
                 self._submit(run, again)
                 self._wait_all(run, deadline)
         records = self._write_manifest(run, waited=self.wait_for_completion)
-        jobs = run.all_jobs()
-        # What this batch paid (not the carried records): every accepted request, earlier tries' included.
-        spent = sum(job.credits for job in jobs if run.state.row(job.index).ids)
-        this_try = sum(
-            job.credits
-            for job in jobs
-            if run.state.row(job.index).ids and run.state.row(job.index).ok_try == run.try_number
-        )
-        self._publish_credits(context, run, spent, this_try)
+        spent = self._publish_credits(context, run)
         result = summary(str(run.manifest), records, self.operation, credits=spent, batch=run.identity)
         context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(run.manifest))
         self.log.info(
@@ -823,7 +816,16 @@ class BloomBatchOperator(BloomBaseOperator):
         fresh = self._extend_chains(run)
         return [job for job in fresh if job.index >= RETRY_STRIDE]
 
-    def _publish_credits(self, context: Context, run: BatchRun, spent: int, this_try: int) -> None:
+    def _publish_credits(self, context: Context, run: BatchRun) -> int:
+        """Log and push (XCom ``bloom_credits``) what this batch paid, and return it: every accepted
+        request (not the carried records), earlier tries' included, and how much of it this try sent."""
+        jobs = run.all_jobs()
+        spent = sum(job.credits for job in jobs if run.state.row(job.index).ids)
+        this_try = sum(
+            job.credits
+            for job in jobs
+            if run.state.row(job.index).ids and run.state.row(job.index).ok_try == run.try_number
+        )
         kind = kind_of(self.operation)
         uncertain = sum(j.credits for j in run.all_jobs() if run.state.row(j.index).uncertain)
         value = {
@@ -842,6 +844,7 @@ class BloomBatchOperator(BloomBaseOperator):
             text += f"; {uncertain} more may have been charged (answers lost, not found)"
         self.log.info("%s", text)
         context["ti"].xcom_push(key=CREDITS_XCOM_KEY, value=value)
+        return spent
 
     def _log_statuses(self, run: BatchRun) -> None:
         total = sum(len(run.state.row(j.index).ids or ()) for j in run.jobs)
