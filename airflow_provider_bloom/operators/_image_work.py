@@ -95,7 +95,10 @@ class RefusalPolicy:
         else:
             models = tuple(fallback_models)
         for model in models:
-            checked_argument(operation, "model", model)
+            try:
+                checked_argument(operation, "model", model)
+            except BloomInputError as exc:
+                raise BloomInputError("fallback_models", exc.problem) from None
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 10:
             raise BloomInputError(
                 "max_attempts", f"must be a whole number from 1 to 10; got {max_attempts!r}"

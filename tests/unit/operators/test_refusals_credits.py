@@ -155,7 +155,7 @@ def test_regenerate_needs_a_wait_and_good_arguments():
         BloomGenerateImageOperator(task_id="a", prompt="p", on_refused="regenerate")
     for kwargs, field in (
         ({"on_refused": "retry"}, "on_refused"),
-        ({"fallback_models": ["turbo"]}, "model"),
+        ({"fallback_models": ["turbo"]}, "fallback_models"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"max_credits": "lots"}, "max_credits"),
     ):
