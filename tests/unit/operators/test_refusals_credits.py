@@ -140,6 +140,16 @@ def test_report_keeps_todays_behaviour_and_other_failures_are_final(bloom_conn, 
             on_failure="ignore",
             **NO_RETRY_WANTED,
         )
+        BloomGenerateImageOperator(
+            task_id="limited",
+            prompt="[rate_limited] a crowd",
+            on_refused="regenerate",
+            retry_pause=0,
+            max_attempts=2,
+            wait_for_completion=True,
+            on_failure="ignore",
+            **NO_RETRY_WANTED,
+        )
     run = dag_run(dag)
     assert run.state_of("gen") == "failed" and "content_safety" in run.log
     (report,) = run.xcom("on_standard_too", "bloom_attempts")
@@ -147,7 +157,12 @@ def test_report_keeps_todays_behaviour_and_other_failures_are_final(bloom_conn, 
         (None, "failed"),
         ("standard", "failed"),
     ]
-    assert by_op(bloom_conn, "images.generate") == 3
+    (limited,) = run.xcom("limited", "bloom_attempts")  # the same model again, then max_attempts
+    assert [(a["model"], a["reason"], a["failure_reason"]) for a in limited["attempts"]] == [
+        (None, None, "rate_limited"),
+        (None, "rate_limited", "rate_limited"),
+    ]
+    assert by_op(bloom_conn, "images.generate") == 3 + 2
 
 
 def test_regenerate_needs_a_wait_and_good_arguments():
