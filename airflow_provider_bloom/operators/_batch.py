@@ -392,7 +392,8 @@ class BloomBatchOperator(BloomBaseOperator):
             self.log.info("Batch %s: %d request(s); journal: %s", identity, len(jobs), describe_store(store))
         run = BatchRun(context, jobs, Journal(store, found), state, identity, manifest)
         run.try_number = int(getattr(context.get("ti"), "try_number", 1) or 1)
-        self._extend_chains(run)
+        with bloom_errors(f"Planning the Bloom {self.action} batch"):
+            self._extend_chains(run)  # the attempts made for refused rows in earlier tries
         # A try resumed from a deferral may follow a full minute of requests: it starts without a burst.
         run.bucket = batch_bucket(self.hook.settings.requests_per_minute, burst=not resumed)
         return run
