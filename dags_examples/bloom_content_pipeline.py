@@ -4,6 +4,7 @@
       -> generate (one batch task for every row: submits at the key's rate, waits in the triggerer)
       -> resize_stories (9:16, one batch task) -> remove_backgrounds (one batch task)
       -> download (to {{ params.output }}/<date>/) -> write_manifest (manifest.json + Asset event)
+      -> credits_report (what the run spent, by task and kind, checked against the balance drop)
 
 No task per prompt: each step is one task, whatever the number of rows, and hands the next one its
 manifest (JSON Lines, one record per row, beside the images). The same DAG runs a catalogue of
@@ -35,14 +36,16 @@ from typing import Any
 from airflow.sdk import Asset, ObjectStoragePath, Param, dag, get_current_context, task
 
 from airflow_provider_bloom.batch.manifest import from_jsonl
-from airflow_provider_bloom.batch.rows import ASSUMED_CREDITS, request_credits
+from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
     BloomRemoveBackgroundBatchOperator,
     BloomResizeBatchOperator,
 )
+from airflow_provider_bloom.operators.credits import BloomCreditsReportOperator
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
+from airflow_provider_bloom.prices import credits_for
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 
 DAG_FOLDER = Path(__file__).resolve().parent
@@ -110,16 +113,16 @@ def generation_request(row: Mapping[str, str]) -> dict[str, str]:
     return {"prompt": row["prompt"], "aspect_ratio": row["aspect_ratio"], "image_size": row["image_size"]}
 
 
-def batch_cost(rows: list[dict[str, str]]) -> int:
-    """What the whole batch costs by Bloom's prices: generations, story resizes, background removals."""
+def batch_cost(rows: list[dict[str, str]], prices: Mapping[str, Any] | None = None) -> int:
+    """What the whole batch costs by the provider's price list (``prices``: the connection's overrides):
+    generations, story resizes, cut-outs."""
     credits = 0
     for row in rows:
-        generation = request_credits("images.generate", {"imageSize": row["image_size"]})
-        credits += generation
+        credits += credits_for("images.generate", {"imageSize": row["image_size"]}, prices=prices)
         if row["channel"] == "story":  # a resize costs like a generation of its source's size
-            credits += request_credits("images.resize", {}, source_size=row["image_size"])
+            credits += credits_for("images.resize", source_size=row["image_size"], prices=prices)
         if row["channel"] == "product":
-            credits += ASSUMED_CREDITS["images.removeBackground"]
+            credits += credits_for("images.removeBackground", prices=prices)
     return credits
 
 
@@ -160,7 +163,12 @@ def bloom_content_pipeline() -> None:
     def read_batch(prompts_file: str) -> dict[str, Any]:
         """Check the prompts file before anything is spent; hand on its location and its cost."""
         rows = read_prompts(prompts_file)
-        return {"file": str(prompts_path(prompts_file)), "rows": len(rows), "credits": batch_cost(rows)}
+        prices = BloomHook().settings.prices  # the connection's "prices" extra, if any
+        return {
+            "file": str(prompts_path(prompts_file)),
+            "rows": len(rows),
+            "credits": batch_cost(rows, prices),
+        }
 
     batch = read_batch(prompts_file="{{ params.prompts_file }}")
 
@@ -215,9 +223,17 @@ def bloom_content_pipeline() -> None:
         context["outlet_events"][CONTENT_ASSET].extra = {"manifest": str(manifest), "images": len(completed)}
         return entries
 
-    write_manifest(download.output, folder=RUN_FOLDER)
+    manifest = write_manifest(download.output, folder=RUN_FOLDER)
+
+    # [START credits_report]
+    # What the run spent, by task and by kind of call (each paid task pushes XCom "bloom_credits"),
+    # compared with the drop of the balance that check_credits read before anything was spent.
+    # Pass key_shared=True when other runs or people spend on the same workspace at the same time.
+    credits_report = BloomCreditsReportOperator(task_id="credits_report", start_balance=check_credits.output)
+    # [END credits_report]
 
     check_credits >> generate
+    manifest >> credits_report
 
 
 bloom_content_pipeline()

@@ -75,13 +75,21 @@ def run_child(output: str, result_file: Path) -> int:
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
         tasks = {f"{ti.task_id}[{ti.map_index}]": ti.state for ti in tis}
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, task_id="write_manifest", key="return_value")
-            .one_or_none()
-        )
-        entries = XComModel.deserialize_value(row) if row is not None else None
-    result = {"state": str(dag_run.state), "run_id": dag_run.run_id, "tasks": tasks, "entries": entries}
+        values = {}
+        for task_id in ("write_manifest", "credits_report"):
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, task_id=task_id, key="return_value")
+                .one_or_none()
+            )
+            values[task_id] = XComModel.deserialize_value(row) if row is not None else None
+    result = {
+        "state": str(dag_run.state),
+        "run_id": dag_run.run_id,
+        "tasks": tasks,
+        "entries": values["write_manifest"],
+        "credits": values["credits_report"],
+    }
     result_file.write_text(json.dumps(result, default=str))
     return 0 if result["state"] == "success" else 1
 
@@ -305,7 +313,24 @@ def report(result: Mapping[str, Any], child: ManagedProcess, target: BloomTarget
     files = [e["file"] for e in entries if e.get("file")]
     folder = Path(files[0].removeprefix("file://")).parent if files else None
     print(f"\n{len(files)} image file(s) in {folder} (manifest.json beside them).", flush=True)
+    for line in credits_lines(result.get("credits")):
+        print(line, flush=True)
     return True
+
+
+def credits_lines(report: Mapping[str, Any] | None) -> list[str]:
+    """What the run spent (the pipeline's credits_report task), and whether Bloom's balance agrees."""
+    if not isinstance(report, Mapping):
+        return ["Credits: the run's credits_report task left no report."]
+    kinds = ", ".join(f"{kind} {credits}" for kind, credits in sorted((report.get("by_kind") or {}).items()))
+    lines = [f"Credits spent by this run: {report.get('credits')} ({kinds or 'nothing'})."]
+    if report.get("balance_drop") is not None:
+        verdict = "as computed" if report.get("matches") else "NOT as computed"
+        lines.append(
+            f"Bloom's balance went from {report['balance_start']:g} to {report['balance_end']:g}: "
+            f"a drop of {report['balance_drop']:g}, {verdict}."
+        )
+    return lines
 
 
 if __name__ == "__main__":

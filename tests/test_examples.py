@@ -17,6 +17,7 @@ from airflow_provider_bloom.emulator import (
     CONTENT_SAFETY_MARKER,
     DEFAULT_BRAND_ID,
 )
+from airflow_provider_bloom.hooks.bloom import BloomHook
 from tests.airflow_helpers import DagResult, run_dag
 from tests.e2e.stack import DAGS_FOLDER
 
@@ -125,8 +126,15 @@ def test_content_pipeline_generates_post_processes_and_downloads(
         "images.removeBackground": 3,
     }
     operations = bloom_conn.requests()["by_operation"]
-    # The balance is read by the credits sensor, then by each batch step before it spends.
-    assert operations.get("images.get", 0) == 0 and operations["credits.get"] == 4
+    # The balance is read by the credits sensor, by each batch step before it spends, and by the report.
+    assert operations.get("images.get", 0) == 0 and operations["credits.get"] == 5
+    # The run's report: what each task spent, by kind, equal to the emulator's balance drop.
+    report = result.xcom("credits_report")
+    assert report["by_task"] == {"generate": 14, "resize_stories": 4, "remove_backgrounds": 3}
+    assert report["by_kind"] == {"generate": 14, "resize": 4, "remove_background": 3}
+    balance = BloomHook().get_credits()["balance"]
+    assert report["credits"] == 21 == report["balance_drop"] == report["balance_start"] - balance
+    assert report["matches"] is True
 
 
 def test_content_pipeline_updates_its_asset(dagbag: Any, bloom_conn: Any, tmp_path: Path) -> None:

@@ -193,6 +193,8 @@ class RowState:
     error: str | None = None
     uncertain: bool = False
     attempts: int = 0
+    #: The try number that recorded the row's ``ok`` (None: a journal from before it was recorded).
+    ok_try: int | None = None
 
     @property
     def done(self) -> bool:
@@ -238,6 +240,7 @@ class BatchState:
             row.ids = [str(i) for i in event["ids"]]
             row.variant_group_id = event.get("g")
             row.recovered = bool(event.get("rec"))
+            row.ok_try = event.get("try")
             row.sent_at = None
         elif kind == "rej":
             row.error_code = str(event.get("code") or "ERROR")

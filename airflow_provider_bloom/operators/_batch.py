@@ -24,6 +24,7 @@ A run of a batch task, on every try and after every deferral:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from airflow_provider_bloom._budget import TokenBucket, take_sync
-from airflow_provider_bloom._spec import MAX_IDS_PER_CALL, MAX_WAIT_SECONDS, chunked
+from airflow_provider_bloom._spec import MAX_IDS_PER_CALL, MAX_WAIT_SECONDS, chunked, get_operation
 from airflow_provider_bloom.batch.journal import (
     BatchState,
     Journal,
@@ -75,7 +76,15 @@ from airflow_provider_bloom.operators._base import (
     images_from_event,
     known_at_parse_time,
 )
-from airflow_provider_bloom.operators._ledger import call_identity
+from airflow_provider_bloom.operators._image_work import (
+    DEFAULT_FALLBACK_MODELS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_PAUSE,
+    RefusalPolicy,
+    attempt_summary,
+)
+from airflow_provider_bloom.operators._ledger import CREDITS_XCOM_KEY, call_identity, credit_budget
+from airflow_provider_bloom.prices import credits_for, kind_of
 from airflow_provider_bloom.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
 
 if TYPE_CHECKING:
@@ -98,6 +107,8 @@ CROSS_TRY_SKEW = 5.0
 #: Bloom's refusals of one row (bad request, source not found, conflict): the batch goes on without it.
 #: Auth, billing and permission refusals stop the batch (they hold for every row).
 ROW_REFUSALS = (BloomValidationError, BloomNotFoundError, BloomConflictError)
+#: The journal's row index of attempt n (2, 3...) of row i is ``i + (n - 1) * RETRY_STRIDE``.
+RETRY_STRIDE = 1_000_000_000
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
@@ -194,6 +205,18 @@ class BatchRun:
     abort: BaseException | None = None
     refused_in_a_row: int = 0
     lost_in_a_row: int = 0
+    #: The try number of this run of the task (recorded with each ``ok``: what this try paid).
+    try_number: int = 1
+    #: Each row's attempts beyond the first (``on_refused="regenerate"``), by the row's index.
+    retries: dict[int, list[Job]] = field(default_factory=dict)
+
+    def all_jobs(self) -> list[Job]:
+        """The rows' jobs and the attempts made for refused rows."""
+        return [*self.jobs, *(job for chain in self.retries.values() for job in chain)]
+
+    def chain(self, job: Job) -> list[Job]:
+        """Every attempt of ``job``'s row, the first one first."""
+        return [job, *self.retries.get(job.index, [])]
 
     def record(self, *events: dict[str, Any]) -> None:
         """Journal ``events`` (durable once this returns), then apply them to this try's state."""
@@ -227,6 +250,15 @@ class BloomBatchOperator(BloomBaseOperator):
         whose images end within it needs no deferral (default 10; 0 defers at once).
     :param min_defer_seconds: the trigger fires no sooner than this after a deferral (Airflow's
         defer-exit race).
+    :param on_refused: generations and edits: ``"report"`` (default: a refused row is ``failed`` in the
+        manifest) or ``"regenerate"``: a row whose images all failed for ``content_safety`` is sent
+        again on the next of ``fallback_models`` (default ``["standard"]``), for ``rate_limited`` on the
+        same model after ``retry_pause`` seconds, at most ``max_attempts`` requests per row. Each attempt
+        is journalled like any request (a retry of the task never pays for one twice); the row's
+        manifest record shows the final images and lists every attempt (``attempt_history``). Attempts
+        that would pass ``max_credits`` are not sent.
+
+    Pushes XCom ``bloom_credits`` (what the batch spent; see the credits how-to).
     """
 
     operation: ClassVar[str]
@@ -248,6 +280,10 @@ class BloomBatchOperator(BloomBaseOperator):
         on_failure: str = "ignore",
         defer_after: float = DEFAULT_DEFER_AFTER,
         min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS,
+        on_refused: str = "report",
+        fallback_models: Sequence[str] | None = DEFAULT_FALLBACK_MODELS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_pause: float = DEFAULT_RETRY_PAUSE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -260,6 +296,26 @@ class BloomBatchOperator(BloomBaseOperator):
         )
         if known_at_parse_time(max_credits):
             credit_budget(max_credits)
+        self.on_refused = on_refused
+        self.fallback_models = fallback_models
+        self.max_attempts = max_attempts
+        self.retry_pause = retry_pause
+        self.refusal = RefusalPolicy.checked(
+            self.operation if self.takes_model() else "images.generate",
+            on_refused,
+            fallback_models,
+            max_attempts,
+            retry_pause,
+        )
+        if self.refusal.regenerates and not self.takes_model():
+            raise BloomInputError(
+                "on_refused", f"'regenerate' applies to generations and edits; {self.action} takes no model"
+            )
+        if self.refusal.regenerates and not wait_for_completion:
+            raise BloomInputError(
+                "on_refused",
+                "'regenerate' needs wait_for_completion=True (a refusal is known once the image has ended)",
+            )
         if max_in_flight is not None and (
             isinstance(max_in_flight, bool)
             or not isinstance(max_in_flight, int)
@@ -279,6 +335,11 @@ class BloomBatchOperator(BloomBaseOperator):
         self.on_failure = on_failure
         self.defer_after = float(defer_after)
         self.min_defer_seconds = float(min_defer_seconds)
+
+    @classmethod
+    def takes_model(cls) -> bool:
+        """Whether the operation has a ``model`` (generate, edit): only those can be made again."""
+        return "model" in get_operation(cls.operation).body
 
     # -- what a subclass provides ------------------------------------------------------------
     def plan(self, context: Context, client: BloomClient) -> list[Job]:
@@ -330,6 +391,9 @@ class BloomBatchOperator(BloomBaseOperator):
         else:
             self.log.info("Batch %s: %d request(s); journal: %s", identity, len(jobs), describe_store(store))
         run = BatchRun(context, jobs, Journal(store, found), state, identity, manifest)
+        run.try_number = int(getattr(context.get("ti"), "try_number", 1) or 1)
+        with bloom_errors(f"Planning the Bloom {self.action} batch"):
+            self._extend_chains(run)  # the attempts made for refused rows in earlier tries
         # A try resumed from a deferral may follow a full minute of requests: it starts without a burst.
         run.bucket = batch_bucket(self.hook.settings.requests_per_minute, burst=not resumed)
         return run
@@ -385,7 +449,7 @@ class BloomBatchOperator(BloomBaseOperator):
 
     # -- 4: rows in doubt -------------------------------------------------------------------------
     def _settle_in_doubt(self, run: BatchRun) -> None:
-        doubt = [job for job in run.jobs if run.state.row(job.index).in_doubt]
+        doubt = [job for job in run.all_jobs() if run.state.row(job.index).in_doubt]
         if not doubt:
             return
         self.log.warning(
@@ -425,16 +489,16 @@ class BloomBatchOperator(BloomBaseOperator):
                     "ids": found.ids,
                     "g": found.records[0].get("variantGroupId"),
                     "rec": True,
+                    "try": run.try_number,
                 }
                 self.log.warning("Row %d: recovered %s after its answer was lost", job.index + 1, found.ids)
             run.record(event)
 
     # -- 5: submission ------------------------------------------------------------------------------
-    def _submit(self, run: BatchRun) -> None:
+    def _submit(self, run: BatchRun, jobs: list[Job] | None = None) -> None:
+        jobs = run.jobs if jobs is None else jobs
         todo = [
-            job
-            for job in run.jobs
-            if not run.state.row(job.index).done and not run.state.row(job.index).in_doubt
+            job for job in jobs if not run.state.row(job.index).done and not run.state.row(job.index).in_doubt
         ]
         if not todo:
             return
@@ -442,9 +506,7 @@ class BloomBatchOperator(BloomBaseOperator):
         per_minute = settings.requests_per_minute
         bucket = run.bucket or batch_bucket(per_minute)
         threads = self.max_in_flight or min(32, max(2, per_minute // 120))
-        progress = Progress(
-            total=len(run.jobs), given_per_minute=per_minute, already=len(run.jobs) - len(todo)
-        )
+        progress = Progress(total=len(jobs), given_per_minute=per_minute, already=len(jobs) - len(todo))
         self.log.info(
             "Submitting %d request(s) at up to %d/min (requests_per_minute), %d at a time",
             len(todo),
@@ -489,6 +551,7 @@ class BloomBatchOperator(BloomBaseOperator):
         self.log.info("Submission took %s", duration(time.monotonic() - started))
         if run.abort is not None:
             self._write_manifest(run, waited=False)
+            self._publish_credits(run.context, run)  # what was paid before the batch stopped
             left = sum(1 for job in run.jobs if not run.state.row(job.index).done)
             if isinstance(
                 run.abort, BloomPaymentError
@@ -552,7 +615,13 @@ class BloomBatchOperator(BloomBaseOperator):
                     return
                 self._back(run, job)
                 raise
-            event = {"e": "ok", "r": job.index, "ids": _answer_ids(answer), "g": answer.get("variantGroupId")}
+            event = {
+                "e": "ok",
+                "r": job.index,
+                "ids": _answer_ids(answer),
+                "g": answer.get("variantGroupId"),
+                "try": run.try_number,
+            }
             run.journal.append(event)
             with run.lock:
                 run.state.apply(event)
@@ -620,20 +689,25 @@ class BloomBatchOperator(BloomBaseOperator):
                 start = time.time()
                 run.record({"e": "wait", "t": round(start, 3), "try": try_number})
             deadline = start + self.wait_timeout
-            brief = self.deferrable and self.defer_after > 0
-            while (pending := run.state.pending_ids()) and time.time() < deadline:
-                self._log_statuses(run)
-                if brief:  # images that end within defer_after need no deferral (nor its round trip)
-                    brief = False
-                    self._wait_here(run, pending, min(deadline, time.time() + self.defer_after))
-                    self._sweep(run)
-                    continue
-                if self.deferrable:
-                    self._defer(pending, deadline)
-                self._wait_here(run, pending, deadline)
-                self._sweep(run)
+            self._wait_all(run, deadline)
+            while self.refusal.regenerates and (again := self._next_attempts(run)):
+                if any(_last_reasons(run, job) == {"rate_limited"} for job in again):
+                    self.log.info(
+                        "Bloom failed image(s) as rate_limited: pausing %.0fs", self.refusal.retry_pause
+                    )
+                    time.sleep(self.refusal.retry_pause)
+                self.log.warning(
+                    "Sending %d refused row(s) again: %s",
+                    len(again),
+                    ", ".join(
+                        f"row {job.index % RETRY_STRIDE + 1} on {(job.call.json or {}).get('model')}"
+                        for job in again[:20]
+                    ),
+                )
+                self._submit(run, again)
+                self._wait_all(run, deadline)
         records = self._write_manifest(run, waited=self.wait_for_completion)
-        spent = sum(job.credits for job in run.jobs if run.state.row(job.index).ids)  # not the carried ones
+        spent = self._publish_credits(context, run)
         result = summary(str(run.manifest), records, self.operation, credits=spent, batch=run.identity)
         context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(run.manifest))
         self.log.info(
@@ -656,6 +730,122 @@ class BloomBatchOperator(BloomBaseOperator):
                 raise AirflowSkipException(message)
             raise AirflowFailException(message)
         return result
+
+    def _wait_all(self, run: BatchRun, deadline: float) -> None:
+        brief = self.deferrable and self.defer_after > 0
+        while (pending := run.state.pending_ids()) and time.time() < deadline:
+            self._log_statuses(run)
+            if brief:  # images that end within defer_after need no deferral (nor its round trip)
+                brief = False
+                self._wait_here(run, pending, min(deadline, time.time() + self.defer_after))
+                self._sweep(run)
+                continue
+            if self.deferrable:
+                self._defer(pending, deadline)
+            self._wait_here(run, pending, deadline)
+            self._sweep(run)
+
+    # -- refused rows -------------------------------------------------------------------------------
+    def _attempts(self, run: BatchRun, job: Job) -> list[dict[str, Any]]:
+        """The attempts of ``job``'s row so far, in :class:`RefusalPolicy`'s shape."""
+        out = []
+        for number, attempt in enumerate(run.chain(job), start=1):
+            row = run.state.row(attempt.index)
+            ids = row.ids or []
+            known = [run.state.statuses[i] for i in ids if i in run.state.statuses]
+            out.append(
+                {
+                    "model": (attempt.call.json or {}).get("model"),
+                    "reason": None if number == 1 else attempt.base.get("_reason"),
+                    "image_ids": list(ids),
+                    "statuses": [list(s) for s in known] if ids and len(known) == len(ids) else None,
+                    "credits": attempt.credits if row.ids else 0,
+                    "sent": row.done or row.in_doubt,
+                }
+            )
+        return out
+
+    def _retry_job(self, run: BatchRun, job: Job, number: int, model: str | None, reason: str) -> Job:
+        """Attempt ``number`` (2, 3...) of ``job``'s row, on ``model``: the same request otherwise."""
+        call = dataclasses.replace(job.call, json={**(job.call.json or {}), "model": model})
+        source_size = job.base.get("image_size") if isinstance(job.base.get("image_size"), str) else None
+        credits = credits_for(self.operation, call.json or {}, source_size, self.hook.settings.prices)
+        return Job(
+            job.index + (number - 1) * RETRY_STRIDE, call, {**job.base, "_reason": reason}, credits, job.query
+        )
+
+    def _extend_chains(self, run: BatchRun) -> list[Job]:
+        """Add the next attempt to every row whose last attempt was refused; return the unsent ones.
+
+        Decided from the journal alone (the statuses it holds), so every try and every resumed
+        deferral builds the same attempts, with the same row indexes in the journal.
+        """
+        if not self.refusal.regenerates:
+            return []
+        budget = credit_budget(self.max_credits)
+        spent = sum(j.credits for j in run.all_jobs() if _committed(run, j))
+        fresh: list[Job] = []
+        for job in run.jobs:
+            while True:
+                attempts = self._attempts(run, job)
+                if not attempts[-1]["sent"]:
+                    fresh.append(run.chain(job)[-1])
+                    break
+                step = self.refusal.next_attempt(attempts)
+                if step is None:
+                    break
+                model, reason = step
+                retry = self._retry_job(run, job, len(attempts) + 1, model, reason)
+                row = run.state.row(retry.index)
+                if not (row.done or row.in_doubt):  # a new request: within the budget?
+                    if budget is not None and spent + retry.credits > budget:
+                        self.log.warning(
+                            "Row %d is not sent again on %s: max_credits=%g, %d credit(s) spent so far, "
+                            "and it costs %d",
+                            job.index + 1,
+                            model,
+                            budget,
+                            spent,
+                            retry.credits,
+                        )
+                        break
+                    spent += retry.credits
+                run.retries.setdefault(job.index, []).append(retry)
+        return fresh
+
+    def _next_attempts(self, run: BatchRun) -> list[Job]:
+        fresh = self._extend_chains(run)
+        return [job for job in fresh if job.index >= RETRY_STRIDE]
+
+    def _publish_credits(self, context: Context, run: BatchRun) -> int:
+        """Log and push (XCom ``bloom_credits``) what this batch paid, and return it: every accepted
+        request (not the carried records), earlier tries' included, and how much of it this try sent."""
+        jobs = run.all_jobs()
+        spent = sum(job.credits for job in jobs if run.state.row(job.index).ids)
+        this_try = sum(
+            job.credits
+            for job in jobs
+            if run.state.row(job.index).ids and run.state.row(job.index).ok_try == run.try_number
+        )
+        kind = kind_of(self.operation)
+        uncertain = sum(j.credits for j in run.all_jobs() if run.state.row(j.index).uncertain)
+        value = {
+            "credits": spent,
+            "by_kind": {kind: spent} if spent else {},
+            "this_try": this_try,
+            "reused": spent - this_try,
+            "uncertain": uncertain,
+            "calls": sum(1 for j in run.all_jobs() if run.state.row(j.index).ids),
+            "budget": credit_budget(self.max_credits),
+        }
+        text = f"Bloom credits spent by this batch: {spent} ({kind} {spent})"
+        if spent - this_try:
+            text += f"; {spent - this_try} of them paid by an earlier try (journalled, not paid again)"
+        if uncertain:
+            text += f"; {uncertain} more may have been charged (answers lost, not found)"
+        self.log.info("%s", text)
+        context["ti"].xcom_push(key=CREDITS_XCOM_KEY, value=value)
+        return spent
 
     def _log_statuses(self, run: BatchRun) -> None:
         total = sum(len(run.state.row(j.index).ids or ()) for j in run.jobs)
@@ -698,18 +888,39 @@ class BloomBatchOperator(BloomBaseOperator):
         run.record(*status_events(records))
 
     # -- 7: the manifest ---------------------------------------------------------------------------
-    def _write_manifest(self, run: BatchRun, waited: bool) -> list[dict[str, Any]]:
-        records = [
-            step_record(
-                job.base,
-                run.state.row(job.index),
-                run.state.statuses,
-                operation=self.operation,
-                credits=job.credits,
-                waited=waited,
-            )
-            for job in run.jobs
+    def _row_record(self, run: BatchRun, job: Job, waited: bool) -> dict[str, Any]:
+        """A row's manifest record: its final attempt, all attempts' credits and (when it was sent
+        again) ``attempt_history``."""
+        chain = [
+            j
+            for j in run.chain(job)
+            if j is job or run.state.row(j.index).done or run.state.row(j.index).in_doubt
         ]
+        last = chain[-1]
+        record = step_record(
+            job.base,
+            run.state.row(last.index),
+            run.state.statuses,
+            operation=self.operation,
+            credits=last.credits,
+            waited=waited,
+        )
+        if len(chain) > 1:
+            history = [
+                attempt_summary(a) | {"credits": a["credits"]} for a in self._attempts(run, job)[: len(chain)]
+            ]
+            record["attempt_history"] = history
+            record["model"] = (last.call.json or {}).get("model")
+            earlier = sum(a["credits"] for a in history[:-1])
+            if isinstance(record.get("credits"), int):
+                record["credits"] += earlier
+            else:
+                record["credits"] = earlier or record.get("credits")
+            record["attempts"] = sum(run.state.row(j.index).attempts for j in chain)
+        return record
+
+    def _write_manifest(self, run: BatchRun, waited: bool) -> list[dict[str, Any]]:
+        records = [self._row_record(run, job, waited) for job in run.jobs]
         records.extend(self.carried(run.context))
         # Row order across a chain: a step's records and the ones it carried through, by row number.
         records.sort(key=lambda r: (not isinstance(r.get("row"), int), r.get("row") or 0))
@@ -718,20 +929,6 @@ class BloomBatchOperator(BloomBaseOperator):
             Path(path.path).parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_jsonl(records))
         return records
-
-
-def credit_budget(value: Any) -> float | None:
-    """``max_credits`` as a number (a rendered template is text); BloomInputError when it is not one."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}")
-    return float(value)
 
 
 def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:
@@ -747,6 +944,20 @@ def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:
     if not burst:
         bucket.tokens = 0.0
     return bucket
+
+
+def _committed(run: BatchRun, job: Job) -> bool:
+    """Whether ``job``'s credits count against the budget: accepted, maybe charged, or an attempt
+    already decided on (sent next, whatever the order of the calls)."""
+    row = run.state.row(job.index)
+    return bool(row.ids) or row.uncertain or (job.index >= RETRY_STRIDE and row.error_code is None)
+
+
+def _last_reasons(run: BatchRun, job: Job) -> set[str | None]:
+    """Why the attempt before ``job`` (a retry) failed: its images' failure reasons."""
+    previous = job.index - RETRY_STRIDE
+    ids = run.state.row(previous).ids or []
+    return {run.state.statuses[i][1] for i in ids if i in run.state.statuses}
 
 
 def _answer_ids(answer: Mapping[str, Any]) -> list[str]:

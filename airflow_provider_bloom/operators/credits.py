@@ -1,23 +1,31 @@
-"""What a batch costs, and who the connection is: Bloom's account, workspaces and credits.
+"""What a batch costs, what a run spent, and who the connection is: Bloom's account, workspaces and credits.
 
-:func:`estimate_credits` is the one place the cost model lives (the credits sensor, the example DAGs
-and the demo use it). The check itself is :class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor`.
+:func:`estimate_credits` prices a planned batch of generations with the provider's one price list
+(:mod:`airflow_provider_bloom.prices`); the check itself is
+:class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import ast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_bloom._spec import check_value, get_operation
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.operators._base import (
+    AirflowFailException,
+    BloomBaseOperator,
+    bloom_errors,
+)
+from airflow_provider_bloom.operators._ledger import CREDITS_XCOM_KEY
+from airflow_provider_bloom.prices import PUBLISHED_PRICES, Price, credits_for
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Bloom's price list: a 2K image costs 1 credit, a 4K image 2; each variant costs as much as an image.
-CREDITS_PER_IMAGE = {"2K": 1, "4K": 2}
+#: Bloom's published price per generated image by size (each variant costs as much as an image).
+CREDITS_PER_IMAGE: Mapping[str, int] = cast("Mapping[str, int]", PUBLISHED_PRICES["images.generate"])
 
 
 def prompt_count(prompts: Any) -> int:
@@ -42,19 +50,27 @@ def prompt_count(prompts: Any) -> int:
     return count
 
 
-def estimate_credits(prompts: Any, image_size: str = "2K", variant_count: int = 1) -> int:
+def estimate_credits(
+    prompts: Any,
+    image_size: str = "2K",
+    variant_count: int = 1,
+    prices: Mapping[str, Price] | None = None,
+) -> int:
     """Credits a batch of generations costs: ``prompts x variant_count x (1 for 2K, 2 for 4K)``.
 
     :param prompts: the number of prompts, or the prompts (a list).
     :param image_size: ``"2K"`` or ``"4K"`` (checked against Bloom's spec).
     :param variant_count: variants per prompt, 1-5 (checked against Bloom's spec).
+    :param prices: price overrides (a connection's ``prices`` extra; see
+        :mod:`airflow_provider_bloom.prices`).
 
     A resize costs like a generation of the source's size; pass those as extra prompts.
     """
     body = get_operation("images.generate").body
     image_size = check_value("image_size", image_size, body["imageSize"])
     variant_count = check_value("variant_count", variant_count, body["variantCount"])
-    return prompt_count(prompts) * variant_count * CREDITS_PER_IMAGE[image_size]
+    request = {"imageSize": image_size, "variantCount": variant_count}
+    return prompt_count(prompts) * credits_for("images.generate", request, prices=prices)
 
 
 class BloomAccountOperator(BloomBaseOperator):
@@ -95,4 +111,152 @@ class BloomAccountOperator(BloomBaseOperator):
                 credits = hook.get_credits(workspace_id=self.workspace_id)
                 result["credits"] = {"balance": credits.get("balance"), "unlimited": credits.get("unlimited")}
         self.log.info("Bloom account %s, %d workspace(s)", result["email"], len(result["workspaces"]))
+        return result
+
+
+def _credit_values(value: Any) -> list[dict[str, Any]]:
+    """The ``bloom_credits`` values of one task (one per map index), whatever shape ``xcom_pull`` gave."""
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, dict)]
+
+
+def _number(value: Any, field: str) -> float | None:
+    """A balance given as a number, its text, or a record holding ``balance`` (a credits check's XCom)."""
+    if isinstance(value, str) and value.strip().startswith("{"):  # a rendered record is its text
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            pass
+    if isinstance(value, Mapping):
+        if value.get("unlimited"):
+            return None
+        value = value.get("balance")
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise BloomInputError(
+            field, f"must be a balance (a number, or a record with 'balance'); got {value!r:.80}"
+        ) from None
+
+
+class BloomCreditsReportOperator(BloomBaseOperator):
+    """What a DAG run spent in Bloom credits, by task and by kind of call, and whether the balance agrees.
+
+    Sums the ``bloom_credits`` XComs the paid operators of this run pushed (generate, edit, resize,
+    remove-background, vectorize, and the batch operators), logs a table and returns a small dict.
+    Credits are computed from each request by the provider's price list
+    (:mod:`airflow_provider_bloom.prices`); Bloom's answers carry no cost.
+
+    Given the balance at the start of the run (``start_balance``: e.g. the output of a
+    :class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor` or a
+    :class:`BloomAccountOperator` run first), it reads the balance now and compares the drop with the
+    sum, unless ``key_shared`` (other runs or people spend on the same workspace, so the drop says
+    nothing about this run).
+
+    :param start_balance: the balance at the start: a number, or a record with ``balance`` (and
+        ``unlimited``). Templated.
+    :param task_ids: the tasks to sum (default: every task of the DAG but this one). Templated.
+    :param key_shared: the workspace's balance is spent by others too: do not compare.
+    :param workspace_id: workspace of the balance (default: the connection's). Templated.
+    :param fail_on_mismatch: fail the task when the balance drop and the sum differ (default False:
+        log a warning).
+    :return: ``{"credits", "by_task", "by_kind", "reused", "uncertain", "balance_start", "balance_end",
+        "balance_drop", "matches"}`` (``matches`` is None when nothing was compared).
+    """
+
+    template_fields: Sequence[str] = ("start_balance", "task_ids", "workspace_id")
+    ui_color = "#eef7e8"
+
+    def __init__(
+        self,
+        *,
+        start_balance: Any = None,
+        task_ids: Sequence[str] | None = None,
+        key_shared: bool = False,
+        workspace_id: str | None = None,
+        fail_on_mismatch: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start_balance = start_balance
+        self.task_ids = task_ids
+        self.key_shared = key_shared
+        self.workspace_id = workspace_id
+        self.fail_on_mismatch = fail_on_mismatch
+
+    def _tasks(self, context: Context) -> list[str]:
+        if self.task_ids is not None:
+            return [self.task_ids] if isinstance(self.task_ids, str) else list(self.task_ids)
+        dag = context.get("dag") or getattr(self, "dag", None)
+        return [t for t in getattr(dag, "task_ids", []) if t != self.task_id]
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ti = context["ti"]
+        start = _number(self.start_balance, "start_balance")
+        by_task: dict[str, int] = {}
+        by_kind: dict[str, int] = {}
+        reused = uncertain = 0
+        for task_id in self._tasks(context):
+            # One task at a time, map indexes left unset: every map index's value (Airflow 3.1-3.3).
+            values = _credit_values(ti.xcom_pull(task_ids=[task_id], key=CREDITS_XCOM_KEY))
+            if not values:
+                continue
+            by_task[task_id] = sum(int(v.get("credits") or 0) for v in values)
+            for value in values:
+                for kind, credits in (value.get("by_kind") or {}).items():
+                    by_kind[kind] = by_kind.get(kind, 0) + int(credits)
+                reused += int(value.get("reused") or 0)
+                uncertain += int(value.get("uncertain") or 0)
+        total = sum(by_task.values())
+        result: dict[str, Any] = {
+            "credits": total,
+            "by_task": by_task,
+            "by_kind": by_kind,
+            "reused": reused,
+            "uncertain": uncertain,
+            "balance_start": start,
+            "balance_end": None,
+            "balance_drop": None,
+            "matches": None,
+        }
+        lines = [f"{'task':<32} {'credits':>8}"] + [f"{t:<32} {c:>8}" for t, c in by_task.items()]
+        lines += [f"{'  ' + k:<32} {c:>8}" for k, c in sorted(by_kind.items())]
+        lines.append(f"{'total':<32} {total:>8}")
+        self.log.info("Bloom credits spent by this run:\n%s", "\n".join(lines))
+        if reused:
+            self.log.info(
+                "%d of them were paid by earlier tries of their tasks and reused (a retry spent 0 on them)",
+                reused,
+            )
+        if uncertain:
+            self.log.warning("%d more credit(s) may have been charged for answers that were lost", uncertain)
+        if self.key_shared:
+            self.log.info("key_shared=True: the balance is spent by others too; not comparing it")
+            return result
+        if start is None:
+            self.log.info("No start_balance (or an unlimited account): the balance is not compared")
+            return result
+        with bloom_errors("Reading Bloom's credit balance"):
+            credits = self.hook.get_credits(workspace_id=self.workspace_id)
+        if credits.get("unlimited"):
+            return result
+        end = float(credits.get("balance") or 0)
+        drop = start - end
+        matches = total <= drop <= total + uncertain
+        result.update(balance_end=end, balance_drop=drop, matches=matches)
+        if matches:
+            self.log.info("Bloom's balance went from %g to %g: a drop of %g, as computed", start, end, drop)
+        else:
+            message = (
+                f"Bloom's balance went from {start:g} to {end:g} (a drop of {drop:g}), but this run's tasks "
+                f"computed {total} credit(s)"
+                + (f" (+ up to {uncertain} uncertain)" if uncertain else "")
+                + ": another user of the key, a price that differs from the provider's list (see the "
+                "connection's 'prices' extra), or a task that does not report its spend"
+            )
+            if self.fail_on_mismatch:
+                raise AirflowFailException(message)
+            self.log.warning("%s", message)
         return result

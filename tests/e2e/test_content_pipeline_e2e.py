@@ -222,10 +222,14 @@ def paid(stack: Stack) -> dict[str, Any]:
     return {"total": counters["paid_posts"], **{op: by_operation.get(op, 0) for op in PLANNED}}
 
 
-def manifest_entries(stack: Stack, run_id: str) -> list[dict[str, Any]]:
-    value = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/write_manifest/xcomEntries/return_value")
+def xcom_value(stack: Stack, run_id: str, task_id: str) -> Any:
+    value = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/{task_id}/xcomEntries/return_value")
     entries = value["value"]
     return json.loads(entries) if isinstance(entries, str) else entries
+
+
+def manifest_entries(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+    return xcom_value(stack, run_id, "write_manifest")
 
 
 def assert_files_written(entries: list[dict[str, Any]], output: Path) -> None:
@@ -301,6 +305,9 @@ def test_pipeline_at_the_demos_speed_succeeds_three_times_in_a_row(stack: Stack,
             f"e2e: run {attempt}: waits that deferred: {deferred or 'none'} (the others ended in the worker)"
         )
         assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}  # exactly one POST per image
+        # The run's credits report (XComs of every task, read in a real deployment) = the balance drop.
+        report = xcom_value(stack, run_id, "credits_report")
+        assert report["credits"] == 21 == report["balance_drop"] and report["matches"] is True, report
         assert answered_429(stack) == 0
         assert stack.emulator.violations() == []
     assert_key_nowhere(stack, run_id)

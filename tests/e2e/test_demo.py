@@ -52,6 +52,9 @@ def test_demo_runs_against_bloom_when_a_key_is_set(bloom_emulator, tmp_path: Pat
     )
     assert bloom_emulator.requests()["by_key"]  # the requests came with the user's key
     assert bloom_emulator.requests()["paid_posts"] == 12 + 4 + 3
+    # The run's credits, from its credits_report task: 10 2K + 2 4K generations, 4 2K resizes, 3 cut-outs.
+    assert "Credits spent by this run: 21 (generate 14, remove_background 3, resize 4)." in done.stdout
+    assert "a drop of 21, as computed." in done.stdout
 
 
 def test_demo_refuses_a_key_without_a_brand_and_never_prints_the_key(tmp_path: Path) -> None:
