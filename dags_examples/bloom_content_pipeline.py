@@ -3,7 +3,8 @@
     read_batch -> batch_credits -> check_credits
       -> generate (one batch task for every row: submits at the key's rate, waits in the triggerer)
       -> resize_stories (9:16, one batch task) -> remove_backgrounds (one batch task)
-      -> download (to {{ params.output }}/<date>/) -> write_manifest (manifest.json + Asset event)
+      -> download (to {{ params.output }}/<date>/) -> write_manifest (manifest.json, one record per image,
+         in the provider's format: BloomWriteManifestOperator; updates an Asset)
 
 No task per prompt: each step is one task, whatever the number of rows, and hands the next one its
 manifest (JSON Lines, one record per row, beside the images). The same DAG runs a catalogue of
@@ -26,15 +27,13 @@ the manifest with their reason instead of failing the batch.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, ObjectStoragePath, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, task
 
-from airflow_provider_bloom.batch.manifest import from_jsonl
 from airflow_provider_bloom.batch.rows import ASSUMED_CREDITS, request_credits
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
@@ -43,6 +42,7 @@ from airflow_provider_bloom.operators.batch import (
 )
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
+from airflow_provider_bloom.operators.manifest import BloomWriteManifestOperator
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 
 DAG_FOLDER = Path(__file__).resolve().parent
@@ -63,11 +63,6 @@ def step_manifest(step: str) -> str:
 
 #: Updated (with the manifest's location) every time a batch lands; schedule other DAGs on it.
 CONTENT_ASSET = Asset(name="bloom_content_images", uri="bloom://content-pipeline/images")
-ACTIONS = {
-    "images.generate": "generation",
-    "images.resize": "resize",
-    "images.removeBackground": "remove-background",
-}
 
 
 def prompts_path(path: str) -> Path:
@@ -100,11 +95,6 @@ def read_prompts(path: str) -> list[dict[str, str]]:
     return rows
 
 
-def storage_path(location: str) -> ObjectStoragePath:
-    """A local folder or an object-storage URL (``s3://conn_id@bucket/prefix`` names its connection)."""
-    return ObjectStoragePath(location if "://" in location else Path(location).resolve().as_uri())
-
-
 def generation_request(row: Mapping[str, str]) -> dict[str, str]:
     """The BloomGenerateImageOperator arguments of one prompts row."""
     return {"prompt": row["prompt"], "aspect_ratio": row["aspect_ratio"], "image_size": row["image_size"]}
@@ -121,26 +111,6 @@ def batch_cost(rows: list[dict[str, str]]) -> int:
         if row["channel"] == "product":
             credits += ASSUMED_CREDITS["images.removeBackground"]
     return credits
-
-
-def manifest_entry(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One line of manifest.json: the row, and where its final image came from and went."""
-    operation = str(record.get("operation"))
-    return {
-        "row": record.get("row"),
-        **{c: record.get(c) for c in COLUMNS},
-        "source_image_id": record.get("source_image_id") or (record.get("image_ids") or [None])[0],
-        "image_id": (record.get("image_ids") or [None])[0],
-        "action": ACTIONS.get(operation, operation),
-        "image_aspect_ratio": STORY_ASPECT_RATIO
-        if operation == "images.resize"
-        else record.get("aspect_ratio"),
-        "status": record.get("status"),
-        "failure_reason": record.get("failure_reason"),
-        "credits": record.get("credits"),
-        "file": record.get("file"),
-        "bytes": record.get("bytes"),
-    }
 
 
 @dag(
@@ -200,22 +170,17 @@ def bloom_content_pipeline() -> None:
         manifest_path=step_manifest("download"),
     )
 
-    @task(outlets=[CONTENT_ASSET])
-    def write_manifest(downloaded: dict[str, Any], folder: str) -> list[dict[str, Any]]:
-        """manifest.json beside the images (prompt, channel, image id, status, file, bytes)."""
-        records = from_jsonl(storage_path(downloaded["manifest"]).read_text())
-        entries = [manifest_entry(r) for r in sorted(records, key=lambda r: r.get("row") or 0)]
-        completed = [e for e in entries if e["status"] == "completed"]
-        if not completed:
-            reasons = sorted({str(e["failure_reason"]) for e in entries})
-            raise RuntimeError(f"None of the {len(entries)} images completed (reasons: {reasons})")
-        manifest = storage_path(folder) / "manifest.json"
-        manifest.write_text(json.dumps(entries, indent=2))
-        context = get_current_context()
-        context["outlet_events"][CONTENT_ASSET].extra = {"manifest": str(manifest), "images": len(completed)}
-        return entries
-
-    write_manifest(download.output, folder=RUN_FOLDER)
+    # manifest.json beside the images: one record per image (prompt, channel, model, size, action,
+    # source image, status, credits, file, bytes...), in the provider's format; updates CONTENT_ASSET.
+    # [START write_manifest]
+    BloomWriteManifestOperator(
+        task_id="write_manifest",
+        manifest=download.output,
+        path=RUN_FOLDER + "/manifest.json",
+        return_records=True,  # a dozen rows: the demo prints them (a big batch returns the summary)
+        outlets=[CONTENT_ASSET],
+    )
+    # [END write_manifest]
 
     check_credits >> generate
 

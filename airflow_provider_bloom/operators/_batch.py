@@ -707,6 +707,7 @@ class BloomBatchOperator(BloomBaseOperator):
                 operation=self.operation,
                 credits=job.credits,
                 waited=waited,
+                request=job.call.json,
             )
             for job in run.jobs
         ]
@@ -717,7 +718,14 @@ class BloomBatchOperator(BloomBaseOperator):
         if is_local(path):
             Path(path.path).parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_jsonl(records))
+        self._bloom_manifest, self._bloom_records = path, records  # for the lineage method
         return records
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the input file and the manifest as datasets, the new images' provenance."""
+        from airflow_provider_bloom.lineage import batch_lineage
+
+        return batch_lineage(self, getattr(self, "_bloom_records", None))
 
 
 def credit_budget(value: Any) -> float | None:

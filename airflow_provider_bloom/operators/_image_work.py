@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.lineage import derived_records, record_provenance
 from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
@@ -158,6 +159,12 @@ class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
         """Fail at parse time on what is already known; the rest is checked once rendered."""
         check_known_arguments(self.operation, {name: getattr(self, name) for name in names})
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the source images in, the new images out, their provenance (see :mod:`...lineage`)."""
+        from airflow_provider_bloom.lineage import image_work_lineage
+
+        return image_work_lineage(self, task_instance)
+
     def finish(self, context: Context, ids: list[str]) -> Any:
         """Link the new images; return their ids, or (``wait_for_completion``) their records."""
         BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
@@ -231,6 +238,7 @@ class PostProcessOperator(ImageWorkOperator):
             if self.check_sources:
                 self._check_sources(ids)
         new_ids = self._post_all(context, calls)
+        record_provenance(self, context, derived_records(self, context, calls, new_ids))
         self.log.info(
             "Bloom accepted %d %s request(s); new image ids: %s", len(new_ids), self.action, new_ids
         )

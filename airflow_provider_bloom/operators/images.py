@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
+from airflow_provider_bloom.lineage import generation_provenance, record_provenance
 from airflow_provider_bloom.operators._base import (
     AirflowFailException,
     bloom_errors,
@@ -151,6 +152,7 @@ class BloomGenerateImageOperator(ImageWorkOperator):
             accepted.get("variantGroupId"),
         )
         context["ti"].xcom_push(key="variant_group_id", value=accepted.get("variantGroupId"))
+        record_provenance(self, context, generation_provenance(body, ids, accepted.get("variantGroupId")))
         return self.finish(context, ids)
 
     def _recover(self, body: Mapping[str, Any], lost: BloomError, attempt: Attempt) -> dict[str, Any]:
