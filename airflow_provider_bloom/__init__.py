@@ -56,6 +56,13 @@ _CONN_FIELDS: dict[str, dict[str, Any]] = {
         "many images, uploads, deletions (default 60). Bloom documents 120 per key; if your plan "
         "allows more, set your key's real limit minus the wait budget.",
     },
+    "prices": {
+        "label": "Credit prices (JSON)",
+        "schema": {"type": ["string", "null"]},
+        "description": "Optional: credits per paid call where they differ from the provider's price list, "
+        'as JSON, e.g. {"images.resize": {"2K": 1, "4K": 2}, "images.removeBackground": 1}. '
+        "Bloom publishes no price for resize, remove-background and vectorize; the defaults are assumptions.",
+    },
     "oauth_client_id": {
         "label": "OAuth client ID",
         "schema": {"type": ["string", "null"]},

@@ -114,12 +114,18 @@ def provenance(
     }
 
 
-def price(operation: str, body: Mapping[str, Any], source_size: str | None = None) -> float | None:
-    """What one request costs by Bloom's published prices (and the documented assumptions)."""
-    from airflow_provider_bloom.batch.rows import request_credits
+def price(
+    operation: str,
+    body: Mapping[str, Any],
+    source_size: str | None = None,
+    prices: Mapping[str, Any] | None = None,
+) -> float | None:
+    """What one request costs by the provider's price list (:mod:`airflow_provider_bloom.prices`;
+    ``prices``: the connection's overrides)."""
+    from airflow_provider_bloom.prices import credits_for
 
     try:
-        return request_credits(operation, body, source_size=source_size)
+        return credits_for(operation, body, source_size=source_size, prices=prices)
     except (TypeError, ValueError):
         return None
 
@@ -129,10 +135,11 @@ def generation_provenance(
     ids: Sequence[str],
     variant_group_id: str | None,
     credits: float | None = None,
+    prices: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The records of the images one generation made (``body``: the request as sent, camelCase;
-    ``credits``: what the request cost, by default its price; shared evenly by its variants)."""
-    each = _share(price("images.generate", body) if credits is None else credits, len(ids))
+    ``credits``: what the request cost, by default its price by ``prices``; shared by its variants)."""
+    each = _share(price("images.generate", body, prices=prices) if credits is None else credits, len(ids))
     return [
         provenance(
             image_id,
@@ -185,11 +192,14 @@ def derived_records(
     """The records of a post-processing task's new images (``calls``: (source id, prepared call) in
     the order of ``new_ids``); a source's own record, pushed by an upstream task, carries the chain."""
     known = upstream_provenance(task, context)
+    sizes = getattr(task, "_source_sizes", None) or {}  # the sources' sizes, read when they were checked
+    prices = getattr(task.hook.settings, "prices", None)
     out = []
     for (source_id, call), new_id in zip(calls, new_ids, strict=False):
         body = getattr(call, "json", None) or {}
         source = known.get(source_id)
-        cost = price(task.operation, body, source_size=(source or {}).get("image_size"))
+        size = (source or {}).get("image_size") or sizes.get(source_id)
+        cost = price(task.operation, body, source_size=size, prices=prices)
         out.append(derived_provenance(task.operation, body, new_id, source_id, source, cost))
     return out
 
@@ -291,6 +301,21 @@ def record_provenance(task: Any, context: Any, records: list[dict[str, Any]]) ->
     ti = context.get("ti") if isinstance(context, Mapping) else None
     if ti is not None:
         ti.xcom_push(key=PROVENANCE_XCOM_KEY, value=records)
+
+
+def append_provenance(task: Any, context: Any, records: list[dict[str, Any]]) -> None:
+    """Add ``records`` to what ``task`` recorded in this try (e.g. a refused image made again)."""
+    ti = context.get("ti") if isinstance(context, Mapping) else None
+    earlier = recorded_provenance(task, ti)
+    record_provenance(task, context, [*earlier, *records])
+
+
+def attempt_records(task: Any, context: Any, key: str, call: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The records of the images a new attempt made (``key``: the source id, or the generation's)."""
+    body = getattr(call, "json", None) or {}
+    if task.operation == "images.generate":
+        return generation_provenance(body, ids, None, prices=getattr(task.hook.settings, "prices", None))
+    return derived_records(task, context, [(key, call)], ids)
 
 
 def recorded_provenance(task: Any, task_instance: Any) -> list[dict[str, Any]]:
@@ -535,7 +560,9 @@ __all__ = [
     "MAX_RUN_FACET_IMAGES",
     "PROVENANCE_XCOM_KEY",
     "RUN_FACET_NAME",
+    "append_provenance",
     "asset_extra",
+    "attempt_records",
     "batch_lineage",
     "bloom_dataset",
     "derived_provenance",

@@ -5,6 +5,7 @@ Cheap to import (no HTTP stack): operators, sensors and triggers read settings a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -16,6 +17,7 @@ from airflow_provider_bloom._budget import (
 )
 from airflow_provider_bloom._spec import DEFAULT_BASE_URL, OAUTH_TOKEN_PATH
 from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.prices import Price
 
 USER_AGENT = f"airflow-provider-bloom/{__version__}"
 CONNECT_TIMEOUT = 10.0
@@ -48,6 +50,9 @@ class ClientSettings:
     wait_requests_per_minute: int = DEFAULT_WAIT_REQUESTS_PER_MINUTE
     #: Requests per minute one task may send in a loop (post-processing, uploads, deletions).
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    #: Price overrides by operation id (the connection's ``prices`` extra, checked by
+    #: :func:`~airflow_provider_bloom.prices.parse_prices`); empty: the provider's price list.
+    prices: Mapping[str, Price] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.auth_header not in {"x-api-key", "bearer"}:

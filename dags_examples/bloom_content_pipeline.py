@@ -34,7 +34,6 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 
-from airflow_provider_bloom.batch.rows import ASSUMED_CREDITS, request_credits
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
     BloomRemoveBackgroundBatchOperator,
@@ -43,6 +42,7 @@ from airflow_provider_bloom.operators.batch import (
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.operators.manifest import BloomWriteManifestOperator
+from airflow_provider_bloom.prices import credits_for
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 
 DAG_FOLDER = Path(__file__).resolve().parent
@@ -101,15 +101,14 @@ def generation_request(row: Mapping[str, str]) -> dict[str, str]:
 
 
 def batch_cost(rows: list[dict[str, str]]) -> int:
-    """What the whole batch costs by Bloom's prices: generations, story resizes, background removals."""
+    """What the whole batch costs by the provider's price list: generations, story resizes, cut-outs."""
     credits = 0
     for row in rows:
-        generation = request_credits("images.generate", {"imageSize": row["image_size"]})
-        credits += generation
+        credits += credits_for("images.generate", {"imageSize": row["image_size"]})
         if row["channel"] == "story":  # a resize costs like a generation of its source's size
-            credits += request_credits("images.resize", {}, source_size=row["image_size"])
+            credits += credits_for("images.resize", source_size=row["image_size"])
         if row["channel"] == "product":
-            credits += ASSUMED_CREDITS["images.removeBackground"]
+            credits += credits_for("images.removeBackground")
     return credits
 
 

@@ -11,10 +11,8 @@ Every row is checked against Bloom's spec by a caller-supplied ``check`` (the cl
 the problems of all rows are reported together (:class:`BatchInputError`), naming row and field, so a
 user fixes a file in one pass and nothing is spent on a batch that holds a bad row.
 
-Prices (:func:`request_credits`): Bloom publishes 1 credit for a 2K image and 2 for a 4K one, times
-the variant count, for generations and edits; a resize costs like a generation of its source's size.
-Bloom publishes no price for remove-background and vectorize: 1 credit each is an assumption (the
-emulator charges that).
+Prices: :func:`request_credits` is :func:`airflow_provider_bloom.prices.credits_for` (the provider's
+one price list).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.prices import credits_for as request_credits
 
 #: The request fields of a generation row (the generate operator's arguments).
 GENERATE_FIELDS = (
@@ -38,10 +37,6 @@ GENERATE_FIELDS = (
     "reference_image_ids",
     "brand_session_id",
 )
-#: Bloom's price list: a 2K image costs 1 credit, a 4K image 2; each variant costs as much as an image.
-CREDITS_PER_IMAGE = {"2K": 1, "4K": 2}
-#: Bloom publishes no price for these: 1 credit each is what we assume (and what the emulator charges).
-ASSUMED_CREDITS = {"images.removeBackground": 1, "images.vectorize": 1}
 #: How many problems one error message lists (the rest are counted).
 SHOWN_PROBLEMS = 50
 T = TypeVar("T")
@@ -164,24 +159,7 @@ def check_rows(rows: Sequence[T], check: Callable[[int, T], R], *, source: str =
     return out
 
 
-def request_credits(operation: str, body: Mapping[str, Any], source_size: str | None = None) -> int:
-    """Credits one request costs by Bloom's published prices (``body`` in Bloom's camelCase).
-
-    A resize costs like a generation of its source's size (``source_size``; 4K when unknown, so that a
-    budget check errs on the safe side). Remove-background and vectorize: see :data:`ASSUMED_CREDITS`.
-    """
-    if operation in ASSUMED_CREDITS:
-        return ASSUMED_CREDITS[operation]
-    if operation == "images.resize":
-        return CREDITS_PER_IMAGE.get(source_size or "4K", 2)
-    size = str(body.get("imageSize") or "2K")
-    count = int(body.get("variantCount") or 1)
-    return CREDITS_PER_IMAGE.get(size, 2) * count
-
-
 __all__ = [
-    "ASSUMED_CREDITS",
-    "CREDITS_PER_IMAGE",
     "GENERATE_FIELDS",
     "BatchInputError",
     "check_rows",

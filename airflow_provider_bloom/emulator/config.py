@@ -17,7 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: A prompt containing this marker ends ``failed`` with ``failureReason: content_safety``.
+from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.prices import parse_prices
+
+#: A prompt containing this marker ends ``failed`` with ``failureReason: content_safety`` on the models
+#: ``pro`` (the default) and ``fast``, and completes on ``standard`` (Bloom's advice);
+#: ``[content_safety:a,b]`` is refused on the models it names (see ``emulator.state.refused_on``).
 CONTENT_SAFETY_MARKER = "[content_safety]"
 #: A prompt containing this marker ends ``failed`` with ``failureReason: rate_limited``.
 RATE_LIMITED_MARKER = "[rate_limited]"
@@ -117,6 +122,11 @@ class EmulatorConfig:
     #: loopback only by default, so other containers on a Docker network reach the Bloom API but
     #: cannot reconfigure the emulator or read its state.
     admin_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    #: Credits charged per paid call where they differ from the provider's price list
+    #: (:mod:`airflow_provider_bloom.prices`), in the shape of the connection's ``prices`` extra, e.g.
+    #: ``{"images.resize": {"2K": 1, "4K": 3}, "images.vectorize": 2}``. Empty: the provider's list
+    #: (Bloom's published prices and the provider's assumptions).
+    prices: dict[str, int | dict[str, int]] = field(default_factory=dict)
 
     def updated(self, patch: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with ``patch`` applied; unknown fields or wrong types raise ``ValueError``."""
@@ -152,6 +162,10 @@ class EmulatorConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"admin_networks: {net!r} is not an IP network (e.g. 127.0.0.0/8)") from None
+        try:
+            parse_prices(self.prices)
+        except BloomInputError as exc:
+            raise ValueError(str(exc)) from None
         for origin in self.fetch_url_origins:
             if not _origin(origin).startswith(("http://", "https://")):
                 raise ValueError(f"fetch_url_origins: {origin!r} is not an http(s) origin")

@@ -28,7 +28,6 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
     "21:9": (21, 9),
 }
 LONG_SIDE = {"2K": 2048, "4K": 4096}
-CREDITS_PER_IMAGE = {"2K": 1, "4K": 2}
 
 
 def dimensions(aspect_ratio: str, image_size: str) -> tuple[int, int]:

@@ -33,7 +33,6 @@ from airflow_provider_bloom.emulator.config import (
 from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.media import Sniffed
 from airflow_provider_bloom.emulator.records import (
-    CREDITS_PER_IMAGE,
     BrandRecord,
     FileKind,
     ImageRecord,
@@ -44,8 +43,31 @@ from airflow_provider_bloom.emulator.records import (
     nearest_aspect_ratio,
     size_class,
 )
+from airflow_provider_bloom.prices import credits_for, parse_prices
 
 PERSONAL_WORKSPACE_NAME = "Personal"
+#: Models whose content filter blocks ``[content_safety]`` (Bloom's advice: retry with ``standard``).
+STRICT_MODELS = frozenset({"pro", "fast"})
+#: The model Bloom uses when a request names none (the spec: ``pro`` is the default).
+DEFAULT_MODEL = "pro"
+_CONTENT_SAFETY = re.compile(re.escape(CONTENT_SAFETY_MARKER[:-1]) + r"(?::([a-z, ]*))?\]")
+
+
+def refused_on(prompt: str, model: str | None) -> bool:
+    """Whether the emulated content filter blocks ``prompt`` on ``model``.
+
+    ``[content_safety]`` is blocked on ``pro`` and ``fast`` (and on no model named: ``pro``) and
+    passes on ``standard``; ``[content_safety:pro,standard]`` is blocked on the models it names.
+    """
+    found = _CONTENT_SAFETY.search(prompt)
+    if found is None:
+        return False
+    model = model or DEFAULT_MODEL
+    if found.group(1) is None:
+        return model in STRICT_MODELS
+    return model in {m.strip() for m in found.group(1).split(",") if m.strip()}
+
+
 BRAND_COLORS = ["#1F6FEB", "#F5A623", "#FFFFFF"]
 BRAND_FONTS = ["Inter", "Playfair Display"]
 
@@ -173,6 +195,12 @@ class Store:
         ws = self.workspace(workspace_id)
         ws.balance, ws.unlimited = float(balance), unlimited
         return ws
+
+    def price(
+        self, operation: str, body: dict[str, Any] | None = None, source_size: str | None = None
+    ) -> int:
+        """Credits a paid call costs: the provider's price list, with the config's ``prices`` over it."""
+        return credits_for(operation, body, source_size, parse_prices(self.config.prices))
 
     def charge(self, workspace_id: str | None, cost: float) -> None:
         """Deduct ``cost`` now, or raise 402 ``INSUFFICIENT_CREDITS`` when the balance is short."""
@@ -344,7 +372,10 @@ class Store:
         brand = self.ready_brand(brand_id)
         self._check_entitlement(image_size)
         self._check_references(reference_ids)
-        self.charge(brand.workspace_id, CREDITS_PER_IMAGE[image_size] * variant_count)
+        self.charge(
+            brand.workspace_id,
+            self.price("images.generate", {"imageSize": image_size, "variantCount": variant_count}),
+        )
         group = self.new_id() if variant_count > 1 else None
         return [
             self._new_generation(
@@ -376,7 +407,7 @@ class Store:
             raise EmulatorError(400, "EDIT_SUBJECT_NOT_COMPLETED", data={"status": status})
         self._check_entitlement(image_size)
         self._check_references(reference_ids)
-        self.charge(brand.workspace_id, CREDITS_PER_IMAGE[image_size])
+        self.charge(brand.workspace_id, self.price("images.edit", {"imageSize": image_size}))
         return self._new_generation(
             brand,
             action_type="edit",
@@ -395,7 +426,7 @@ class Store:
         if _ratio_of(source) == target_aspect_ratio:
             raise EmulatorError(400, "SAME_ASPECT_RATIO", data={"aspectRatio": target_aspect_ratio})
         image_size = size_class(source.width, source.height)
-        self.charge(brand.workspace_id, CREDITS_PER_IMAGE[image_size])
+        self.charge(brand.workspace_id, self.price("images.resize", source_size=image_size))
         return self._new_generation(
             brand,
             action_type="resize",
@@ -409,7 +440,7 @@ class Store:
         brand = self.brand(brand_id, 404, "SESSION_NOT_FOUND")
         if source.is_vector:
             raise EmulatorError(400, "IMAGE_NOT_REMOVABLE_BACKGROUND")
-        self.charge(brand.workspace_id, 1)
+        self.charge(brand.workspace_id, self.price("images.removeBackground"))
         return self._new_generation(
             brand, action_type="remove-background", parent=source, file_kind="png_alpha"
         )
@@ -422,7 +453,7 @@ class Store:
         minimum = self.config.vectorize_min_side
         if min(source.width or 0, source.height or 0) < minimum:
             raise EmulatorError(400, "IMAGE_TOO_SMALL", data={"minSide": minimum})
-        self.charge(brand.workspace_id, 1)
+        self.charge(brand.workspace_id, self.price("images.vectorize"))
         return self._new_generation(brand, action_type="vectorize", parent=source, file_kind="svg")
 
     def _post_processing_source(self, image_id: str) -> ImageRecord:
@@ -458,7 +489,7 @@ class Store:
             self.rng.uniform(0, cfg.generation_jitter) if cfg.generation_jitter else 0
         )
         outcome, reason = "completed", None
-        if prompt and CONTENT_SAFETY_MARKER in prompt:
+        if prompt and refused_on(prompt, model):
             outcome, reason = "failed", "content_safety"
         elif prompt and RATE_LIMITED_MARKER in prompt:
             outcome, reason = "failed", "rate_limited"

@@ -25,6 +25,7 @@ from airflow_provider_bloom.exceptions import (
     BloomTransportError,
 )
 from airflow_provider_bloom.operations import JSON, BloomOperations
+from airflow_provider_bloom.prices import parse_prices
 from airflow_provider_bloom.settings import ClientSettings
 from airflow_provider_bloom.waiting import (
     ImageWait,
@@ -126,6 +127,7 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
             extras, "wait_requests_per_minute", int, DEFAULT_WAIT_REQUESTS_PER_MINUTE
         ),
         requests_per_minute=_number(extras, "requests_per_minute", int, DEFAULT_REQUESTS_PER_MINUTE),
+        prices=parse_prices(extras.get("prices")),
     )
 
 
@@ -135,7 +137,8 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     Host is Bloom's base URL (empty: ``https://www.trybloom.ai/api/v1``), the
     password is the API key (``bloom_sk_...``) or an OAuth access token. Extras:
     ``auth_scheme`` (``x-api-key``/``bearer``; ``auth_header`` is read too), ``workspace_id``,
-    ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, and optional
+    ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, ``prices`` (credit
+    price overrides, see :mod:`airflow_provider_bloom.prices`), and optional
     OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
     Every Bloom operation is a method (see :class:`~airflow_provider_bloom.operations.BloomOperations`)

@@ -75,7 +75,7 @@ from airflow_provider_bloom.operators._base import (
     images_from_event,
     known_at_parse_time,
 )
-from airflow_provider_bloom.operators._ledger import call_identity
+from airflow_provider_bloom.operators._ledger import call_identity, credit_budget
 from airflow_provider_bloom.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
 
 if TYPE_CHECKING:
@@ -726,20 +726,6 @@ class BloomBatchOperator(BloomBaseOperator):
         from airflow_provider_bloom.lineage import batch_lineage
 
         return batch_lineage(self, getattr(self, "_bloom_records", None))
-
-
-def credit_budget(value: Any) -> float | None:
-    """``max_credits`` as a number (a rendered template is text); BloomInputError when it is not one."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}")
-    return float(value)
 
 
 def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:

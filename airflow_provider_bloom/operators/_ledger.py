@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bloom.exceptions import BloomError, BloomServerError
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
+from airflow_provider_bloom.prices import PAID_OPERATIONS, credits_for, kind_of
 from airflow_provider_bloom.reconcile import (
     DEFAULT_RECONCILE_TIMEOUT,
     DEFAULT_TOLERANCE,
@@ -134,6 +135,121 @@ def legacy_payloads(call: PreparedCall) -> list[Any]:
     return []
 
 
+#: The XCom key every paid operator pushes what it spent to (see :class:`CreditMeter`).
+CREDITS_XCOM_KEY = "bloom_credits"
+
+
+class CreditBudgetExceeded(BloomError):
+    """The next paid call of a task would pass its ``max_credits`` (raised before it is sent)."""
+
+    permanent = True  # the same call passes the same budget on a retry
+
+
+def credit_budget(value: Any) -> float | None:
+    """``max_credits`` as a number (a rendered template is text); BloomInputError when it is not one."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise BloomInputError("max_credits", f"must be a number of credits >= 0; got {value!r}")
+    return float(value)
+
+
+@dataclass
+class CreditMeter:
+    """What one task instance spends in credits (by :mod:`airflow_provider_bloom.prices`), and its budget.
+
+    ``credits`` counts every call Bloom accepted for this run of the task: in this try, or in an earlier
+    try whose answer the ledger reused (``reused``: paid before, not again). A call whose answer was lost
+    and could not be found counts in ``uncertain`` (maybe charged). The budget (``max_credits``) covers
+    them all: :meth:`check` refuses a call before it is sent when it would pass the budget.
+    """
+
+    budget: float | None = None
+    by_kind: dict[str, int] = field(default_factory=dict)
+    this_try: int = 0
+    reused: int = 0
+    uncertain: int = 0
+    calls: int = 0
+    reused_calls: int = 0
+
+    @property
+    def credits(self) -> int:
+        return sum(self.by_kind.values())
+
+    def check(self, operation: str, credits: int, what: str = "") -> None:
+        """Raise :class:`CreditBudgetExceeded` when sending ``operation`` would pass the budget."""
+        if self.budget is None:
+            return
+        spent = self.credits + self.uncertain
+        if spent + credits > self.budget:
+            raise CreditBudgetExceeded(
+                f"max_credits={self.budget:g}: this task has spent {spent} credit(s) so far and the next "
+                f"call ({what or operation}) costs {credits}, which would pass the budget. It was not sent."
+            )
+
+    def paid(self, operation: str, credits: int, *, reused: bool = False) -> None:
+        kind = kind_of(operation)
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + credits
+        self.calls += 1
+        if reused:
+            self.reused += credits
+            self.reused_calls += 1
+        else:
+            self.this_try += credits
+
+    def restore(self, value: Mapping[str, Any]) -> None:
+        """Continue from :meth:`value` (a deferral carried it): credits already counted by this try."""
+        self.by_kind = {str(k): int(v) for k, v in (value.get("by_kind") or {}).items()}
+        self.this_try = int(value.get("this_try") or 0)
+        self.reused = int(value.get("reused") or 0)
+        self.uncertain = int(value.get("uncertain") or 0)
+        self.calls = int(value.get("calls") or 0)
+        self.reused_calls = int(value.get("reused_calls") or 0)
+
+    def maybe_paid(self, credits: int) -> None:
+        self.uncertain += credits
+
+    def value(self) -> dict[str, Any]:
+        """The XCom value (:data:`CREDITS_XCOM_KEY`)."""
+        return {
+            "credits": self.credits,
+            "by_kind": dict(self.by_kind),
+            "this_try": self.this_try,
+            "reused": self.reused,
+            "uncertain": self.uncertain,
+            "calls": self.calls,
+            "reused_calls": self.reused_calls,
+            "budget": self.budget,
+        }
+
+    def summary(self) -> str:
+        """One log line: what this task spent, and what of it an earlier try paid."""
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.by_kind.items())) or "nothing"
+        text = f"Bloom credits spent by this task: {self.credits} ({kinds})"
+        if self.reused:
+            text += (
+                f"; {self.reused} of them paid by an earlier try and reused ({self.reused_calls} call(s)), "
+                f"so this try spent {self.this_try}"
+            )
+        if self.uncertain:
+            text += f"; {self.uncertain} more may have been charged (answers lost, not found)"
+        if self.budget is not None:
+            text += f"; max_credits={self.budget:g}"
+        return text
+
+    def publish(self, context: Any, log: Any) -> None:
+        """Log :meth:`summary` and push :meth:`value` to XCom ``bloom_credits``."""
+        log.info("%s", self.summary())
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            ti.xcom_push(key=CREDITS_XCOM_KEY, value=self.value())
+
+
 class PaidRequestLedger:
     """Never pay twice, never lose a paid answer: remember Bloom's answer to each paid POST.
 
@@ -149,8 +265,18 @@ class PaidRequestLedger:
     ``valid`` rejects (e.g. without ids) counts as lost too.
     """
 
-    def __init__(self, context: Context | dict[str, Any], log: Any, *, reuse_on_clear: bool = False) -> None:
+    def __init__(
+        self,
+        context: Context | dict[str, Any],
+        log: Any,
+        *,
+        reuse_on_clear: bool = False,
+        meter: CreditMeter | None = None,
+        prices: Mapping[str, Any] | None = None,
+    ) -> None:
         self.log = log
+        self.meter = meter
+        self.prices = prices
         self.store = context.get("task_state_store") if hasattr(context, "get") else None
         self.round = None if reuse_on_clear else clear_round(context)
         if self.store is None:
@@ -171,12 +297,38 @@ class PaidRequestLedger:
         *,
         recover: Recover | None = None,
         valid: Callable[[dict[str, Any]], bool] | None = None,
+        source_size: str | None = None,
+        what: str = "",
+        attempt: int = 1,
     ) -> dict[str, Any]:
-        """Send the prepared paid ``call`` (through ``send``) once per run of the task, keyed by the call."""
+        """Send the prepared paid ``call`` (through ``send``) once per run of the task, keyed by the call.
+
+        With a :class:`CreditMeter`, a call of a priced operation is counted (``source_size``: a resize's
+        source size) and refused before it is sent when it would pass the budget (``what`` names it).
+        ``attempt`` > 1 keys a deliberate repeat of the same request (a refused image made again) apart
+        from the earlier ones: each attempt is paid once per run of the task, like any request.
+        """
         operation = call.op.operation_id
-        legacy = [self.key_for(operation, p, self.round) for p in legacy_payloads(call)]
+        payload = call_identity(call)
+        if attempt > 1:
+            payload = {**payload, "attempt": attempt}
+            legacy: list[str] = []
+        else:
+            legacy = [self.key_for(operation, p, self.round) for p in legacy_payloads(call)]
+        credits = (
+            credits_for(operation, call.json or {}, source_size, self.prices)
+            if self.meter is not None and operation in PAID_OPERATIONS
+            else None
+        )
         return self.run(
-            operation, call_identity(call), send, recover=recover, valid=valid, legacy_keys=legacy
+            operation,
+            payload,
+            send,
+            recover=recover,
+            valid=valid,
+            legacy_keys=legacy,
+            credits=credits,
+            what=what,
         )
 
     def run(
@@ -188,13 +340,20 @@ class PaidRequestLedger:
         recover: Recover | None = None,
         valid: Callable[[dict[str, Any]], bool] | None = None,
         legacy_keys: Iterable[str] = (),
+        credits: int | None = None,
+        what: str = "",
     ) -> dict[str, Any]:
         """Post once per run of the task, keyed by ``operation`` and ``payload`` (see :meth:`pay`)."""
         key = self.key_for(operation, payload, self.round)
         earlier = self._earlier([key, *legacy_keys])
+        meter = self.meter if credits is not None else None
         if earlier is not None:
             self.log.info("Bloom already accepted this %s in an earlier try: reusing %s", operation, earlier)
+            if meter is not None and credits is not None:
+                meter.paid(operation, credits, reused=True)
             return earlier
+        if meter is not None and credits is not None:
+            meter.check(operation, credits, what)
         sent = time.monotonic()
         try:
             result = post()
@@ -212,8 +371,15 @@ class PaidRequestLedger:
             self.log.warning(
                 "Bloom's answer to %s was lost (%s); looking for what it created", operation, exc
             )
-            result = recover(exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
+            try:
+                result = recover(exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
+            except BloomError:
+                if meter is not None and credits is not None:
+                    meter.maybe_paid(credits)
+                raise
             self.log.warning("Recovered what the lost %s created: %s", operation, result)
+        if meter is not None and credits is not None:
+            meter.paid(operation, credits)
         if self.store is not None:
             try:
                 self.store.set(key, result)

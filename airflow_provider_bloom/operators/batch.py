@@ -26,7 +26,6 @@ from airflow_provider_bloom.batch.manifest import completed_images, derived_base
 from airflow_provider_bloom.batch.rows import (
     GENERATE_FIELDS,
     check_rows,
-    request_credits,
     request_of,
     rows_from_text,
 )
@@ -40,6 +39,7 @@ from airflow_provider_bloom.operators._image_work import (
     source_problems,
     untraceable_query,
 )
+from airflow_provider_bloom.prices import credits_for
 from airflow_provider_bloom.reconcile import ImageQuery
 from airflow_provider_bloom.records import flatten_image_ids
 
@@ -174,7 +174,8 @@ class BloomGenerateBatchOperator(BloomBatchOperator):
         call = client.prepare(GENERATE, body=request)
         body = dict(call.json or {})
         query = functools.partial(_generation_query, body)
-        return Job(index, call, {"row": index + 1, **row}, request_credits(GENERATE, body), query)
+        credits = credits_for(GENERATE, body, prices=client.settings.prices)
+        return Job(index, call, {"row": index + 1, **row}, credits, query)
 
 
 def _generation_query(body: Mapping[str, Any], exclude: frozenset[str]) -> ImageQuery:
@@ -287,7 +288,7 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
                 raise BloomInputError("images", f"image {image_id} {problem}")
             call = client.prepare(self.operation, path={"id": image_id}, body=body)
             size = base.get("image_size") if isinstance(base.get("image_size"), str) else None
-            credits = request_credits(self.operation, call.json or {}, source_size=size)
+            credits = credits_for(self.operation, call.json or {}, size, client.settings.prices)
             return Job(index, call, base, credits, functools.partial(self.recovery_query, base, call))
 
         return check_rows(sources, job, source="images")

@@ -1,23 +1,25 @@
 """What a batch costs, and who the connection is: Bloom's account, workspaces and credits.
 
-:func:`estimate_credits` is the one place the cost model lives (the credits sensor, the example DAGs
-and the demo use it). The check itself is :class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor`.
+:func:`estimate_credits` prices a planned batch of generations with the provider's one price list
+(:mod:`airflow_provider_bloom.prices`); the check itself is
+:class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_bloom._spec import check_value, get_operation
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.prices import PUBLISHED_PRICES, Price, credits_for
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Bloom's price list: a 2K image costs 1 credit, a 4K image 2; each variant costs as much as an image.
-CREDITS_PER_IMAGE = {"2K": 1, "4K": 2}
+#: Bloom's published price per generated image by size (each variant costs as much as an image).
+CREDITS_PER_IMAGE: Mapping[str, int] = cast("Mapping[str, int]", PUBLISHED_PRICES["images.generate"])
 
 
 def prompt_count(prompts: Any) -> int:
@@ -42,19 +44,27 @@ def prompt_count(prompts: Any) -> int:
     return count
 
 
-def estimate_credits(prompts: Any, image_size: str = "2K", variant_count: int = 1) -> int:
+def estimate_credits(
+    prompts: Any,
+    image_size: str = "2K",
+    variant_count: int = 1,
+    prices: Mapping[str, Price] | None = None,
+) -> int:
     """Credits a batch of generations costs: ``prompts x variant_count x (1 for 2K, 2 for 4K)``.
 
     :param prompts: the number of prompts, or the prompts (a list).
     :param image_size: ``"2K"`` or ``"4K"`` (checked against Bloom's spec).
     :param variant_count: variants per prompt, 1-5 (checked against Bloom's spec).
+    :param prices: price overrides (a connection's ``prices`` extra; see
+        :mod:`airflow_provider_bloom.prices`).
 
     A resize costs like a generation of the source's size; pass those as extra prompts.
     """
     body = get_operation("images.generate").body
     image_size = check_value("image_size", image_size, body["imageSize"])
     variant_count = check_value("variant_count", variant_count, body["variantCount"])
-    return prompt_count(prompts) * variant_count * CREDITS_PER_IMAGE[image_size]
+    request = {"imageSize": image_size, "variantCount": variant_count}
+    return prompt_count(prompts) * credits_for("images.generate", request, prices=prices)
 
 
 class BloomAccountOperator(BloomBaseOperator):

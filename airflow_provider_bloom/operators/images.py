@@ -25,6 +25,9 @@ from airflow_provider_bloom.operators._base import (
     bloom_errors,
 )
 from airflow_provider_bloom.operators._image_work import (
+    DEFAULT_FALLBACK_MODELS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_PAUSE,
     ImageWorkOperator,
     PostProcessOperator,
     checked_argument,
@@ -45,9 +48,19 @@ from airflow_provider_bloom.records import ImageStatus
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import PreparedCall
+    from airflow_provider_bloom.client import BloomClient, PreparedCall
 
 GENERATE = "images.generate"
+#: The generation's request arguments (templated).
+REQUEST_FIELDS = (
+    "prompt",
+    "brand_session_id",
+    "aspect_ratio",
+    "image_size",
+    "model",
+    "variant_count",
+    "reference_image_ids",
+)
 
 
 class BloomGenerateImageOperator(ImageWorkOperator):
@@ -89,18 +102,24 @@ class BloomGenerateImageOperator(ImageWorkOperator):
         deferring; images that end within it need no deferral (default 10; 0 defers at once).
     :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
         the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
+    :param max_credits: the most this task may spend (by the provider's price list, earlier tries
+        included); a call that would pass it fails the task before it is sent. Templated.
+    :param on_refused: ``"report"`` (default: a refused image is failed, as Bloom says) or
+        ``"regenerate"``: make it again, after ``content_safety`` on the next of ``fallback_models``,
+        after ``rate_limited`` on the same model once ``retry_pause`` seconds have passed (needs
+        ``wait_for_completion=True``). Every attempt is a paid request kept in the ledger (a retry of
+        the task pays none twice); XCom ``bloom_attempts`` lists them, and the task returns the final
+        images. See the refusals how-to.
+    :param fallback_models: models to try after ``content_safety``, in order (default
+        ``["standard"]``, Bloom's advice).
+    :param max_attempts: requests per input at most, the first included (default 3).
+    :param retry_pause: seconds to pause before asking again after ``rate_limited`` (default 10).
+
+    Pushes XCom ``bloom_credits`` (what the task spent, see the credits how-to).
     """
 
     operation = GENERATE
-    template_fields: Sequence[str] = (
-        "prompt",
-        "brand_session_id",
-        "aspect_ratio",
-        "image_size",
-        "model",
-        "variant_count",
-        "reference_image_ids",
-    )
+    template_fields: Sequence[str] = (*REQUEST_FIELDS, "max_credits")
     ui_color = "#f4d6e6"
 
     def __init__(
@@ -113,6 +132,10 @@ class BloomGenerateImageOperator(ImageWorkOperator):
         model: str | None = None,
         variant_count: int | str | None = None,
         reference_image_ids: Any = None,
+        on_refused: str = "report",
+        fallback_models: Sequence[str] | None = DEFAULT_FALLBACK_MODELS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_pause: float = DEFAULT_RETRY_PAUSE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,37 +146,49 @@ class BloomGenerateImageOperator(ImageWorkOperator):
         self.model = model
         self.variant_count = variant_count
         self.reference_image_ids = reference_image_ids
-        self.check_known(self.template_fields)
+        self.check_known(REQUEST_FIELDS)
+        self.set_refusal_policy(on_refused, fallback_models, max_attempts, retry_pause)
 
     def build_request(self) -> dict[str, Any]:
         """The generation's arguments, rendered and checked: nothing is sent if this raises."""
         return {
             name: checked_argument(GENERATE, name, getattr(self, name))
-            for name in self.template_fields
+            for name in REQUEST_FIELDS
             if getattr(self, name) is not None
         }
 
     def execute(self, context: Context) -> Any:
-        with bloom_errors("Bloom image generation"):
-            client = self.hook.client
-            call = client.prepare(GENERATE, body=self.build_request())
-            body = dict(call.json or {})
-            accepted = self.ledger(context).pay(
-                call,
-                functools.partial(client.execute, call),
-                recover=lambda lost, attempt: self._recover(body, lost, attempt),
-                valid=lambda answer: _valid_ids(answer.get("ids")),
+        meter = self.credit_meter()
+        with self.spending(context, meter):
+            with bloom_errors("Bloom image generation"):
+                client = self.hook.client
+                call = client.prepare(GENERATE, body=self.build_request())
+                body = dict(call.json or {})
+                accepted = self.paid_ledger(context, meter).pay(
+                    call,
+                    functools.partial(client.execute, call),
+                    recover=lambda lost, attempt: self._recover(body, lost, attempt),
+                    valid=lambda answer: _valid_ids(answer.get("ids")),
+                    what="the generation",
+                )
+            ids = self._accepted_ids(accepted)
+            self.log.info(
+                "Bloom accepted the generation: %d image(s) %s (variant group %s)",
+                len(ids),
+                ids,
+                accepted.get("variantGroupId"),
             )
-        ids = self._accepted_ids(accepted)
-        self.log.info(
-            "Bloom accepted the generation: %d image(s) %s (variant group %s)",
-            len(ids),
-            ids,
-            accepted.get("variantGroupId"),
-        )
-        context["ti"].xcom_push(key="variant_group_id", value=accepted.get("variantGroupId"))
-        record_provenance(self, context, generation_provenance(body, ids, accepted.get("variantGroupId")))
-        return self.finish(context, ids)
+            context["ti"].xcom_push(key="variant_group_id", value=accepted.get("variantGroupId"))
+            group, prices = accepted.get("variantGroupId"), self.hook.settings.prices
+            record_provenance(self, context, generation_provenance(body, ids, group, prices=prices))
+            if self.refusal.regenerates:
+                first = {"model": body.get("model"), "image_ids": ids}
+                return self.start_attempts(context, [{"key": body["prompt"], "attempts": [first]}], meter)
+            return self.finish(context, ids)
+
+    def attempt_call(self, client: BloomClient, key: str, model: str | None) -> PreparedCall:
+        """The same generation on ``model`` (a refused image made again)."""
+        return client.prepare(GENERATE, body={**self.build_request(), "model": model})
 
     def _recover(self, body: Mapping[str, Any], lost: BloomError, attempt: Attempt) -> dict[str, Any]:
         """The images a generation whose answer was lost created: one group with its prompt, ratio
@@ -211,13 +246,22 @@ class BloomEditImageOperator(PostProcessOperator):
     :param poll_timeout: seconds per long-poll (1-295).
     :param on_failure: when a new image fails: ``"fail"``, ``"skip"`` or ``"ignore"``.
     :param include_urls: keep signed download URLs in the returned records.
+    :param max_credits: the most this task may spend; a call that would pass it is not sent. Templated.
+    :param on_refused: ``"report"`` or ``"regenerate"``, with ``fallback_models``, ``max_attempts`` and
+        ``retry_pause``: as :class:`BloomGenerateImageOperator`, per input image.
     :return: the new image ids (input order), or their records when waiting.
     """
 
     operation = "images.edit"
     action = "edit"
     arguments = ("prompt", "image_size", "model", "reference_image_ids")
-    template_fields: Sequence[str] = ("image_ids", "prompt", "brand_session_id", "reference_image_ids")
+    template_fields: Sequence[str] = (
+        "image_ids",
+        "prompt",
+        "brand_session_id",
+        "reference_image_ids",
+        "max_credits",
+    )
     template_fields_renderers = {"prompt": "md"}
 
     def __init__(
@@ -227,6 +271,10 @@ class BloomEditImageOperator(PostProcessOperator):
         image_size: str | None = None,
         model: str | None = None,
         reference_image_ids: Any = None,
+        on_refused: str = "report",
+        fallback_models: Sequence[str] | None = DEFAULT_FALLBACK_MODELS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_pause: float = DEFAULT_RETRY_PAUSE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -235,6 +283,14 @@ class BloomEditImageOperator(PostProcessOperator):
         self.model = model
         self.reference_image_ids = reference_image_ids
         self.check_known(self.arguments)
+        self.set_refusal_policy(on_refused, fallback_models, max_attempts, retry_pause)
+
+    def attempt_call(self, client: BloomClient, key: str, model: str | None) -> PreparedCall:
+        """The same edit of image ``key`` on ``model`` (a refused image made again)."""
+        body = {name: checked_argument(self.operation, name, getattr(self, name)) for name in self.arguments}
+        body["model"] = model
+        body["brand_session_id"] = self.brand_session_id
+        return client.prepare(self.operation, path={"id": key}, body=body)
 
     def source_problem(self, record: Mapping[str, Any]) -> str | None:
         return None  # any completed, uploaded or scraped image can be edited
@@ -271,7 +327,7 @@ class BloomResizeImageOperator(PostProcessOperator):
     operation = "images.resize"
     action = "resize"
     arguments = ("target_aspect_ratio",)
-    template_fields: Sequence[str] = ("image_ids", "target_aspect_ratio", "brand_session_id")
+    template_fields: Sequence[str] = ("image_ids", "target_aspect_ratio", "brand_session_id", "max_credits")
 
     def __init__(self, *, target_aspect_ratio: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
@@ -18,7 +18,8 @@ from airflow_provider_bloom.operators._base import (
     bloom_errors,
     literal_from_template,
 )
-from airflow_provider_bloom.operators.credits import CREDITS_PER_IMAGE, estimate_credits, prompt_count
+from airflow_provider_bloom.operators.credits import estimate_credits, prompt_count
+from airflow_provider_bloom.prices import Price, credits_for
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -74,8 +75,8 @@ class BloomCreditsSensor(BaseSensorOperator, BloomBaseOperator):
         self.wait_for_top_up = wait_for_top_up
         self._shortfall = ""
 
-    def required(self) -> tuple[float, str]:
-        """The credits needed, and how that number was reached."""
+    def required(self, prices: Mapping[str, Price] | None = None) -> tuple[float, str]:
+        """The credits needed, and how that number was reached (``prices``: the connection's overrides)."""
         if self.required_credits is not None:
             try:
                 needed = float(self.required_credits)
@@ -97,10 +98,11 @@ class BloomCreditsSensor(BaseSensorOperator, BloomBaseOperator):
                 f"must be a number of prompts or a list of prompts; got the text {prompts[:80]!r} "
                 "(a template should render a number, e.g. '{{ ti.xcom_pull(...) | length }}')",
             )
-        cost = estimate_credits(prompts, self.image_size, self.variant_count)
+        cost = estimate_credits(prompts, self.image_size, self.variant_count, prices=prices)
+        per_image = credits_for("images.generate", {"imageSize": self.image_size}, prices=prices)
         how = (
             f"{prompt_count(prompts)} prompt(s) x {self.variant_count} variant(s) x "
-            f"{CREDITS_PER_IMAGE[self.image_size]} credit(s) per "
+            f"{per_image} credit(s) per "
             f"{self.image_size} image = {cost}"
         )
         if self.extra_credits:
@@ -109,7 +111,7 @@ class BloomCreditsSensor(BaseSensorOperator, BloomBaseOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         with bloom_errors("Checking Bloom credits"):
-            needed, how = self.required()
+            needed, how = self.required(self.hook.settings.prices)
             credits = self.hook.get_credits(workspace_id=self.workspace_id)
         balance, unlimited = credits.get("balance"), bool(credits.get("unlimited"))
         result = {"balance": balance, "unlimited": unlimited, "required": needed}

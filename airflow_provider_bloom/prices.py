@@ -1,0 +1,191 @@
+"""What each paid Bloom call costs, in credits: the one price list of the provider (no I/O).
+
+Bloom's answers carry no cost, so the provider computes it from the request and a price list:
+
+* **Published by Bloom** (spec and documentation): a generation costs 1 credit per image at 2K and 2
+  at 4K, times ``variantCount``; an edit makes one image and costs the same per image size.
+* **Assumed** (Bloom publishes no price): a resize costs like a generation of its source's size (1 for
+  a 2K source, 2 for 4K; 4K when the size is unknown, so that a budget check errs on the safe side);
+  remove-background and vectorize cost 1 credit each. The emulator charges exactly this.
+
+Every price can be overridden with the ``prices`` extra of the Bloom connection (a JSON object), for
+example when Bloom publishes or changes a price::
+
+    {"images.resize": {"2K": 1, "4K": 3}, "images.removeBackground": 2, "images.vectorize": 0}
+
+Keys are operation ids (``images.generate``, ``images.edit``, ``images.resize``,
+``images.removeBackground``, ``images.vectorize``) or their short names (``generate``, ``edit``,
+``resize``, ``remove_background``, ``vectorize``). A value is a whole number of credits per image, or
+an object giving it per image size (``{"2K": 1, "4K": 2}``; for a resize the size is the source's).
+Operations not named keep the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+from airflow_provider_bloom.exceptions import BloomInputError
+
+#: Bloom's paid operations (operation id -> short name, the "kind" used in reports).
+PAID_OPERATIONS: dict[str, str] = {
+    "images.generate": "generate",
+    "images.edit": "edit",
+    "images.resize": "resize",
+    "images.removeBackground": "remove_background",
+    "images.vectorize": "vectorize",
+}
+#: Image sizes Bloom knows.
+IMAGE_SIZES = ("2K", "4K")
+
+#: A price: credits per image, flat or per image size.
+Price: TypeAlias = int | Mapping[str, int]
+
+#: Bloom's published prices: credits per image by size (a generation's variants each cost this).
+PUBLISHED_PRICES: dict[str, Price] = {
+    "images.generate": {"2K": 1, "4K": 2},
+    "images.edit": {"2K": 1, "4K": 2},
+}
+#: What the provider assumes where Bloom publishes no price (and what the emulator charges).
+ASSUMED_PRICES: dict[str, Price] = {
+    "images.resize": {"2K": 1, "4K": 2},  # like a generation of the source's size
+    "images.removeBackground": 1,
+    "images.vectorize": 1,
+}
+DEFAULT_PRICES: dict[str, Price] = {**PUBLISHED_PRICES, **ASSUMED_PRICES}
+
+_ALIASES: dict[str, str] = {}
+for _op, _kind in PAID_OPERATIONS.items():
+    _ALIASES[_op.lower()] = _op
+    _ALIASES[_kind] = _op
+    _ALIASES[_kind.replace("_", "")] = _op
+    _ALIASES[_kind.replace("_", "-")] = _op
+    _ALIASES["images." + _kind] = _op
+    _ALIASES["images." + _kind.replace("_", "-")] = _op
+
+
+def operation_id(name: str) -> str:
+    """The operation id of a paid operation named by its id or short name; raise for any other."""
+    op = _ALIASES.get(str(name).strip().lower())
+    if op is None:
+        raise BloomInputError(
+            "operation",
+            f"{name!r} is not a paid Bloom operation; use one of {', '.join(PAID_OPERATIONS)}",
+        )
+    return op
+
+
+def kind_of(operation: str) -> str:
+    """The short name of a paid operation (``generate``, ``edit``, ``resize``...), used in reports."""
+    return PAID_OPERATIONS[operation_id(operation)]
+
+
+def _check_credits(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BloomInputError(field, f"must be a whole number of credits >= 0; got {value!r}")
+    return value
+
+
+def parse_prices(value: Any, field: str = "prices") -> dict[str, Price]:
+    """Check a price override (a mapping, or its JSON text) and return it keyed by operation id.
+
+    Empty (None, ``""``, ``{}``) means no override. Raises :class:`BloomInputError` naming the field and
+    what is allowed, so that a bad connection extra fails before anything is sent.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise BloomInputError(
+                field, 'must be a JSON object like {"images.resize": 1, "images.vectorize": 1}'
+            ) from None
+    if not isinstance(value, Mapping):
+        raise BloomInputError(field, f"must be an object of operation -> credits; got {type(value).__name__}")
+    out: dict[str, Price] = {}
+    for name, price in value.items():
+        try:
+            op = operation_id(name)
+        except BloomInputError as exc:
+            raise BloomInputError(field, exc.problem) from None
+        where = f"{field}[{name!r}]"
+        if isinstance(price, Mapping):
+            unknown = set(price) - set(IMAGE_SIZES)
+            if unknown or not price:
+                raise BloomInputError(
+                    where, f"must give credits per image size ({', '.join(IMAGE_SIZES)}); got {dict(price)!r}"
+                )
+            out[op] = {size: _check_credits(f"{where}[{size!r}]", c) for size, c in price.items()}
+        else:
+            out[op] = _check_credits(where, price)
+    return out
+
+
+def price_list(prices: Mapping[str, Price] | None = None) -> dict[str, Price]:
+    """The full price list: the defaults with ``prices`` (already parsed) over them."""
+    table = dict(DEFAULT_PRICES)
+    for op, price in (prices or {}).items():
+        base = table[op]
+        if isinstance(price, Mapping) and isinstance(base, Mapping):
+            table[op] = {**base, **price}
+        else:
+            table[op] = price
+    return table
+
+
+def _per_image(price: Price, size: str) -> int:
+    if isinstance(price, Mapping):
+        if size in price:
+            return int(price[size])
+        return max(int(c) for c in price.values())  # an unknown size: the dearest one
+    return int(price)
+
+
+def credits_for(
+    operation: str,
+    body: Mapping[str, Any] | None = None,
+    source_size: str | None = None,
+    prices: Mapping[str, Price] | None = None,
+) -> int:
+    """Credits one paid request costs.
+
+    :param operation: the operation id (``images.generate``...) or its short name (``generate``...).
+    :param body: the request body in Bloom's camelCase (``imageSize``, ``variantCount``); missing fields
+        take Bloom's defaults (2K, one variant).
+    :param source_size: for a resize, the size of the source image (``2K``/``4K``); unknown: 4K.
+    :param prices: overrides (see :func:`parse_prices`; a connection's ``prices`` extra).
+    """
+    op = operation_id(operation)
+    body = body or {}
+    price = price_list(prices)[op]
+    if op == "images.resize":
+        return _per_image(price, source_size if source_size in IMAGE_SIZES else "4K")
+    size = str(body.get("imageSize") or "2K")
+    per_image = _per_image(price, size)
+    if op == "images.generate":
+        return per_image * int(body.get("variantCount") or 1)
+    return per_image
+
+
+def is_assumed(operation: str, prices: Mapping[str, Price] | None = None) -> bool:
+    """Whether the price of ``operation`` is an assumption (not published by Bloom, not overridden)."""
+    op = operation_id(operation)
+    return op in ASSUMED_PRICES and op not in (prices or {})
+
+
+__all__ = [
+    "ASSUMED_PRICES",
+    "DEFAULT_PRICES",
+    "IMAGE_SIZES",
+    "PAID_OPERATIONS",
+    "PUBLISHED_PRICES",
+    "Price",
+    "credits_for",
+    "is_assumed",
+    "kind_of",
+    "operation_id",
+    "parse_prices",
+    "price_list",
+]
