@@ -11,6 +11,14 @@ __version__ = "0.1.0"
 # so numbers are saved as numbers and the auth header starts on ``x-api-key``. Airflow 3.1 builds the form
 # from ``BloomHook.get_connection_form_widgets()`` instead, which derives its fields from this table.
 _CONN_FIELDS: dict[str, dict[str, Any]] = {
+    # A Base URL without a path gets this path. Unset (null, what the form saves for an empty field) is
+    # Bloom's /api/v1, so the root is spelled "/" (or "" in JSON and URI connections).
+    "api_path": {
+        "label": "API path",
+        "schema": {"type": ["string", "null"], "default": "/api/v1"},
+        "description": "Path added to a Base URL that has none (default /api/v1, Bloom's). Set / for a "
+        "server that serves Bloom's API at its root: a gateway, or a spec mock such as Prism.",
+    },
     # Not named `auth_header`: Airflow treats every extra whose name contains that as a secret and shows
     # (and, in a new connection, saves) its value as "***". The hook still reads `auth_header`.
     "auth_scheme": {

@@ -10,7 +10,7 @@
 travel with each image through every manifest, so each file can be traced to its product and prompt.
 
 How long it takes is set by the connection's ``requests_per_minute`` (keep it plus
-``wait_requests_per_minute`` within your key's limit; Bloom documents 120 a minute, and the README says
+``wait_requests_per_minute`` within your key's limit; Bloom documents 120 a minute, and the docs say
 how to size both): at 60 a minute, 3,000 generations take 50 minutes and the 2,000 post-processing
 requests 34 more. ``max_credits`` stops the run before anything is spent when the catalogue costs more.
 A worker killed mid-batch costs nothing extra: the retry resumes with the rows not yet sent.

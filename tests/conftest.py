@@ -51,6 +51,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+#: Left out of `make test-fast` (marked `slow`; `make test` runs them): each took 9 s or more in a run of
+#: tests/unit and tests/emulator on the 2-core machine (`--durations`), or starts Airflow's CLI processes.
+SLOW_TESTS = {
+    "tests/unit/operators/test_batch.py::test_a_batch_generates_every_row_once_and_writes_its_manifest",
+    "tests/unit/operators/test_batch.py::test_a_csv_batch_chains_into_post_processing_with_lineage",
+    "tests/unit/operators/test_batch.py::test_the_download_operator_takes_a_batch_manifest",
+    "tests/unit/operators/test_batch.py::test_an_outage_that_loses_every_answer_stops_the_batch_and_nothing_is_sent_twice",
+    "tests/unit/test_init.py::test_airflow_cli_lists_the_provider_and_tests_the_connection",
+    "tests/unit/sensors/test_images.py::test_soft_fail_turns_the_deadline_into_a_skip",
+    "tests/unit/sensors/test_images.py::test_a_429_storm_in_the_middle_of_waiting_is_survived",
+    "tests/unit/sensors/test_images.py::test_mapped_generation_over_twenty_prompts_sensed_by_one_sensor",
+    "tests/unit/sensors/test_images.py::test_poke_sends_one_list_call_per_chunk_of_fifty_ids",
+    "tests/unit/test_client_imports.py::test_the_hook_and_the_cheap_client_modules_load_no_http_stack_and_no_spec",
+    "tests/unit/triggers/test_images.py::test_a_429_storm_beyond_the_clients_retries_is_outlasted",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("[", 1)[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def bloom_conn(bloom_emulator, monkeypatch):
     """`bloom_default` pointing at the emulator (JSON connection in the environment); yields the emulator."""

@@ -1,27 +1,62 @@
-"""The README's "In your own tests" example runs as written: copied verbatim into a fresh project and run
-with pytest in a fresh ``AIRFLOW_HOME`` (only the package's own pytest plugin, not this suite's conftest)."""
+"""The README's example DAG is the tested snippet and runs; the emulator page's pytest example runs.
+
+The README's example is ``docs/snippets/hello_dag.py`` (the docs include it from there): the two must not
+drift. It runs here with ``dag.test()`` against the emulator; ``tests/test_release.py`` runs it again with
+``airflow dags test`` in a fresh virtualenv that has only the built wheel. The pytest example of the
+emulator page (``docs/snippets/test_my_dag.py``) is copied verbatim into a fresh project and run with
+pytest in a fresh ``AIRFLOW_HOME`` (only the package's own pytest plugin, not this suite's conftest).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.helpers import REPO, run_dag
+
+SNIPPETS = REPO / "docs" / "snippets"
+
+
+def marked(path: Path, name: str) -> str:
+    """The text between ``# [START name]`` and ``# [END name]`` in ``path``."""
+    text = path.read_text()
+    match = re.search(rf"# \[START {name}\]\n(.*?)\n# \[END {name}\]", text, re.DOTALL)
+    assert match, f"{path.name}: no [START {name}] / [END {name}] markers"
+    return match.group(1)
 
 
 def readme_example() -> str:
     text = (REPO / "README.md").read_text()
-    section = text[text.index("### In your own tests") :]
-    match = re.search(r"```python\n(# test_my_dag\.py.*?)```", section, re.DOTALL)
-    assert match, "the README's example block moved"
+    section = text[text.index("## An example DAG") :]
+    match = re.search(r"```python\n(.*?)\n```", section, re.DOTALL)
+    assert match, "the README's example DAG block moved"
     return match.group(1)
 
 
-def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
-    code = readme_example()
+def test_the_readme_example_is_the_tested_snippet():
+    assert readme_example() == marked(SNIPPETS / "hello_dag.py", "readme_example"), (
+        "README.md's example DAG and docs/snippets/hello_dag.py differ: change both the same way"
+    )
+
+
+def test_the_readme_example_dag_runs(bloom_conn):
+    spec = importlib.util.spec_from_file_location("readme_hello_dag", SNIPPETS / "hello_dag.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    outcome = run_dag(module.dag)
+    assert outcome.state == "success", outcome.errors
+    images = outcome.xcom["wait"]
+    assert [image["status"] for image in images] == ["completed", "completed"]
+    assert bloom_conn.requests()["paid_posts"] == 2
+
+
+def test_the_pytest_example_runs_as_written(tmp_path: Path) -> None:
+    code = (SNIPPETS / "test_my_dag.py").read_text()
     assert "AIRFLOW_HOME=$(mktemp -d) pytest test_my_dag.py" in code
     project = tmp_path / "project"
     project.mkdir()

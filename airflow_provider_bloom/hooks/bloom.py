@@ -70,11 +70,14 @@ def base_url_from_connection(conn: Any, extras: Mapping[str, Any]) -> str:
     """Bloom's base URL from the connection's host, typed the way people type it.
 
     - empty: ``https://www.trybloom.ai/api/v1``;
-    - a URL without a path (``https://www.trybloom.ai``, ``http://127.0.0.1:8787``) gets Bloom's ``/api/v1``;
+    - a URL without a path (``https://www.trybloom.ai``, ``http://127.0.0.1:8787``) gets the extra
+      ``api_path``: Bloom's ``/api/v1`` by default, nothing when it is ``/`` or ``""`` (a gateway, or a spec
+      mock such as Stoplight Prism, that serves Bloom's API at its root); a URL with a path is used as typed;
     - a host without a scheme (``www.trybloom.ai``, ``127.0.0.1:8787``) gets ``https://``, or ``http://``
       for a loopback host (a local emulator), unless the extra ``scheme`` says otherwise. The port and
       ``schema`` (the path) of a URI connection (``bloom://:key@host:8787/api%2Fv1``) are kept.
     """
+    api_path = api_path_from_extras(extras)  # checked even when the host has its own path
     host = (getattr(conn, "host", None) or "").strip()
     if not host:
         return DEFAULT_BASE_URL
@@ -96,8 +99,29 @@ def base_url_from_connection(conn: Any, extras: Mapping[str, Any]) -> str:
     host = host.rstrip("/")
     parsed = urlparse(host)
     if parsed.scheme in {"http", "https"} and parsed.netloc and not parsed.path:
-        host += API_PATH
+        host += api_path
     return host
+
+
+def api_path_from_extras(extras: Mapping[str, Any]) -> str:
+    """The extra ``api_path`` normalised: ``/api/v1`` when unset (``None``), ``""`` for the root."""
+    value = extras.get("api_path")
+    if value is None:  # unset; Airflow's form saves a field left empty as null
+        return API_PATH
+    path = str(value).strip()
+    if (
+        not isinstance(value, str)
+        or any(c in path for c in "?#\\ ")
+        or "://" in path
+        or any(ord(c) < 0x21 or ord(c) > 0x7E for c in path)
+    ):
+        raise BloomInputError(
+            "api_path",
+            "must be the URL path of Bloom's API on the base URL, like /api/v1 (Bloom's, the default), or / "
+            f"for a server that serves Bloom's API at its root (a gateway, a spec mock); got {value!r}",
+        )
+    path = path.strip("/")
+    return f"/{path}" if path else ""
 
 
 def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> ClientSettings:
@@ -135,7 +159,8 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     """Interact with Bloom (trybloom.ai) through an Airflow connection of type ``bloom``.
 
     Host is Bloom's base URL (empty: ``https://www.trybloom.ai/api/v1``), the
-    password is the API key (``bloom_sk_...``) or an OAuth access token. Extras:
+    password is the API key (``bloom_sk_...``) or an OAuth access token. Extras: ``api_path`` (the path
+    added to a base URL without one: ``/api/v1`` by default, ``/`` for a server serving the API at its root),
     ``auth_scheme`` (``x-api-key``/``bearer``; ``auth_header`` is read too), ``workspace_id``,
     ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, ``prices`` (credit
     price overrides, see :mod:`airflow_provider_bloom.prices`), and optional
@@ -338,7 +363,8 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         except BloomNotFoundError as exc:
             return False, (
                 f"{exc}. Nothing answers GET {self.settings.base_url}/account: the base URL must be "
-                f"Bloom's API root, ending in {API_PATH} (e.g. {DEFAULT_BASE_URL})."
+                f"Bloom's API root, ending in {API_PATH} (e.g. {DEFAULT_BASE_URL}); for a server that "
+                "serves Bloom's API at its root (a gateway, a spec mock), set the extra api_path to /."
             )
         except BloomTransportError as exc:
             hint = (

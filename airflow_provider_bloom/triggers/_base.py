@@ -38,7 +38,7 @@ class BloomWaitTrigger(BaseTrigger):
         hub instead.
     :param not_before: epoch seconds before which the event is not fired (the operator sets it a few
         seconds after it deferred, so that Airflow's scheduler has handled the deferring worker's
-        exit before the task resumes: see "Deferral and Airflow's defer-exit race" in the README).
+        exit before the task resumes: see "Short waits stay in the worker" in docs/howto/generate.md).
     """
 
     def __init__(

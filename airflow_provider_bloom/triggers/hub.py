@@ -33,7 +33,7 @@ long-poll of mixed ids waits for the slowest of them. The hub therefore uses two
 
 With the defaults (60 requests/min), a round over P queued ids costs ceil(P/50) requests, so each id
 is checked every ceil(P/50) seconds: 2 s for 100 waiting triggers, 20 s for 1,000. The figures
-measured by ``bench/bench_hub.py`` are in the README (requests, 429s, delay from the last terminal
+measured by ``bench/bench_hub.py`` are in docs/benchmarks.md (requests, 429s, delay from the last terminal
 status to the event, the longest event-loop stall, memory).
 
 The decisions about a wait (pending ids, missing ids, transient errors, backoff) are the I/O-free ones

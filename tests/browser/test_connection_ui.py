@@ -66,7 +66,7 @@ def test_the_form_is_tailored(page, ui_stack):
     secret = page.locator("input[name=element_oauth_client_secret]")
     if AIRFLOW >= Version("3.2"):
         assert secret.get_attribute("type") == "password"
-    else:  # Airflow 3.1's form renders no extra as a password input (README); the schema still says so
+    else:  # Airflow 3.1's form renders no extra as a password input (docs/connection.md); the schema says so
         assert secret.get_attribute("type") != "password"
     assert page.locator("input[name=element_oauth_client_id]").get_attribute("type") != "password"
     # Numbers are number inputs, filled with their defaults; help texts say the defaults.
@@ -119,7 +119,7 @@ def test_save_test_and_see_the_key_masked(page, ui_stack):
     page.keyboard.press("Escape")
 
     if AIRFLOW >= Version("3.3"):
-        # The list's Test answers "Bad Request" on 3.3 (README: the UI sends port 0); the documented
+        # The list's Test answers "Bad Request" on 3.3 (see docs/connection.md); the documented
         # alternative is the CLI.
         tested = ui_stack.airflow("connections", "test", CONN_ID)
         assert tested.returncode == 0, tested.stdout[-2000:] + tested.stderr[-2000:]

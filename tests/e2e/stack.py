@@ -60,7 +60,7 @@ CELERY = "CeleryExecutor"
 #: Triggerers of the CeleryExecutor deployment (and of docker-compose.yaml's ``celery`` profile).
 CELERY_TRIGGERERS = 2
 #: Each triggerer's wait hub budget on the shared key (connection extra ``wait_requests_per_minute``):
-#: 120 / (triggerers + 1), as the README advises; docker-compose.yaml sets the same.
+#: 120 / (triggerers + 1), as docs/deployment.md advises; docker-compose.yaml sets the same.
 CELERY_WAIT_REQUESTS_PER_MINUTE = 120 // (CELERY_TRIGGERERS + 1)
 #: What the CeleryExecutor deployment sets beyond the shared configuration and its broker/result backend
 #: URLs; docker-compose.yaml's ``celery`` profile sets the same (tests/test_compose.py checks it).

@@ -117,7 +117,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
             "conn_type": "bloom",
             "host": f"{root_url}/api/v1",
             "password": api_key,
-            # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as the README advises.
+            # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as docs/deployment.md advises.
             "extra": {
                 "brand_session_id": DEFAULT_BRAND_ID,
                 "wait_requests_per_minute": CELERY_WAIT_REQUESTS_PER_MINUTE,

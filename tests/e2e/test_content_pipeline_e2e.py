@@ -49,7 +49,7 @@ SCALE_DAG_ID = "bloom_scale_waits"
 SCALE_TASKS = 100
 #: The share of Bloom's 120 requests/min the triggerer's wait hub may use on the e2e key: the rest is left
 #: to the workers' generation POSTs. 100 mapped tasks post up to ~80 a minute on this 2-core machine, so
-#: the hub gets 20 (with 40, one POST was answered 429 when tasks started fast): the README's advice to
+#: the hub gets 20 (with 40, one POST was answered 429 when tasks started fast): the docs' advice to
 #: size the budget by what the workers send on the same key.
 WAIT_REQUESTS_PER_MINUTE = 20
 #: The speed of `make demo` (scripts/demo.py): 3-5 s per image, like a fast real generation.

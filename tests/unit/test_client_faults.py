@@ -1,5 +1,5 @@
-"""What each emulator fault kind means for the client, as the README's table says, counted on the emulator:
-``paid_posts`` (reached the emulator) vs ``paid_posts_effective`` (took effect), the ``cut`` pseudo-status."""
+"""What each emulator fault kind means for the client, as the table in docs/emulator.md says, counted on
+the emulator: ``paid_posts`` (reached it) vs ``paid_posts_effective`` (took effect), the ``cut`` status."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from airflow_provider_bloom.emulator.faults import FAULT_KINDS
 from airflow_provider_bloom.exceptions import BloomServerError, BloomTransportError
 from tests.helpers import REPO
 
-README = (REPO / "README.md").read_text()
+EMULATOR_PAGE = (REPO / "docs" / "emulator.md").read_text()
 GENERATE = "images.generate"
 
 # kind, fault arguments, expected error (None: success), paid_posts, paid_posts_effective, statuses seen
@@ -65,11 +65,11 @@ def test_each_fault_kind_on_a_paid_post(
     bloom_emulator.clear_violations()  # corrupt breaks the spec on purpose
 
 
-def test_the_readme_documents_every_fault_kind_and_the_counters():
+def test_the_docs_document_every_fault_kind_and_the_counters():
     for kind in FAULT_KINDS:
-        assert re.search(rf"^\| `{kind}`", README, re.MULTILINE), (
-            f"fault kind {kind!r} is not in the README's table"
+        assert re.search(rf"^\| `{kind}`", EMULATOR_PAGE, re.MULTILINE), (
+            f"fault kind {kind!r} is not in the fault table of docs/emulator.md"
         )
     for word in ("paid_posts_effective", "`paid_posts`", '`"cut"`', "by_operation_status"):
-        assert word in README
-    assert "cannot tell apart from `cut_after`" in README  # cut_before is not the safe-retry case
+        assert word in EMULATOR_PAGE
+    assert "cannot tell apart from `cut_after`" in EMULATOR_PAGE  # cut_before is not the safe-retry case
