@@ -161,6 +161,7 @@ def bloom_content_pipeline() -> None:
         deferrable=True,
     )
     # Every completed image of the last manifest, and that manifest with each row's file and size.
+    # [START download]
     download = BloomDownloadImagesOperator(
         task_id="download",
         image_ids=remove_backgrounds.output,
@@ -168,6 +169,7 @@ def bloom_content_pipeline() -> None:
         name_template="{index:02d}-{image_id}{ext}",
         manifest_path=step_manifest("download"),
     )
+    # [END download]
 
     # manifest.json beside the images: one record per image (prompt, channel, model, size, action,
     # source image, status, credits, file, bytes...), in the provider's format; updates CONTENT_ASSET.
