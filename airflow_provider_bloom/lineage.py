@@ -285,12 +285,13 @@ def index(records: Iterable[Any]) -> dict[str, dict[str, Any]]:
 def upstream_provenance(task: Any, context: Any) -> dict[str, dict[str, Any]]:
     """The provenance records every upstream task of ``task`` pushed in this run, by image id."""
     ti = context.get("ti") if isinstance(context, Mapping) else context
-    upstream = sorted(task.get_flat_relative_ids(upstream=True)) if hasattr(task, "dag") else []
-    if ti is None or not upstream:
-        return {}
-    try:
+    try:  # provenance is best effort: a failed lookup must not fail the paid work
+        has_dag = task.has_dag() if hasattr(task, "has_dag") else False
+        upstream = sorted(task.get_flat_relative_ids(upstream=True)) if has_dag else []
+        if ti is None or not upstream:
+            return {}
         pulled = ti.xcom_pull(task_ids=upstream, key=PROVENANCE_XCOM_KEY)
-    except Exception:  # provenance is best effort: a failed lookup must not fail the paid work
+    except Exception:
         return {}
     return index([pulled])
 
