@@ -511,15 +511,11 @@ def batch_lineage(task: Any, records: Sequence[Mapping[str, Any]] | None) -> Ope
 
 
 def download_lineage(task: Any) -> OperatorLineage:
-    """The download's lineage: exactly the final files out (never a temporary ``.part`` file), each
-    with its image's provenance, and the manifest of the files when one was written; the batch
-    manifest in (with one as input), otherwise the Bloom images."""
+    """The download's lineage: exactly the downloaded files out (never a temporary ``.part`` file),
+    each with its image's provenance; the batch manifest in (with one as input), otherwise the Bloom
+    images. The manifest of the files a download writes is named in the run facet (``manifest``)."""
     files: list[tuple[Any, dict[str, Any]]] = list(getattr(task, "_bloom_files", None) or [])
     written = getattr(task, "_bloom_manifest", None)
-    outputs = [storage_dataset(path) for path, _ in files]
-    records: list[Mapping[str, Any] | None] = [record for _, record in files]
-    if written is not None:
-        outputs.append(storage_dataset(written))
     location = manifest_location(task.image_ids, (".jsonl", ".ndjson"))
     if location is not None:
         inputs = [storage_dataset(_as_path(location))]
@@ -529,8 +525,8 @@ def download_lineage(task: Any) -> OperatorLineage:
     images = [record for _, record in files]
     return operator_lineage(
         inputs=inputs,
-        outputs=outputs,
-        output_records=records,
+        outputs=[storage_dataset(path) for path, _ in files],
+        output_records=images,
         images=images,
         manifest=str(written) if written is not None else None,
     )

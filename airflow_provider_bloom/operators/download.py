@@ -103,6 +103,11 @@ def predicted_extension(record: Mapping[str, Any]) -> str:
 class BloomDownloadImagesOperator(BloomBaseOperator):
     """Download completed Bloom images to object storage or a local directory.
 
+    Lineage: each image's provenance (prompt, model, size, action, source image...: what the task that
+    made it recorded, or the batch manifest) goes into the ``extra`` of its Asset event and, with the
+    OpenLineage provider, into the task's events, whose outputs are exactly the final files (the
+    temporary ``.part`` files are never reported, to OpenLineage or to Airflow's hook lineage).
+
     :param image_ids: ids or image records (a sensor's or an operator's output), or a batch manifest
         (a batch task's output, or its manifest's location): then every completed image of it is
         downloaded, and a manifest of the files is written (see ``manifest_path``). Templated.
@@ -472,8 +477,8 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         events[AssetAlias(name=self.asset_alias)].add(Asset(uri=uri), extra=extra)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """OpenLineage: exactly the final files (and the files' manifest) out, each with its image's
-        provenance; the batch manifest or the Bloom images in (see :mod:`...lineage`)."""
+        """OpenLineage: exactly the final files out, each with its image's provenance; the batch
+        manifest or the Bloom images in (see :mod:`...lineage`)."""
         from airflow_provider_bloom.lineage import download_lineage
 
         return download_lineage(self)

@@ -111,12 +111,13 @@ def test_the_download_reports_exactly_its_final_files_with_their_provenance(
         (d["namespace"], d["name"]) for d in resize["outputs"]
     ]
 
-    # With a batch manifest in: the files and the manifest of the files out, the step's manifest in.
+    # With a batch manifest in: the files out (the manifest of the files is named in the run facet),
+    # the step's manifest in.
     batch = complete_event(lineage_run, "bloom_lineage_batch.download")
-    written = {str(p) for p in (output / "batch").glob("*.png")} | {
-        str(output / "batch/.bloom/download.jsonl")
-    }
-    assert {d["name"] for d in batch["outputs"]} == written and len(written) == 3
+    written = {str(p) for p in (output / "batch").glob("*.png")}
+    assert {d["name"] for d in batch["outputs"]} == written and len(written) == 2
+    manifest = batch["run"]["facets"]["bloom_provenance"]["manifest"]
+    assert manifest == f"file://{output / 'batch/.bloom/download.jsonl'}"
     assert {d["namespace"] for d in batch["outputs"]} == {"file"}
     assert [d["name"] for d in batch["inputs"]] == [str(output / "batch/.bloom/resize.jsonl")]
     by_file = {d["name"]: d["facets"].get("bloom_image") for d in batch["outputs"]}
