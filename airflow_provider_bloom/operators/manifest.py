@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_bloom.batch.manifest import write_manifest
 from airflow_provider_bloom.exceptions import BloomInputError
@@ -88,7 +88,7 @@ class BloomWriteManifestOperator(BaseOperator):
         )
         events = context.get("outlet_events")
         for outlet in self.outlets or ():
-            if events is not None and type(outlet).__name__ == "Asset":
+            if events is not None and isinstance(outlet, Asset):
                 events[outlet].extra = extra
         if self.return_records:
             return entries

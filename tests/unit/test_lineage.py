@@ -250,3 +250,28 @@ def test_asset_extras_and_facets_stay_bounded() -> None:
     )
     assert len(result.outputs) == 1100
     assert sum(1 for d in result.outputs if d.facets) == lineage.MAX_DATASET_FACETS
+
+
+def test_the_manifest_operator_checks_its_input_and_fails_when_nothing_completed(tmp_path: Path) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_bloom.exceptions import BloomInputError
+    from airflow_provider_bloom.operators.manifest import BloomWriteManifestOperator
+
+    context: Any = {"ti": None, "outlet_events": None}
+    bad = BloomWriteManifestOperator(task_id="m", manifest=["not", "records"], path=str(tmp_path / "m.json"))
+    with pytest.raises(BloomInputError, match="manifest"):
+        bad.execute(context)
+    refused = [r for r in batch_chain() if r["status"] == "rejected"]
+    none = BloomWriteManifestOperator(task_id="m", manifest=refused, path=str(tmp_path / "none.jsonl"))
+    with pytest.raises(AirflowFailException, match=r"None of the 1 images completed .*validation_error"):
+        none.execute(context)
+    assert json.loads((tmp_path / "none.jsonl").read_text())["status"] == "rejected"  # written all the same
+    ok = BloomWriteManifestOperator(task_id="m", manifest=batch_chain(), path=str(tmp_path / "all.jsonl"))
+    assert ok.execute(context) == {
+        "manifest": str(tmp_path / "all.jsonl"),
+        "images": 4,
+        "counts": {"completed": 3, "rejected": 1},
+        "credits": 2 + 2 + 0 + 2,  # r1 and r2: half the generation + a resize each; g3: a 4K image
+        "files": 0,
+    }
