@@ -163,7 +163,7 @@ def completed_images(record: Mapping[str, Any]) -> list[str]:
     return []
 
 
-#: The fields of a per-image record (:func:`image_records`, :func:`write_manifest`), in this order;
+#: The fields of a per-image record (:func:`image_records`), in this order;
 #: the row's own columns follow them.
 IMAGE_FIELDS = (
     "row",
@@ -246,25 +246,11 @@ def image_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_manifest(records: Iterable[Mapping[str, Any]], path: Any) -> list[dict[str, Any]]:
-    """Write the per-image manifest of a batch's records to ``path`` and return its records.
-
-    ``path``: a local path, an ``ObjectStoragePath`` or a URL (``s3://...``). A name ending in ``.json``
-    gets a JSON array (indented); any other name gets JSON Lines (one record per line).
-    """
-    from airflow_provider_bloom.operators._batch import is_local, storage_path
-
-    entries = image_records(records)
-    target = storage_path(path)
-    if is_local(target):
-        from pathlib import Path
-
-        Path(target.path).parent.mkdir(parents=True, exist_ok=True)
-    if str(target).lower().endswith(".json"):
-        target.write_text(json.dumps(entries, indent=2, default=str) + "\n")
-    else:
-        target.write_text(to_jsonl(entries))
-    return entries
+def manifest_text(entries: Sequence[Mapping[str, Any]], name: str) -> str:
+    """Per-image records as a file's text: a JSON array (indented) for a ``.json`` name, else JSON Lines."""
+    if name.lower().endswith(".json"):
+        return json.dumps(list(entries), indent=2, default=str) + "\n"
+    return to_jsonl(entries)
 
 
 def _reference_ids(record: Mapping[str, Any]) -> list[str] | None:
@@ -332,11 +318,11 @@ __all__ = [
     "IMAGE_FIELDS",
     "from_jsonl",
     "image_records",
+    "manifest_text",
     "is_summary",
     "request_fields",
     "row_status",
     "step_record",
     "summary",
     "to_jsonl",
-    "write_manifest",
 ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_bloom.batch.manifest import write_manifest
+from airflow_provider_bloom.batch.manifest import image_records, manifest_text
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.lineage import (
     asset_extra,
@@ -20,6 +20,25 @@ from airflow_provider_bloom.lineage import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+def write_manifest(records: Iterable[Mapping[str, Any]], path: Any) -> list[dict[str, Any]]:
+    """Write the per-image manifest of a batch's records to ``path`` and return its records.
+
+    ``records``: a batch manifest's records (``batch.manifest.from_jsonl(text)``). ``path``: a local
+    path, an ``ObjectStoragePath`` or a URL (``s3://...``); a name ending in ``.json`` gets a JSON array
+    (indented), any other name JSON Lines (one record per line).
+    """
+    from pathlib import Path
+
+    from airflow_provider_bloom.operators._batch import is_local, storage_path
+
+    entries = image_records(records)
+    target = storage_path(path)
+    if is_local(target):
+        Path(target.path).parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(manifest_text(entries, str(target)))
+    return entries
 
 
 class BloomWriteManifestOperator(BaseOperator):
@@ -113,4 +132,4 @@ class BloomWriteManifestOperator(BaseOperator):
         )
 
 
-__all__ = ["BloomWriteManifestOperator"]
+__all__ = ["BloomWriteManifestOperator", "write_manifest"]

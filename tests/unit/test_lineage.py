@@ -15,7 +15,6 @@ from airflow_provider_bloom.batch.manifest import (
     derived_base,
     image_records,
     step_record,
-    write_manifest,
 )
 
 
@@ -189,6 +188,8 @@ def test_the_image_manifest_has_one_record_per_image_and_accounts_for_every_row(
 
 
 def test_the_image_manifest_takes_each_file_and_its_size_from_the_download(tmp_path: Path) -> None:
+    from airflow_provider_bloom.operators.manifest import write_manifest
+
     records = batch_chain()
     records[0].update(file="file:///out/r1.png", files=["file:///out/r1.png"], sizes=[11], bytes=11)
     records[3].update(file="file:///out/g3.png", files=["file:///out/g3.png"], sizes=[7], bytes=7)
