@@ -138,6 +138,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_bloom.operators.library",
                     "airflow_provider_bloom.operators.brands",
                     "airflow_provider_bloom.operators.download",
+                    "airflow_provider_bloom.operators.manifest",
                     "airflow_provider_bloom.operators.credits",
                 ],
             }

@@ -3,7 +3,8 @@
     read_batch -> batch_credits -> check_credits
       -> generate (one batch task for every row: submits at the key's rate, waits in the triggerer)
       -> resize_stories (9:16, one batch task) -> remove_backgrounds (one batch task)
-      -> download (to {{ params.output }}/<date>/) -> write_manifest (manifest.json + Asset event)
+      -> download (to {{ params.output }}/<date>/) -> write_manifest (manifest.json, one record per image,
+         in the provider's format: BloomWriteManifestOperator; updates an Asset)
       -> credits_report (what the run spent, by task and kind, checked against the balance drop)
 
 No task per prompt: each step is one task, whatever the number of rows, and hands the next one its
@@ -27,15 +28,13 @@ the manifest with their reason instead of failing the batch.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, ObjectStoragePath, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, task
 
-from airflow_provider_bloom.batch.manifest import from_jsonl
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
@@ -45,6 +44,7 @@ from airflow_provider_bloom.operators.batch import (
 from airflow_provider_bloom.operators.credits import BloomCreditsReportOperator
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
+from airflow_provider_bloom.operators.manifest import BloomWriteManifestOperator
 from airflow_provider_bloom.prices import credits_for
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 
@@ -66,11 +66,6 @@ def step_manifest(step: str) -> str:
 
 #: Updated (with the manifest's location) every time a batch lands; schedule other DAGs on it.
 CONTENT_ASSET = Asset(name="bloom_content_images", uri="bloom://content-pipeline/images")
-ACTIONS = {
-    "images.generate": "generation",
-    "images.resize": "resize",
-    "images.removeBackground": "remove-background",
-}
 
 
 def prompts_path(path: str) -> Path:
@@ -103,11 +98,6 @@ def read_prompts(path: str) -> list[dict[str, str]]:
     return rows
 
 
-def storage_path(location: str) -> ObjectStoragePath:
-    """A local folder or an object-storage URL (``s3://conn_id@bucket/prefix`` names its connection)."""
-    return ObjectStoragePath(location if "://" in location else Path(location).resolve().as_uri())
-
-
 def generation_request(row: Mapping[str, str]) -> dict[str, str]:
     """The BloomGenerateImageOperator arguments of one prompts row."""
     return {"prompt": row["prompt"], "aspect_ratio": row["aspect_ratio"], "image_size": row["image_size"]}
@@ -124,26 +114,6 @@ def batch_cost(rows: list[dict[str, str]], prices: Mapping[str, Any] | None = No
         if row["channel"] == "product":
             credits += credits_for("images.removeBackground", prices=prices)
     return credits
-
-
-def manifest_entry(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One line of manifest.json: the row, and where its final image came from and went."""
-    operation = str(record.get("operation"))
-    return {
-        "row": record.get("row"),
-        **{c: record.get(c) for c in COLUMNS},
-        "source_image_id": record.get("source_image_id") or (record.get("image_ids") or [None])[0],
-        "image_id": (record.get("image_ids") or [None])[0],
-        "action": ACTIONS.get(operation, operation),
-        "image_aspect_ratio": STORY_ASPECT_RATIO
-        if operation == "images.resize"
-        else record.get("aspect_ratio"),
-        "status": record.get("status"),
-        "failure_reason": record.get("failure_reason"),
-        "credits": record.get("credits"),
-        "file": record.get("file"),
-        "bytes": record.get("bytes"),
-    }
 
 
 @dag(
@@ -200,6 +170,7 @@ def bloom_content_pipeline() -> None:
         deferrable=True,
     )
     # Every completed image of the last manifest, and that manifest with each row's file and size.
+    # [START download]
     download = BloomDownloadImagesOperator(
         task_id="download",
         image_ids=remove_backgrounds.output,
@@ -207,23 +178,19 @@ def bloom_content_pipeline() -> None:
         name_template="{index:02d}-{image_id}{ext}",
         manifest_path=step_manifest("download"),
     )
+    # [END download]
 
-    @task(outlets=[CONTENT_ASSET])
-    def write_manifest(downloaded: dict[str, Any], folder: str) -> list[dict[str, Any]]:
-        """manifest.json beside the images (prompt, channel, image id, status, file, bytes)."""
-        records = from_jsonl(storage_path(downloaded["manifest"]).read_text())
-        entries = [manifest_entry(r) for r in sorted(records, key=lambda r: r.get("row") or 0)]
-        completed = [e for e in entries if e["status"] == "completed"]
-        if not completed:
-            reasons = sorted({str(e["failure_reason"]) for e in entries})
-            raise RuntimeError(f"None of the {len(entries)} images completed (reasons: {reasons})")
-        manifest = storage_path(folder) / "manifest.json"
-        manifest.write_text(json.dumps(entries, indent=2))
-        context = get_current_context()
-        context["outlet_events"][CONTENT_ASSET].extra = {"manifest": str(manifest), "images": len(completed)}
-        return entries
-
-    manifest = write_manifest(download.output, folder=RUN_FOLDER)
+    # manifest.json beside the images: one record per image (prompt, channel, model, size, action,
+    # source image, status, credits, file, bytes...), in the provider's format; updates CONTENT_ASSET.
+    # [START write_manifest]
+    manifest = BloomWriteManifestOperator(
+        task_id="write_manifest",
+        manifest=download.output,
+        path=RUN_FOLDER + "/manifest.json",
+        return_records=True,  # a dozen rows: the demo prints them (a big batch returns the summary)
+        outlets=[CONTENT_ASSET],
+    )
+    # [END write_manifest]
 
     # [START credits_report]
     # What the run spent, by task and by kind of call (each paid task pushes XCom "bloom_credits"),

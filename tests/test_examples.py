@@ -105,10 +105,16 @@ def test_content_pipeline_generates_post_processes_and_downloads(
     by_channel = {
         channel: [e for e in entries if e["channel"] == channel] for channel in ("story", "product")
     }
-    assert {(e["action"], e["image_aspect_ratio"]) for e in by_channel["story"]} == {("resize", "9:16")}
+    assert {(e["action"], e["aspect_ratio"]) for e in by_channel["story"]} == {("resize", "9:16")}
     assert {e["action"] for e in by_channel["product"]} == {"remove-background"}
+    # Every derived image names its source, which the manifest's generation step made.
+    for entry in [*by_channel["story"], *by_channel["product"]]:
+        assert entry["source_image_id"] and entry["lineage"] == [
+            {"operation": "images.generate", "image_id": entry["source_image_id"]}
+        ]
     others = [e for e in entries if e["channel"] not in by_channel]
-    assert others and all(e["image_id"] == e["source_image_id"] for e in others)
+    assert others and all(e["action"] == "generation" and e["source_image_id"] is None for e in others)
+    assert all(e["model"] == "pro" and e["prompt"] and e["credits"] for e in entries)
     # Real files, in one folder per run date, under the folder given by the `output` param.
     folders = {Path(e["file"].removeprefix("file://")).parent for e in entries}
     assert len(folders) == 1 and next(iter(folders)).parent == tmp_path

@@ -29,6 +29,7 @@ what it made could not be found for certain (the request was not sent again).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -46,7 +47,10 @@ STEP_FIELDS = (
     "credits",
     "attempts",
     "recovered",
+    "request",
     "file",
+    "files",
+    "sizes",
     "bytes",
 )
 STATUSES = ("completed", "partial", "failed", "pending", "submitted", "rejected", "uncertain")
@@ -77,8 +81,13 @@ def step_record(
     operation: str,
     credits: int,
     waited: bool,
+    request: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One manifest record: ``base`` (the row's fields, or the carried source record) plus this step."""
+    """One manifest record: ``base`` (the row's fields, or the carried source record) plus this step.
+
+    ``request``: the step's request as sent, in Bloom's camelCase (kept as ``request``, snake_case,
+    without the brand: what Bloom cannot tell later, e.g. a resize's target ratio).
+    """
     images = [
         {
             "id": i,
@@ -101,6 +110,7 @@ def step_record(
             "credits": 0 if status == "rejected" else (None if status == "uncertain" else credits),
             "attempts": state.attempts,
             "recovered": state.recovered,
+            "request": request_fields(request or {}),
         }
     )
     if state.variant_group_id is not None:
@@ -112,11 +122,35 @@ def derived_base(source: Mapping[str, Any], source_image_id: str) -> dict[str, A
     """The carried part of a post-processing record: the source record, its step added to ``lineage``."""
     lineage = list(source.get("lineage") or [])
     if source.get("operation"):
-        lineage.append({"operation": source["operation"], "image_id": source_image_id})
+        request: Mapping[str, Any] = source["request"] if isinstance(source.get("request"), Mapping) else {}
+        ids = source.get("image_ids") or [source_image_id]
+        credits = source.get("credits")
+        share = (
+            credits / len(ids)
+            if isinstance(credits, (int, float)) and not isinstance(credits, bool)
+            else None
+        )
+        lineage.append(
+            {
+                "operation": source["operation"],
+                "image_id": source_image_id,
+                **request,
+                "credits": _number(share),
+            }
+        )
     base = {k: v for k, v in source.items() if k not in STEP_FIELDS and k != "source_image_id"}
     base["lineage"] = lineage
     base["source_image_id"] = source_image_id
     return base
+
+
+def request_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A request body (Bloom's camelCase) as manifest fields: snake_case, without the brand session."""
+    return {
+        re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value
+        for key, value in body.items()
+        if key != "brandSessionId" and value is not None
+    }
 
 
 def completed_images(record: Mapping[str, Any]) -> list[str]:
@@ -127,6 +161,115 @@ def completed_images(record: Mapping[str, Any]) -> list[str]:
     if record.get("status") in (None, "completed"):
         return [str(i) for i in record.get("image_ids") or ()]
     return []
+
+
+#: The fields of a per-image record (:func:`image_records`), in this order;
+#: the row's own columns follow them.
+IMAGE_FIELDS = (
+    "row",
+    "image_id",
+    "status",
+    "failure_reason",
+    "prompt",
+    "model",
+    "image_size",
+    "aspect_ratio",
+    "reference_image_ids",
+    "action",
+    "operation",
+    "source_image_id",
+    "lineage",
+    "variant_group_id",
+    "attempts",
+    "credits",
+    "total_credits",
+    "file",
+    "bytes",
+    "review",
+)
+#: Fields of a batch record that are not the row's own columns (they are in a per-image record another way).
+_NOT_ROW_COLUMNS = frozenset(
+    {*STEP_FIELDS, "row", "lineage", "source_image_id", "variant_group_id", "review", "image_ids"}
+    | {"prompt", "aspect_ratio", "image_size", "model", "variant_count", "reference_image_ids"}
+    | {"brand_session_id"}
+)
+
+
+def image_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One record per image of a batch manifest (every variant, every step's result), in row order.
+
+    A batch record without images (refused, or its answer lost) gives one record with ``image_id``
+    null, so that every row is accounted for. See ``docs/howto/manifest.md`` for the fields.
+    """
+    from airflow_provider_bloom.lineage import from_manifest_record
+
+    out: list[dict[str, Any]] = []
+    ordered = sorted(records, key=lambda r: (not isinstance(r.get("row"), int), r.get("row") or 0))
+    for record in ordered:
+        images = {
+            str(i.get("id")): i for i in record.get("images") or () if isinstance(i, Mapping) and i.get("id")
+        }
+        files = list(record.get("files") or ([record["file"]] if record.get("file") else []))
+        sizes = list(record.get("sizes") or ([record.get("bytes")] if len(files) == 1 else []))
+        done = completed_images(record)
+        file_of = dict(zip(done, files, strict=False))
+        size_of = dict(zip(done, sizes, strict=False))
+        own = {k: v for k, v in record.items() if k not in _NOT_ROW_COLUMNS}
+        ids: list[str | None] = [str(i) for i in record.get("image_ids") or ()]
+        for image_id in ids or [None]:
+            made = from_manifest_record(record, image_id or "")
+            image = images.get(image_id or "", {})
+            status = image.get("status") or record.get("status")
+            earlier = [s.get("credits") for s in record.get("lineage") or () if isinstance(s, Mapping)]
+            entry = {
+                "row": record.get("row"),
+                "image_id": image_id,
+                "status": status,
+                "failure_reason": image.get("failure_reason")
+                or (record.get("failure_reason") if status != "completed" else None),
+                **{k: made[k] for k in ("prompt", "model", "image_size", "aspect_ratio")},
+                "reference_image_ids": _reference_ids(record),
+                "action": made["action"],
+                "operation": made["operation"],
+                "source_image_id": made["source_image_id"],
+                "lineage": made["lineage"],
+                "variant_group_id": made["variant_group_id"],
+                "attempts": record.get("attempts"),
+                "credits": made["credits"],
+                "total_credits": _total(made["credits"], earlier),
+                "file": file_of.get(image_id or ""),
+                "bytes": size_of.get(image_id or ""),
+                "review": made["review"],
+            }
+            entry.update({(f"row_{k}" if k in entry else k): v for k, v in own.items()})
+            out.append(entry)
+    return out
+
+
+def manifest_text(entries: Sequence[Mapping[str, Any]], name: str) -> str:
+    """Per-image records as a file's text: a JSON array (indented) for a ``.json`` name, else JSON Lines."""
+    if name.lower().endswith(".json"):
+        return json.dumps(list(entries), indent=2, default=str) + "\n"
+    return to_jsonl(entries)
+
+
+def _reference_ids(record: Mapping[str, Any]) -> list[str] | None:
+    request = record.get("request") if isinstance(record.get("request"), Mapping) else {}
+    value = (request or {}).get("reference_image_ids") or record.get("reference_image_ids")
+    return list(value) if isinstance(value, (list, tuple)) and value else None
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _total(credits: Any, earlier: Sequence[Any]) -> Any:
+    parts = [credits, *earlier]
+    if any(not isinstance(p, (int, float)) or isinstance(p, bool) for p in parts):
+        return None
+    return _number(float(sum(parts)))
 
 
 def to_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
@@ -172,8 +315,12 @@ __all__ = [
     "BatchState",
     "completed_images",
     "derived_base",
+    "IMAGE_FIELDS",
     "from_jsonl",
+    "image_records",
+    "manifest_text",
     "is_summary",
+    "request_fields",
     "row_status",
     "step_record",
     "summary",

@@ -904,6 +904,7 @@ class BloomBatchOperator(BloomBaseOperator):
             operation=self.operation,
             credits=last.credits,
             waited=waited,
+            request=last.call.json,
         )
         if len(chain) > 1:
             history = [
@@ -928,7 +929,14 @@ class BloomBatchOperator(BloomBaseOperator):
         if is_local(path):
             Path(path.path).parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_jsonl(records))
+        self._bloom_manifest, self._bloom_records = path, records  # for the lineage method
         return records
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the input file and the manifest as datasets, the new images' provenance."""
+        from airflow_provider_bloom.lineage import batch_lineage
+
+        return batch_lineage(self, getattr(self, "_bloom_records", None))
 
 
 def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:

@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
+from airflow_provider_bloom.lineage import (
+    append_provenance,
+    attempt_records,
+    derived_records,
+    record_provenance,
+)
 from airflow_provider_bloom.links import BloomImageLink, image_links
 from airflow_provider_bloom.operators._base import (
     DEFAULT_DEFER_AFTER,
@@ -270,6 +276,12 @@ class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
         """Fail at parse time on what is already known; the rest is checked once rendered."""
         check_known_arguments(self.operation, {name: getattr(self, name) for name in names})
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the source images in, the new images out, their provenance (see :mod:`...lineage`)."""
+        from airflow_provider_bloom.lineage import image_work_lineage
+
+        return image_work_lineage(self, task_instance)
+
     def set_refusal_policy(
         self,
         on_refused: str,
@@ -397,6 +409,7 @@ class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
                 ids,
             )
             request["attempts"].append({"model": model, "reason": reason, "image_ids": ids})
+            append_provenance(self, context, attempt_records(self, context, request["key"], call, ids))
             BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
 
     def _wait_round(
@@ -525,6 +538,7 @@ class PostProcessOperator(ImageWorkOperator):
                 if self.check_sources:
                     self._check_sources(ids)
             new_ids = self._post_all(context, calls, meter)
+            record_provenance(self, context, derived_records(self, context, calls, new_ids))
             self.log.info(
                 "Bloom accepted %d %s request(s); new image ids: %s", len(new_ids), self.action, new_ids
             )

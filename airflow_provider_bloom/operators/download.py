@@ -20,6 +20,14 @@ from urllib.parse import urlparse
 
 from airflow_provider_bloom.batch.manifest import completed_images, summary, to_jsonl
 from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
+from airflow_provider_bloom.lineage import (
+    asset_extra,
+    from_bloom_record,
+    from_manifest_record,
+    merged,
+    storage_dataset,
+    upstream_provenance,
+)
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors, known_at_parse_time
 from airflow_provider_bloom.operators._batch import storage_path
@@ -94,6 +102,11 @@ def predicted_extension(record: Mapping[str, Any]) -> str:
 
 class BloomDownloadImagesOperator(BloomBaseOperator):
     """Download completed Bloom images to object storage or a local directory.
+
+    Lineage: each image's provenance (prompt, model, size, action, source image...: what the task that
+    made it recorded, or the batch manifest) goes into the ``extra`` of its Asset event and, with the
+    OpenLineage provider, into the task's events, whose outputs are exactly the final files (the
+    temporary ``.part`` files are never reported, to OpenLineage or to Airflow's hook lineage).
 
     :param image_ids: ids or image records (a sensor's or an operator's output), or a batch manifest
         (a batch task's output, or its manifest's location): then every completed image of it is
@@ -186,6 +199,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         check_name_template(self.name_template)
         target = self._target_dir()
         records = self.records_by_id(ids)
+        self._bloom_records = records
         problems: list[str] = []
         planned: list[_Planned] = []
         names: dict[str, str] = {}
@@ -228,16 +242,19 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
             else:
                 ids = flatten_image_ids(self.image_ids, "image_ids")
             planned = self._plan(ids)
+        known = self._provenance(context, manifest, ids)
+        self._bloom_files: list[tuple[Any, dict[str, Any]]] = []
         written: list[str] = []
         results: list[str] = []
         for item in planned:
             with bloom_errors(f"Downloading Bloom image {item.image_id}"):
                 path, fresh = self._download(item)
             results.append(str(path))
+            self._bloom_files.append((path, known.get(item.image_id) or {"image_id": item.image_id}))
             if fresh:
                 written.append(str(path))
                 if manifest is None:
-                    self._emit_asset(context, path, item.image_id)
+                    self._emit_asset(context, path, asset_extra([self._bloom_files[-1][1]]))
             if len(planned) > 100 and len(results) % 500 == 0:
                 self.log.info("Downloaded %d of %d file(s)", len(results), len(planned))
         self.log.info("Wrote %d file(s), kept %d existing", len(written), len(results) - len(written))
@@ -248,7 +265,8 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
     def _write_manifest(
         self, context: Context, manifest: list[dict[str, Any]], files: Mapping[str, str], written: int
     ) -> dict[str, Any]:
-        """The batch manifest with each record's files (``file``: the first, ``files``: all) and bytes."""
+        """The batch manifest with each record's files (``file``: the first, ``files``: all), their
+        sizes (``sizes``, in the order of ``files``) and their total (``bytes``)."""
         from airflow.sdk import ObjectStoragePath
 
         records = []
@@ -261,13 +279,16 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
                     "file": paths[0] if paths else None,
                     "files": paths,
                     "bytes": sum(int(size or 0) for size in sizes) if paths else None,
+                    "sizes": [int(size or 0) for size in sizes],
                 }
             )
         target = self._target_dir() / "manifest.jsonl" if not self.manifest_path else None
         path = target if target is not None else storage_path(self.manifest_path)
         path.write_text(to_jsonl(records))
         context["ti"].xcom_push(key=MANIFEST_XCOM_KEY, value=str(path))
-        self._emit_asset(context, path, None, extra={"bloom_manifest": str(path), "files": len(files)})
+        self._bloom_manifest = path
+        images = [record for _, record in self._bloom_files]
+        self._emit_asset(context, path, asset_extra(images, bloom_manifest=str(path), files=len(files)))
         self.log.info("Manifest of the files: %s", path)
         return summary(str(path), records, "download", credits=0, files=len(files), written=written)
 
@@ -401,16 +422,21 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
             )
 
     def _write_atomically(self, image_id: str, final: ObjectStoragePath, chunks: Iterator[bytes]) -> None:
-        """Write under a temporary name next to ``final``, then move it there; never leave a partial file."""
+        """Write under a temporary name next to ``final``, then move it there; never leave a partial file.
+
+        The temporary file is written and moved through the store's own filesystem (``fs``), not
+        through ``ObjectStoragePath.open``/``move``, which report every path they touch to Airflow's
+        hook lineage collector: only the final file is reported, as this task's output.
+        """
         parent = final.parent
         if final.protocol in _LOCAL_PROTOCOLS:
             parent.mkdir(parents=True, exist_ok=True)
         temp = parent / f".{final.name}.{uuid.uuid4().hex[:12]}.part"
         try:
-            with temp.open("wb") as out:
+            with final.fs.open(temp.path, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
-            temp.move(final)
+            final.fs.mv(temp.path, final.path)
         except OSError as exc:
             _remove_quietly(temp)
             raise BloomDownloadError(
@@ -419,26 +445,52 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         except BaseException:
             _remove_quietly(temp)
             raise
+        _report_output(final)
 
     # -- lineage -----------------------------------------------------------------------------
-    def _emit_asset(
-        self,
-        context: Context,
-        path: ObjectStoragePath,
-        image_id: str | None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
+    def _provenance(
+        self, context: Context, manifest: list[dict[str, Any]] | None, ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Each image's provenance: from the batch manifest, or what upstream tasks recorded when they
+        made the image (XCom ``bloom_provenance``), its gaps filled from Bloom's own record."""
+        if manifest is not None:
+            return {
+                image_id: from_manifest_record(record, image_id)
+                for record in manifest
+                for image_id in completed_images(record)
+            }
+        recorded = upstream_provenance(self, context)
+        bloom = getattr(self, "_bloom_records", None) or {}
+        return {i: merged(recorded.get(i), from_bloom_record(bloom[i]) if i in bloom else None) for i in ids}
+
+    def _emit_asset(self, context: Context, path: ObjectStoragePath, extra: dict[str, Any]) -> None:
+        """One Asset event (through the ``asset_alias`` outlet) for ``path``, with ``extra``."""
         if not self.asset_alias:
             return
         from airflow.sdk import Asset, AssetAlias
 
-        uri = f"{path.protocol or 'file'}://{path.path}"
         events = context.get("outlet_events")
         if events is None:
             return
-        events[AssetAlias(name=self.asset_alias)].add(
-            Asset(uri=uri), extra=extra if extra is not None else {"bloom_image_id": image_id}
-        )
+        namespace, name = storage_dataset(path)
+        uri = f"file://{name}" if namespace == "file" else f"{namespace}/{name}"
+        events[AssetAlias(name=self.asset_alias)].add(Asset(uri=uri), extra=extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: exactly the final files out, each with its image's provenance; the batch
+        manifest or the Bloom images in (see :mod:`...lineage`)."""
+        from airflow_provider_bloom.lineage import download_lineage
+
+        return download_lineage(self)
+
+
+def _report_output(path: ObjectStoragePath) -> None:
+    """Report a final file to Airflow's hook lineage collector (as ``ObjectStoragePath`` would)."""
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+    except ImportError:  # pragma: no cover - Airflow without hook lineage
+        return
+    get_hook_lineage_collector().add_output_asset(context=path, uri=str(path))
 
 
 def _remove_quietly(path: ObjectStoragePath) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
+from airflow_provider_bloom.lineage import generation_provenance, record_provenance
 from airflow_provider_bloom.operators._base import (
     AirflowFailException,
     bloom_errors,
@@ -178,6 +179,8 @@ class BloomGenerateImageOperator(ImageWorkOperator):
                 accepted.get("variantGroupId"),
             )
             context["ti"].xcom_push(key="variant_group_id", value=accepted.get("variantGroupId"))
+            group, prices = accepted.get("variantGroupId"), self.hook.settings.prices
+            record_provenance(self, context, generation_provenance(body, ids, group, prices=prices))
             if self.refusal.regenerates:
                 first = {"model": body.get("model"), "image_ids": ids}
                 return self.start_attempts(context, [{"key": body["prompt"], "attempts": [first]}], meter)

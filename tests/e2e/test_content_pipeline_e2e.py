@@ -241,6 +241,20 @@ def assert_files_written(entries: list[dict[str, Any]], output: Path) -> None:
     assert len(list(output.rglob("*.png"))) == 12 and len(list(output.rglob("manifest.json"))) == 1
 
 
+def assert_provenance_in_asset_events(stack: Stack, run_id: str, entries: list[dict[str, Any]]) -> None:
+    """``GET /api/v2/assets/events``: the download's and the manifest's events carry the provenance."""
+    events = stack.airflow.api.get("/assets/events", source_dag_id=DAG_ID, source_run_id=run_id, limit=100)
+    by_task = {e["source_task_id"]: e["extra"] for e in events["asset_events"]}
+    provenance = by_task["download"]["bloom_provenance"]
+    assert provenance["total"] == len(entries) and not provenance["truncated"]
+    listed = {p["image_id"]: p for p in provenance["images"]}
+    for entry in entries:  # the same facts as the manifest: prompt, model, size, action, source image
+        facts = ("prompt", "model", "image_size", "aspect_ratio", "action", "source_image_id")
+        assert {k: listed[entry["image_id"]][k] for k in facts} == {k: entry[k] for k in facts}
+    assert by_task["write_manifest"]["images"] == len(entries)
+    assert by_task["write_manifest"]["bloom_provenance"]["images"] == provenance["images"]
+
+
 def trigger_logs(stack: Stack, run_id: str, task_id: str) -> dict[int, str]:
     """The trigger log files of a task instance, by the id of the triggerer job that wrote each."""
     folder = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
@@ -296,6 +310,8 @@ def test_pipeline_at_the_demos_speed_succeeds_three_times_in_a_row(stack: Stack,
             tries = all_tries(stack, run_id)
             timeline = event_intervals(stack, run_id)
         assert_files_written(entries, output)
+        if attempt == 1:
+            assert_provenance_in_asset_events(stack, run_id, entries)
         assert set(tries.values()) == {1}, tries  # every task in one try: none failed by the race
         waiting = {k: [n for n, _ in e] for k, e in timeline.items() if k.split("[")[0] in WAITING_TASKS}
         assert len(waiting) == 3  # one batch task per step, whatever the number of images

@@ -244,7 +244,8 @@ def test_records_say_what_happened_to_each_row():
     )
     assert (lost["status"], lost["credits"]) == ("uncertain", None)
     derived = derived_base(partial, "a")
-    assert derived["lineage"] == [{"operation": "images.generate", "image_id": "a"}]
+    # The step is kept with its request (none given here) and its cost for this image (2 credits, 2 ids).
+    assert derived["lineage"] == [{"operation": "images.generate", "image_id": "a", "credits": 1}]
     assert derived["source_image_id"] == "a" and "image_ids" not in derived and derived["sku"] == "S1"
     result = summary("file:///m.jsonl", [partial, refused, lost], "images.generate")
     assert result["counts"] == {"partial": 1, "rejected": 1, "uncertain": 1} and result["credits"] == 2

@@ -129,7 +129,16 @@ def test_a_csv_batch_chains_into_post_processing_with_lineage(bloom_conn, dag_ru
     assert story["operation"] == "images.resize" and story["source_image_id"] == gen_ids["S1"]
     assert product["operation"] == "images.removeBackground"
     assert product["source_image_id"] == gen_ids["S2"]
-    assert product["lineage"] == [{"operation": "images.generate", "image_id": gen_ids["S2"]}]
+    # The earlier step, with its request as sent and what it cost for this image.
+    assert product["lineage"] == [
+        {
+            "operation": "images.generate",
+            "image_id": gen_ids["S2"],
+            "prompt": "shot 2",
+            "aspect_ratio": "1:1",
+            "credits": 1,
+        }
+    ]
     assert all(r["status"] == "completed" for r in final)
     (resized,) = bloom_conn.image_records(story["image_ids"])
     assert (resized["width"], resized["height"]) == (1152, 2048)  # 9:16 at 2K
