@@ -53,6 +53,7 @@ declare -A RELEASED=([3.1]=2026-03-12 [3.2]=2026-05-30)
 NEWER_PACKAGES=(
     --exclude-newer-package "apache-airflow-providers-common-compat=2026-11-30T00:00:00Z"
     --exclude-newer-package "playwright=2026-11-30T00:00:00Z"
+    --exclude-newer-package "apache-airflow-providers-standard=2026-11-30T00:00:00Z"
 )
 
 # The browser test runs on the oldest supported version too (the main run covers 3.3).
