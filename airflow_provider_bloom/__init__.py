@@ -124,6 +124,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_bloom.operators.brands",
                     "airflow_provider_bloom.operators.download",
                     "airflow_provider_bloom.operators.credits",
+                    "airflow_provider_bloom.operators.review",
                 ],
             }
         ],
