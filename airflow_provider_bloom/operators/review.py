@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlparse
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
+from airflow.sdk.definitions.param import ParamsDict
 
 from airflow_provider_bloom.batch.manifest import completed_images, summary, to_jsonl
 from airflow_provider_bloom.batch.rows import GENERATE_FIELDS, check_rows, request_credits
@@ -466,6 +467,41 @@ def _timeout(value: Any) -> timedelta | None:
     return timedelta(seconds=seconds)
 
 
+def form_params(given: Any) -> ParamsDict:
+    """The review's form: ``reject`` and ``edit`` text fields, plus the task's own params if any.
+
+    The DAG's params (which Airflow hands every task) are left out: they are not questions for the
+    reviewer (the standard provider filters them too, from Airflow 3.1.3)."""
+    fields = {
+        "reject": Param(
+            "",
+            type=["string", "null"],
+            title="Reject",
+            description="One line per image to reject: '<#>: <reason>' (the # or id shown above).",
+            format="multiline",
+        ),
+        "edit": Param(
+            "",
+            type=["string", "null"],
+            title="Edit",
+            description="One line per image to edit: '<#>: <what to change>' (the edit prompt).",
+            format="multiline",
+        ),
+    }
+    for param in fields.values():
+        param.source = "task"  # type: ignore[attr-defined]
+    merged = ParamsDict()
+    if given:
+        given = given if isinstance(given, ParamsDict) else ParamsDict(given)
+        for key in given:
+            param = given.get_param(key)
+            if getattr(param, "source", None) != "dag" and key not in fields:
+                merged[key] = param
+    for key, param in fields.items():
+        merged[key] = param
+    return merged
+
+
 class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
     """Ask a person to review Bloom images in Airflow's UI (a Required Action) and return the decisions.
 
@@ -491,15 +527,23 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
     :param assigned_users: who may answer (``{"id", "name"}`` or a list of them).
     :param output_path: with a manifest: where the reviewed manifest goes (default:
         ``<manifest>.review<round>.jsonl`` beside it). Templated.
+    :param auto_approve: approve every image without asking anyone (e.g. ``"{{ not params.review }}"``
+        for runs with no person present); the result says ``auto_approved``. Templated.
     :param bloom_conn_id: the Bloom connection (to read the images' records).
 
     :return: ``{"approved": [ids], "rejected": [{"id", "reason"}], "edits": [{"id", "instruction"}],
-        "responded_by", "responded_at", "timed_out", "round", "page", "pages"}``; with a manifest, also
-        ``manifest_path`` and the batch summary keys (``manifest``, ``counts``...) of the reviewed
-        manifest, so a batch operator takes it as input.
+        "responded_by", "responded_at", "timed_out", "auto_approved", "round", "page", "pages"}``; with a
+        manifest, also ``manifest_path`` and the batch summary keys (``manifest``, ``counts``...) of the
+        reviewed manifest, so a batch operator takes it as input.
     """
 
-    template_fields: Sequence[str] = (*HITLOperator.template_fields, "images", "page", "output_path")
+    template_fields: Sequence[str] = (
+        *HITLOperator.template_fields,
+        "images",
+        "page",
+        "output_path",
+        "auto_approve",
+    )
     ui_color = "#e8d9f7"
 
     def __init__(
@@ -513,10 +557,11 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         response_timeout: timedelta | float | None = None,
         on_timeout: str = "fail",
         output_path: Any = None,
+        auto_approve: bool | str = False,
         bloom_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        for fixed in ("options", "defaults", "multiple", "params"):
+        for fixed in ("options", "defaults", "multiple"):
             if fixed in kwargs:
                 raise BloomInputError(fixed, "is set by BloomImageReviewOperator; it cannot be passed")
         if on_timeout not in ON_TIMEOUT_CHOICES:
@@ -527,22 +572,6 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         if on_timeout != "fail" and timeout is None:
             raise BloomInputError("on_timeout", f"{on_timeout!r} needs a response_timeout")
         defaults = {"fail": None, "approve_all": [APPROVE_ALL], "reject_all": [REJECT_ALL]}[on_timeout]
-        params = {
-            "reject": Param(
-                "",
-                type=["string", "null"],
-                title="Reject",
-                description="One line per image to reject: '<#>: <reason>' (the # or id shown above).",
-                format="multiline",
-            ),
-            "edit": Param(
-                "",
-                type=["string", "null"],
-                title="Edit",
-                description="One line per image to edit: '<#>: <what to change>' (the edit prompt).",
-                format="multiline",
-            ),
-        }
         super().__init__(
             bloom_conn_id=bloom_conn_id,
             subject=subject,
@@ -550,7 +579,7 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
             options=list(OPTIONS),
             defaults=defaults,
             multiple=False,
-            params=params,
+            params=form_params(kwargs.pop("params", None)),
             response_timeout=timeout,
             **kwargs,
         )
@@ -559,6 +588,7 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         self.page = page
         self.on_timeout = on_timeout
         self.output_path = output_path
+        self.auto_approve = auto_approve
         if known_at_parse_time(page):
             self._page_number()
 
@@ -610,15 +640,33 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         return next_round(records) if records is not None else 1
 
     # -- execute: build the body, then HITL waits -------------------------------------------------
+    def _auto(self) -> bool:
+        value = self.auto_approve
+        if isinstance(value, str):
+            return value.strip().lower() in ("true", "1", "yes", "on")
+        return bool(value)
+
     def execute(self, context: Context) -> Any:
+        from airflow.sdk.timezone import utcnow
+
         records, items = self._input(context)
-        if not items:
-            raise BloomInputError(
-                "images",
-                "no completed image waits for review (every record has a review or no completed image)",
+        round_ = self._round(records)
+        if self._auto() or not items:
+            if not items:
+                self.log.info("No completed image waits for review: nothing to ask")
+            chosen = self._page(items)[0] if items and self._page_number() else items
+            return self._finish(
+                records,
+                {"approved": [i["id"] for i in chosen], "rejected": [], "edits": []},
+                user=None,
+                responded_at=utcnow(),
+                timed_out=False,
+                round_=round_,
+                page=self._page_number() or 1,
+                pages=1 if self._page_number() is None else page_count(len(items), self.page_size),
+                auto=bool(items),
             )
         page_items, page, pages = self._page(items)
-        round_ = self._round(records)
         with bloom_errors("Reading the images to review"):
             bloom = self.records_by_id([i["id"] for i in page_items])
         settings = self.hook.settings
@@ -696,39 +744,83 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
             round_ = self._round(records)
         user = answer.get("responded_by_user")
         timed_out = bool(answer.get("timedout")) or user is None
-        responded_at = answer.get("responded_at")
         decisions = decide(
             answer["chosen_options"], answer.get("params_input") or {}, page_items, timed_out=timed_out
         )
+        return self._finish(
+            records,
+            decisions,
+            user=user if isinstance(user, Mapping) else None,
+            responded_at=answer.get("responded_at"),
+            timed_out=timed_out,
+            round_=round_,
+            page=page,
+            pages=pages,
+        )
+
+    def _location(self) -> Any:
+        """Where the input manifest is (None for records passed as a list)."""
+        value = literal_from_template(self.images)
+        if isinstance(value, Mapping) and isinstance(value.get("manifest"), str):
+            return value["manifest"]
+        if isinstance(value, str) or hasattr(value, "read_text"):
+            return value
+        return None
+
+    def _finish(
+        self,
+        records: list[dict[str, Any]] | None,
+        decisions: Mapping[str, Any],
+        *,
+        user: Mapping[str, Any] | None,
+        responded_at: Any,
+        timed_out: bool,
+        round_: int,
+        page: int,
+        pages: int,
+        auto: bool = False,
+    ) -> dict[str, Any]:
+        """The task's result; with a manifest (one page), the reviewed manifest written beside it."""
         result: dict[str, Any] = {
-            **decisions,
-            "responded_by": (user or {}).get("name") if isinstance(user, Mapping) else None,
-            "responded_by_id": (user or {}).get("id") if isinstance(user, Mapping) else None,
+            "approved": list(decisions["approved"]),
+            "rejected": list(decisions["rejected"]),
+            "edits": list(decisions["edits"]),
+            "responded_by": user.get("name") if user else None,
+            "responded_by_id": user.get("id") if user else None,
             "responded_at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else responded_at,
             "timed_out": timed_out,
+            "auto_approved": auto,
             "round": round_,
             "page": page,
             "pages": pages,
         }
         self.log.info(
-            "Review answered%s by %s: %d approved, %d rejected, %d to edit",
+            "Review %s%s: %d approved, %d rejected, %d to edit",
+            "auto-approved (no person asked)"
+            if auto
+            else f"answered by {result['responded_by'] or 'nobody'}",
             " (timed out: on_timeout applied)" if timed_out else "",
-            result["responded_by"] or "nobody",
             len(result["approved"]),
             len(result["rejected"]),
             len(result["edits"]),
         )
-        if records is not None and pages == 1:
-            location = (
-                self.images["manifest"]
-                if isinstance(self.images, Mapping) and "manifest" in self.images
-                else self.images
-            )
-            path = storage_path(self.output_path) if self.output_path else reviewed_path(location, round_)
-            result.update(write_reviewed(path, apply_reviews(records, [result]), [result]))
-            self.log.info("Reviewed manifest: %s", path)
-        elif records is not None:
+        if records is None:
+            return result
+        if pages > 1:
             self.log.info("Page %d of %d: merge the pages' decisions with merge_reviews", page, pages)
+            return result
+        location = self._location()
+        if self.output_path:
+            path = storage_path(self.output_path)
+        elif location is not None:
+            path = reviewed_path(location, round_)
+        else:
+            self.log.warning(
+                "Manifest records were given as a list: set output_path to write the reviewed manifest"
+            )
+            return result
+        result.update(write_reviewed(path, apply_reviews(records, [result]), [result]))
+        self.log.info("Reviewed manifest: %s", path)
         return result
 
 

@@ -385,3 +385,66 @@ def test_more_images_than_a_page_need_a_page_and_a_page_shows_its_share(bloom_co
     assert seen["body"].count("![image") == 1 and images[2]["id"] in seen["body"]
     assert "(page 2 of 2)" in seen["subject"]
     assert run.xcom("page2")["approved"] == [images[2]["id"]]
+
+
+# ------------------------------------------------------------------------------- the example DAG
+def _example_dag() -> Any:
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+    from tests.e2e.stack import DAGS_FOLDER
+
+    return DagBag(str(DAGS_FOLDER)).get_dag("bloom_review_pipeline")
+
+
+PROMPTS = ["a teal bicycle", "a lemon tart", "a paper boat"]
+
+
+@needs_33
+def test_review_example_edits_with_the_reviewers_words_and_publishes_only_approved(bloom_conn, tmp_path):
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+    from tests.helpers import run_dag
+
+    dag = _example_dag()
+    form = {"reject": "1: off-brand", "edit": "2: warmer light"}
+    first = {"chosen_options": [SUBMIT], "params_input": form}
+    second = {"chosen_options": [APPROVE_ALL], "params_input": {"reject": "", "edit": ""}}
+    seen_1: dict = {}
+    seen_2: dict = {}
+    threads = [
+        _answer_when_parked(dag.dag_id, "review_1", first, seen_1),
+        _answer_when_parked(dag.dag_id, "review_2", second, seen_2),
+    ]
+    run = run_dag(dag, run_conf={"prompts": PROMPTS, "output": str(tmp_path)})
+    for thread in threads:
+        thread.join(5)
+    assert run.state == "success", run.errors
+    assert seen_1["body"].count("![image") == 3 and seen_2["body"].count("![image") == 1
+    reviewed = run.xcom["review_2"]
+    records = from_jsonl(Path(reviewed["manifest_path"].removeprefix("file://")).read_text())
+    by_prompt = {r["prompt"]: r for r in records}
+    rejected, edited, approved = (by_prompt[p] for p in PROMPTS)
+    assert rejected["review"]["decision"] == "rejected" and rejected["review"]["reason"] == "off-brand"
+    assert rejected["review"]["by"] == "Ana Reviewer" and rejected["review"]["round"] == 1
+    assert approved["review"]["decision"] == "approved" and approved["review"]["round"] == 1
+    # The edit: made with the reviewer's words, reviewed again in round 2, its round-1 review kept.
+    assert edited["operation"] == "images.edit" and edited["review"]["round"] == 2
+    assert edited["review"]["decision"] == "approved"
+    assert edited["review_history"][0]["instruction"] == "warmer light"
+    bloom_record = BloomHook().get_image(edited["image_ids"][0])
+    assert bloom_record["prompt"] == "warmer light" and bloom_record["actionType"] == "edit"
+    # Only the approved images were downloaded.
+    files = sorted(p.name for p in tmp_path.rglob("files/*"))
+    assert files == sorted(f"{r['image_ids'][0]}.png" for r in (approved, edited))
+    assert run.xcom["report"]["decisions"] == {"approved": 2, "rejected": 1, "edit_requested": 0}
+
+
+def test_review_example_runs_with_nobody_present_when_review_is_off(bloom_conn, tmp_path):
+    from tests.helpers import run_dag
+
+    run = run_dag(_example_dag(), run_conf={"prompts": PROMPTS[:2], "output": str(tmp_path), "review": False})
+    assert run.state == "success", run.errors
+    result = run.xcom["review_1"]
+    assert result["auto_approved"] is True and len(result["approved"]) == 2
+    assert len(list(tmp_path.rglob("files/*.png"))) == 2
