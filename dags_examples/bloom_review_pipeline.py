@@ -91,6 +91,7 @@ def bloom_review_pipeline() -> None:
         response_timeout=timedelta(hours=24),
         on_timeout="reject_all",  # unanswered: nothing is published without a look
         auto_approve="{{ not params.review }}",
+        retries=2,  # a try failed by Airflow's answer-while-parking race asks again (docs/howto/review.md)
     )
     edit_1 = BloomReviewEditBatchOperator(
         task_id="edit_1",
@@ -105,6 +106,7 @@ def bloom_review_pipeline() -> None:
         response_timeout=timedelta(hours=24),
         on_timeout="reject_all",
         auto_approve="{{ not params.review }}",
+        retries=2,
     )
     # [END howto_operator_bloom_image_review]
 
