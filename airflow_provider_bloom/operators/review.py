@@ -489,13 +489,14 @@ def form_params(given: Any) -> ParamsDict:
         ),
     }
     for param in fields.values():
-        param.source = "task"  # type: ignore[attr-defined]
+        param.source = "task"
     merged = ParamsDict()
     if given:
         given = given if isinstance(given, ParamsDict) else ParamsDict(given)
         for key in given:
             param = given.get_param(key)
-            if getattr(param, "source", None) != "dag" and key not in fields:
+            # Before Airflow 3.1.3 a Param does not say where it came from: keep only the review's own.
+            if hasattr(param, "source") and param.source != "dag" and key not in fields:
                 merged[key] = param
     for key, param in fields.items():
         merged[key] = param
@@ -572,6 +573,10 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         if on_timeout != "fail" and timeout is None:
             raise BloomInputError("on_timeout", f"{on_timeout!r} needs a response_timeout")
         defaults = {"fail": None, "approve_all": [APPROVE_ALL], "reject_all": [REJECT_ALL]}[on_timeout]
+        form = form_params(kwargs.pop("params", None))
+        #: The form's fields. Airflow before 3.1.3 merges the DAG's params into every task's again
+        #: (after __init__), and the standard provider would then show them in the form.
+        self.form_fields = list(form)
         super().__init__(
             bloom_conn_id=bloom_conn_id,
             subject=subject,
@@ -579,7 +584,7 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
             options=list(OPTIONS),
             defaults=defaults,
             multiple=False,
-            params=form_params(kwargs.pop("params", None)),
+            params=form,
             response_timeout=timeout,
             **kwargs,
         )
@@ -591,6 +596,21 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         self.auto_approve = auto_approve
         if known_at_parse_time(page):
             self._page_number()
+
+    @property
+    def serialized_params(self) -> dict[str, dict[str, Any]]:
+        """The form: the review's own fields only (never the DAG's params)."""
+        fields = set(getattr(self, "form_fields", ()) or ())
+        return {k: v for k, v in super().serialized_params.items() if not fields or k in fields}
+
+    def validate_params_input(self, params_input: Mapping) -> None:
+        """The answer's form values: only the review's fields, each checked by its Param."""
+        fields = set(getattr(self, "form_fields", ()) or ())
+        unknown = sorted(set(params_input) - fields) if fields else []
+        if unknown:
+            raise BloomReviewAnswerError(f"The answer has form fields the review does not have: {unknown}")
+        for key, value in params_input.items():
+            self.params[key] = value
 
     def _page_number(self) -> int | None:
         page = self.page

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import airflow
 import pytest
+from packaging.version import Version
 
 from tests.e2e.batch_stack import BatchStack, batch_stack, read_manifest
 
@@ -25,6 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 DAG_ID = "bloom_review_pipeline"
 PROMPTS = ["a teal bicycle by the sea", "a lemon tart on slate", "a paper boat in a puddle"]
+#: Airflow 3.3 refuses an option the review does not offer (400); 3.1 and 3.2 record it, and the task
+#: then fails on resume naming it.
+VALIDATES_OPTIONS = Version(Version(airflow.__version__).base_version) >= Version("3.3")
 #: Where a review waits: parked on Airflow 3.3+, deferred on HITLTrigger before.
 WAITING = {"awaiting_input", "deferred"}
 
@@ -61,6 +66,8 @@ def wait_for_review(stack: BatchStack, run_id: str, task_id: str, timeout: float
         stack.airflow.check_alive(["api-server", "scheduler", "dag-processor"])
         ti = stack.task_instance(DAG_ID, run_id, task_id)
         if ti["state"] in WAITING and worker_exit_seen(stack, run_id, task_id):
+            # Parked on 3.3; deferred on the standard provider's HITLTrigger before.
+            assert ti["state"] == ("awaiting_input" if VALIDATES_OPTIONS else "deferred")
             detail: dict[str, Any] = stack.airflow.api.get(hitl_path(stack, run_id, task_id))
             return detail
         if ti["state"] in ("failed", "upstream_failed", "skipped") or time.monotonic() > deadline:
@@ -88,10 +95,10 @@ def test_a_reviewer_rejects_one_edits_one_and_only_approved_images_are_published
             "chosen_options": ["Submit per-image decisions"],
             "params_input": {"reject": "1: off-brand colours", "edit": "2: warmer light, no text"},
         }
-        # An option the review does not offer: 400, nothing recorded.
-        status, _ = answer(stack, run_id, "review_1", {**round_1, "chosen_options": ["Publish"]})
-        assert status == 400
-        assert stack.airflow.api.get(hitl_path(stack, run_id, "review_1"))["response_received"] is False
+        if VALIDATES_OPTIONS:  # An option the review does not offer: 400, nothing recorded.
+            status, _ = answer(stack, run_id, "review_1", {**round_1, "chosen_options": ["Publish"]})
+            assert status == 400
+            assert stack.airflow.api.get(hitl_path(stack, run_id, "review_1"))["response_received"] is False
         status, recorded = answer(stack, run_id, "review_1", round_1)
         assert status == 200, recorded
         # A second answer: 409, the first one stands.
