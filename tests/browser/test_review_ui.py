@@ -17,10 +17,21 @@ import time
 
 import airflow
 import pytest
+from packaging.version import Version
 
 from tests.browser.conftest import ARTIFACTS
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    # `airflow dags test` on 3.1/3.2 runs a deferred task's trigger in its own process, whose supervisor
+    # cannot read HITL details (the run fails: "Unhandled request GetHITLDetailResponse"). The review
+    # on 3.1 is proven in a real deployment instead: tests/e2e/test_review_e2e.py in the version suite.
+    pytest.mark.skipif(
+        Version(Version(airflow.__version__).base_version) < Version("3.3"),
+        reason="airflow dags test cannot run HITLTrigger before 3.3; see tests/e2e/test_review_e2e.py",
+    ),
+]
 
 KEY = "bloom_sk_browser_review_0123456789"
 CONN_ID = "bloom_review_ui"
@@ -77,7 +88,13 @@ def test_the_required_action_page_shows_the_thumbnails_and_answering_resumes_the
             path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/review"
             return ui_stack.api("GET", path).json().get("state") in ("awaiting_input", "deferred")
 
-        wait_for("the review to wait for input", waiting)
+        try:
+            wait_for("the review to wait for input", waiting)
+        except AssertionError:
+            runner.kill()
+            raise AssertionError(
+                f"no review waits; airflow dags test said:\n{runner.communicate()[0][-4000:]}"
+            ) from None
         run_id = run["dag_run_id"]
 
         page.goto(f"{ui_stack.url}/dags/{DAG_ID}/runs/{run_id}/tasks/review/required_actions")
