@@ -690,7 +690,11 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         with bloom_errors("Reading the images to review"):
             bloom = self.records_by_id([i["id"] for i in page_items])
         settings = self.hook.settings
-        secrets = [s for s in (getattr(settings, "api_key", None),) if isinstance(s, str) and s]
+        secrets = [
+            s
+            for s in (getattr(settings, "api_key", None), getattr(settings, "oauth_client_secret", None))
+            if isinstance(s, str) and s
+        ]
         rows = []
         missing = []
         for n, item in enumerate(page_items, start=1):

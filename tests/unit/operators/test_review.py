@@ -18,6 +18,7 @@ from typing import Any
 import airflow
 import pytest
 from airflow.sdk import DAG
+from airflow.sdk.bases.notifier import BaseNotifier
 from packaging.version import Version
 
 from airflow_provider_bloom.batch.manifest import from_jsonl, to_jsonl
@@ -293,12 +294,34 @@ def _manifest(tmp_path: Path, images: list[dict]) -> Path:
     return path
 
 
+NOTIFIED: list[str] = []
+
+
+class _Notifier(BaseNotifier):
+    """Records the review's subject when called (as a Slack notifier would post it)."""
+
+    template_fields = ("message",)
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def notify(self, context: Any) -> None:
+        NOTIFIED.append(f"{self.message} {context['task'].subject}")
+
+
 @needs_33
 def test_review_of_a_manifest_shows_thumbnails_and_writes_decisions(bloom_conn, dag_run, tmp_path):
     images = completed_images(3, prompt="a red | bicycle <on> a beach")
     manifest = _manifest(tmp_path, images)
+    NOTIFIED.clear()
     with DAG("review_manifest", schedule=None, start_date=START) as dag:
-        BloomImageReviewOperator(task_id="review", images=str(manifest), subject="Spring campaign")
+        BloomImageReviewOperator(
+            task_id="review",
+            images=str(manifest),
+            subject="Spring campaign",
+            notifiers=[_Notifier("review open for {{ task.task_id }}:")],
+        )
     seen: dict = {}
     thread = _answer_when_parked(
         "review_manifest",
@@ -324,7 +347,8 @@ def test_review_of_a_manifest_shows_thumbnails_and_writes_decisions(bloom_conn, 
     written = from_jsonl(Path(result["manifest_path"].removeprefix("file://")).read_text())
     assert [r["review"]["decision"] for r in written] == ["rejected", "approved", "edit_requested"]
     assert written[0]["review"]["by"] == "Ana Reviewer" and written[0]["review"]["reason"] == "off-brand"
-    assert "Required Action" in run.log or "required_actions" in run.log
+    assert "required_actions?map_index=-1" in run.log  # the link to the Required Action page
+    assert NOTIFIED == ["review open for review: Spring campaign"]  # notifiers passed through, called once
 
 
 @needs_33
