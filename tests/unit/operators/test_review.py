@@ -209,7 +209,7 @@ class _User:
         return "Ana Reviewer"
 
 
-def _parked(dag_id: str, task_id: str) -> Any:
+def _parked(dag_id: str, task_id: str, map_index: int | None = None) -> Any:
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
@@ -218,12 +218,15 @@ def _parked(dag_id: str, task_id: str) -> Any:
         ti = (
             session.query(TI)
             .filter(TI.dag_id == dag_id, TI.task_id == task_id, TI.state == TaskInstanceState.AWAITING_INPUT)
+            .filter(TI.map_index == map_index if map_index is not None else True)
             .one_or_none()
         )
         return (ti.run_id, ti.map_index) if ti is not None else None
 
 
-def _answer_when_parked(dag_id: str, task_id: str, answer: dict | None, seen: dict) -> threading.Thread:
+def _answer_when_parked(
+    dag_id: str, task_id: str, answer: dict | None, seen: dict, map_index: int | None = None
+) -> threading.Thread:
     """A thread: once the review is parked, record ``answer`` through Airflow's REST handler (None: let
     the scheduler's timeout sweep run once the deadline passed)."""
 
@@ -237,13 +240,13 @@ def _answer_when_parked(dag_id: str, task_id: str, answer: dict | None, seen: di
 
     def run() -> None:
         end = time.monotonic() + 60
-        while (where := _parked(dag_id, task_id)) is None:
+        while (where := _parked(dag_id, task_id, map_index)) is None:
             if time.monotonic() > end:
                 return
             time.sleep(0.2)
-        run_id, map_index = where
+        run_id, parked_index = where
         with create_session() as session:
-            detail = get_hitl_detail(dag_id, run_id, task_id, session=session, map_index=map_index)
+            detail = get_hitl_detail(dag_id, run_id, task_id, session=session, map_index=parked_index)
             seen["body"], seen["subject"] = detail.body, detail.subject
             seen["options"], seen["params"] = detail.options, detail.params
         if answer is not None:
@@ -255,7 +258,7 @@ def _answer_when_parked(dag_id: str, task_id: str, answer: dict | None, seen: di
                     UpdateHITLDetailPayload(**answer),
                     user=_User(),
                     session=session,
-                    map_index=map_index,
+                    map_index=parked_index,
                 )
             return
         while time.monotonic() < end:
@@ -263,7 +266,7 @@ def _answer_when_parked(dag_id: str, task_id: str, answer: dict | None, seen: di
             stub = type("Stub", (), {"log": __import__("logging").getLogger("sweep")})()
             with create_session() as session:
                 class_.check_awaiting_input_timeouts(stub, session=session)  # type: ignore[arg-type]
-            if _parked(dag_id, task_id) is None:
+            if _parked(dag_id, task_id, map_index) is None:
                 return
             time.sleep(0.3)
 
@@ -472,3 +475,36 @@ def test_review_example_runs_with_nobody_present_when_review_is_off(bloom_conn, 
     result = run.xcom["review_1"]
     assert result["auto_approved"] is True and len(result["approved"]) == 2
     assert len(list(tmp_path.rglob("files/*.png"))) == 2
+
+
+@needs_33
+def test_a_batch_larger_than_a_page_is_reviewed_by_mapped_pages_and_merged(bloom_conn, dag_run, tmp_path):
+    from airflow.sdk import task
+
+    images = completed_images(3)
+    manifest = _manifest(tmp_path, images)
+    with DAG("review_mapped_pages", schedule=None, start_date=START) as dag:
+        pages = task(review_pages)(str(manifest), page_size=2)
+        review = BloomImageReviewOperator.partial(task_id="review", images=str(manifest), page_size=2).expand(
+            page=pages
+        )
+        task(merge_reviews, task_id="merge")(str(manifest), review.output)
+    answers = {
+        0: {"chosen_options": [SUBMIT], "params_input": {"reject": "2: blurry", "edit": ""}},
+        1: {"chosen_options": [APPROVE_ALL], "params_input": {"reject": "", "edit": ""}},
+    }
+    seen: dict[int, dict] = {0: {}, 1: {}}
+    threads = [
+        _answer_when_parked("review_mapped_pages", "review", answers[i], seen[i], map_index=i) for i in (0, 1)
+    ]
+    run = dag_run(dag)
+    for thread in threads:
+        thread.join(5)
+    assert run.state == "success", run.log[-3000:]
+    assert seen[0]["body"].count("![image") == 2 and seen[1]["body"].count("![image") == 1
+    assert "(page 2 of 2)" in seen[1]["subject"]
+    merged = run.xcom("merge")
+    records = from_jsonl(Path(merged["manifest_path"].removeprefix("file://")).read_text())
+    assert [r["review"]["decision"] for r in records] == ["approved", "rejected", "approved"]
+    assert records[1]["review"]["reason"] == "blurry"
+    assert merged["decisions"] == {"approved": 2, "rejected": 1, "edit_requested": 0}
