@@ -140,6 +140,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_bloom.operators.download",
                     "airflow_provider_bloom.operators.manifest",
                     "airflow_provider_bloom.operators.credits",
+                    "airflow_provider_bloom.operators.review",
                 ],
             }
         ],

@@ -26,6 +26,7 @@ EXAMPLES = {
     "bloom_brand_onboarding",
     "bloom_batch_collect",
     "bloom_catalogue_nightly",
+    "bloom_review_pipeline",
 }
 PAID_IMAGE_OPERATIONS = ("images.generate", "images.resize", "images.removeBackground")
 PNG = b"\x89PNG\r\n\x1a\n"
