@@ -168,7 +168,13 @@ def test_the_snippets_parse_as_dags():
 
     bag = DagBag(dag_folder=str(SNIPPETS))
     assert not bag.import_errors, bag.import_errors
-    assert {"bloom_hello", "bloom_docs_images", "bloom_docs_brands", "bloom_docs_batch"} <= set(bag.dag_ids)
+    assert {
+        "bloom_hello",
+        "bloom_docs_images",
+        "bloom_docs_brands",
+        "bloom_docs_batch",
+        "bloom_docs_review_pages",
+    } <= set(bag.dag_ids)
 
 
 def test_the_hook_snippet_runs(bloom_conn):
