@@ -144,6 +144,25 @@ def derived_base(source: Mapping[str, Any], source_image_id: str) -> dict[str, A
     return base
 
 
+def source_image_size(base: Mapping[str, Any]) -> str | None:
+    """The size class (``2K``/``4K``) of a post-processing record's source image, for its price.
+
+    The row's own ``image_size`` column if it has one, else the size asked for by the latest earlier
+    step that made an image (``lineage``), else Bloom's default (2K) when that step asked for none.
+    None when the record tells nothing (a source given by id only): the price list then assumes 4K.
+    """
+    if isinstance(base.get("image_size"), str) and base["image_size"]:  # a CSV's empty cell: not given
+        return str(base["image_size"])
+    for step in reversed(base.get("lineage") or []):
+        if not isinstance(step, Mapping):
+            continue
+        if isinstance(step.get("image_size"), str) and step["image_size"]:
+            return str(step["image_size"])
+        if step.get("operation") in ("images.generate", "images.edit"):
+            return "2K"  # Bloom's default imageSize
+    return None
+
+
 def request_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """A request body (Bloom's camelCase) as manifest fields: snake_case, without the brand session."""
     return {

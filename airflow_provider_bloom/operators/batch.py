@@ -22,7 +22,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_bloom.batch.manifest import completed_images, derived_base, from_jsonl, is_summary
+from airflow_provider_bloom.batch.manifest import (
+    completed_images,
+    derived_base,
+    from_jsonl,
+    is_summary,
+    source_image_size,
+)
 from airflow_provider_bloom.batch.rows import (
     GENERATE_FIELDS,
     check_rows,
@@ -287,7 +293,7 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
             if problem := self.source_problem(base):
                 raise BloomInputError("images", f"image {image_id} {problem}")
             call = client.prepare(self.operation, path={"id": image_id}, body=body)
-            size = base.get("image_size") if isinstance(base.get("image_size"), str) else None
+            size = source_image_size(base)
             credits = credits_for(self.operation, call.json or {}, size, client.settings.prices)
             return Job(index, call, base, credits, functools.partial(self.recovery_query, base, call))
 

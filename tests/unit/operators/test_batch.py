@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from airflow_provider_bloom.batch.manifest import from_jsonl
 from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
     BloomRemoveBackgroundBatchOperator,
@@ -113,6 +114,7 @@ def test_a_csv_batch_chains_into_post_processing_with_lineage(bloom_conn, dag_ru
             deferrable=False,
         )
         gen >> stories >> products
+    start = float(BloomHook().get_credits()["balance"])
     run = dag_run(dag)
     assert run.state == "success", run.log[-3000:]
     assert by_op(bloom_conn, "images.generate") == 9
@@ -140,6 +142,14 @@ def test_a_csv_batch_chains_into_post_processing_with_lineage(bloom_conn, dag_ru
         }
     ]
     assert all(r["status"] == "completed" for r in final)
+    # What the manifests say was spent is what Bloom charged: a resize of a row with no image_size is
+    # priced by its source's size as the generate step asked for it (Bloom's default 2K), not as 4K.
+    assert story["credits"] == 1
+    spent = sum(r["credits"] for r in generated) + sum(
+        r["credits"] for r in final if r["operation"] != "images.generate"
+    )
+    # 8 generations at 2K and one at 4K, 3 resizes of 2K sources, 3 cut-outs
+    assert spent == start - float(BloomHook().get_credits()["balance"]) == 10 + 3 + 3
     (resized,) = bloom_conn.image_records(story["image_ids"])
     assert (resized["width"], resized["height"]) == (1152, 2048)  # 9:16 at 2K
 
