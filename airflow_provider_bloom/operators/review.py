@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import quote, urljoin, urlparse
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
@@ -160,6 +160,10 @@ def _md(text: Any, limit: int = 400) -> str:
     return _MD_SPECIAL.sub(r"\\\1", value)
 
 
+#: Characters left as they are in a thumbnail URL (RFC 3986's, minus those Markdown or a table reads).
+URL_SAFE = "/:?&=%#~-._+,;@!$*"
+
+
 def thumbnail_url(record: Mapping[str, Any], base_url: str, secrets: Iterable[str] = ()) -> str | None:
     """The URL the reviewer's browser loads for a thumbnail: Bloom's ``imageUrl`` short link.
 
@@ -178,7 +182,9 @@ def thumbnail_url(record: Mapping[str, Any], base_url: str, secrets: Iterable[st
         return None
     if any(secret and secret in url for secret in secrets):
         return None
-    return url.replace(" ", "%20").replace(")", "%29").replace("(", "%28")
+    # Percent-encode whatever could end the Markdown link or the table cell (spaces, brackets, |, <, >,
+    # quotes, backticks, newlines) in a URL the server chose; a server's own %-escapes stay as they are.
+    return quote(url, safe=URL_SAFE)
 
 
 def _metadata(record: Mapping[str, Any]) -> str:

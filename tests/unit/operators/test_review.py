@@ -52,6 +52,14 @@ def test_thumbnail_is_blooms_short_link_made_absolute_and_never_holds_the_key():
     assert thumbnail_url({"imageUrl": "data:image/png;base64,AAAA"}, base) is None
     assert thumbnail_url({"imageUrl": "javascript:alert(1)"}, base) is None
     assert thumbnail_url({"imageUrl": None}, base) is None
+    # A hostile server's URL cannot end the Markdown image or the table cell, nor add raw HTML.
+    hostile = 'https://x.test/img/a) | <b>x</b> ![y](https://evil.test/z\n"`'
+    url = thumbnail_url({"imageUrl": hostile}, base)
+    assert url is not None and url.startswith("https://x.test/img/a")
+    assert not set(url) & set(' )(|<>[]\n"`')
+    assert thumbnail_url({"imageUrl": "https://x.test/img/a%20b?s=1&t=2"}, base) == (
+        "https://x.test/img/a%20b?s=1&t=2"
+    )
 
 
 def test_body_escapes_markup_and_html_in_user_text():
