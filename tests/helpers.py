@@ -7,6 +7,7 @@ Fixtures live in ``conftest.py``; this module holds plain functions and constant
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 import struct
@@ -14,6 +15,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -62,6 +65,22 @@ def conn_json(base_url: str, key: str = API_KEY, **extra: object) -> str:
 
 
 # --------------------------------------------------------------------------- counting on the emulator
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """A Python file that is not on the import path (a docs snippet), loaded as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def balance() -> float:
+    """The balance of the ``bloom_default`` connection's workspace (a free GET)."""
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    return float(BloomHook().get_credits()["balance"])
 
 
 def by_op(emulator: Any, operation: str) -> int:

@@ -34,7 +34,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
-from airflow_provider_bloom.batch.manifest import completed_images, summary, to_jsonl
+from airflow_provider_bloom.batch.manifest import STEP_FIELDS, completed_images, summary, to_jsonl
 from airflow_provider_bloom.batch.rows import GENERATE_FIELDS, check_rows, request_credits
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.operators._base import (
@@ -69,23 +69,15 @@ ITEMS_XCOM_KEY = "bloom_review_items"
 _KNOWN_FIELDS = frozenset(
     {
         *GENERATE_FIELDS,
+        *STEP_FIELDS,
         "row",
-        "operation",
-        "image_ids",
-        "images",
-        "status",
-        "failure_reason",
-        "error",
-        "credits",
-        "attempts",
-        "recovered",
         "variant_group_id",
         "lineage",
         "source_image_id",
         "review",
         "review_history",
-        "file",
-        "bytes",
+        "attempt_history",
+        "model",
         "defaults",
     }
 )

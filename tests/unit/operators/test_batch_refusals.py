@@ -3,7 +3,6 @@ credits in the manifest, the summary and XCom ``bloom_credits`` equal to the emu
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,25 +11,12 @@ from airflow.sdk import DAG
 
 from airflow_provider_bloom.batch.manifest import from_jsonl
 from airflow_provider_bloom.exceptions import BloomError
-from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators import _batch
 from airflow_provider_bloom.operators.batch import BloomGenerateBatchOperator
-from tests.helpers import NO_RETRY_WANTED, REPO, START, by_op
-
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location("bloom_refusal_snippets", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.helpers import NO_RETRY_WANTED, REPO, START, balance, by_op, load_module
 
 #: The how-to's snippets (docs/howto/refusals.md includes them): the tests run exactly that code.
-SNIPPETS = _load(REPO / "docs" / "howto" / "snippets" / "refusals.py")
-
-
-def balance() -> float:
-    return float(BloomHook().get_credits()["balance"])
+SNIPPETS = load_module(REPO / "docs" / "howto" / "snippets" / "refusals.py", "bloom_refusal_snippets")
 
 
 ROWS = [

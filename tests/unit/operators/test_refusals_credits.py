@@ -3,7 +3,6 @@ emulator over HTTP (``dag.test()`` through the ``dag_run`` fixture)."""
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import timedelta
 
 import airflow
@@ -19,24 +18,13 @@ from airflow_provider_bloom.operators.images import (
     BloomGenerateImageOperator,
     BloomResizeImageOperator,
 )
-from tests.helpers import NO_RETRY_WANTED, REPO, START, by_op
+from tests.helpers import NO_RETRY_WANTED, REPO, START, balance, by_op, load_module
 
 HAS_TASK_STATE_STORE = Version(airflow.__version__) >= Version("3.3")
 
 
-def _load(path):
-    spec = importlib.util.spec_from_file_location("bloom_refusal_snippets_single", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 #: The how-to's snippets (docs/howto/refusals.md includes them): the tests run exactly that code.
-SNIPPETS = _load(REPO / "docs" / "howto" / "snippets" / "refusals.py")
-
-
-def balance() -> float:
-    return float(BloomHook().get_credits()["balance"])
+SNIPPETS = load_module(REPO / "docs" / "howto" / "snippets" / "refusals.py", "bloom_refusal_snippets_single")
 
 
 def completed(emulator, count: int, **body) -> list[str]:

@@ -29,6 +29,7 @@ from airflow_provider_bloom.operators.review import (
     SUBMIT,
     BloomImageReviewOperator,
     BloomReviewAnswerError,
+    _metadata,
     apply_reviews,
     decide,
     merge_reviews,
@@ -92,6 +93,25 @@ def test_body_is_a_table_with_one_thumbnail_per_image():
 
 
 # ------------------------------------------------------------------------------- answers
+def test_metadata_shows_the_users_columns_not_what_the_provider_recorded():
+    """A batch manifest's record: the row's own columns show; the step's request, attempts, files and
+    lineage (the provider's bookkeeping) do not."""
+    record = {
+        "row": 4,
+        "prompt": "p",
+        "channel": "story",
+        "sku": "S4",
+        "request": {"prompt": "p", "model": "standard"},
+        "attempt_history": [{"model": "pro", "reason": "content_safety"}],
+        "lineage": [{"operation": "images.generate", "image_id": "x"}],
+        "sizes": [123],
+        "files": ["a.png"],
+        "credits": 1,
+        "model": "standard",
+    }
+    assert _metadata(record) == "row 4, channel: story, sku: S4"
+
+
 def test_approve_all():
     assert decide([APPROVE_ALL], {"reject": "", "edit": None}, ITEMS) == {
         "approved": IDS,
