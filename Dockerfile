@@ -14,7 +14,7 @@ USER airflow
 WORKDIR /opt/airflow
 
 # The package (only what building it needs, so editing DAGs or tests does not rebuild this layer).
-COPY --chown=airflow:0 pyproject.toml README.md /opt/bloom/src/
+COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/bloom/src/
 COPY --chown=airflow:0 airflow_provider_bloom /opt/bloom/src/airflow_provider_bloom
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /opt/bloom/src
 
