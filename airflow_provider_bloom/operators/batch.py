@@ -281,6 +281,10 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
         body["brand_session_id"] = self.brand_session_id
         return body
 
+    def request_body(self, base: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The request for one source (``base``: its carried record); the same ``body`` for all here."""
+        return body
+
     def plan(self, context: Context, client: BloomClient) -> list[Job]:
         body = self.body()
         sources = self.sources(context)
@@ -292,7 +296,7 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
             base, image_id = item
             if problem := self.source_problem(base):
                 raise BloomInputError("images", f"image {image_id} {problem}")
-            call = client.prepare(self.operation, path={"id": image_id}, body=body)
+            call = client.prepare(self.operation, path={"id": image_id}, body=self.request_body(base, body))
             size = source_image_size(base)
             credits = credits_for(self.operation, call.json or {}, size, client.settings.prices)
             return Job(index, call, base, credits, functools.partial(self.recovery_query, base, call))

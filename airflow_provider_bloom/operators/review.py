@@ -20,7 +20,6 @@ mapped review per page (:func:`review_pages`, then :func:`merge_reviews`).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -35,7 +34,7 @@ from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
 from airflow_provider_bloom.batch.manifest import STEP_FIELDS, completed_images, summary, to_jsonl
-from airflow_provider_bloom.batch.rows import GENERATE_FIELDS, check_rows, request_credits
+from airflow_provider_bloom.batch.rows import GENERATE_FIELDS
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.operators._base import (
     DEFAULT_CONN_ID,
@@ -44,7 +43,7 @@ from airflow_provider_bloom.operators._base import (
     known_at_parse_time,
     literal_from_template,
 )
-from airflow_provider_bloom.operators._batch import Job, storage_path
+from airflow_provider_bloom.operators._batch import storage_path
 from airflow_provider_bloom.operators._image_work import checked_argument
 from airflow_provider_bloom.operators.batch import BloomEditBatchOperator, load_manifest
 from airflow_provider_bloom.records import flatten_image_ids
@@ -52,7 +51,6 @@ from airflow_provider_bloom.records import flatten_image_ids
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import BloomClient
 
 APPROVE_ALL = "Approve all"
 REJECT_ALL = "Reject all"
@@ -890,29 +888,13 @@ class BloomReviewEditBatchOperator(BloomEditBatchOperator):
             out.append((base, image_id))
         return out
 
-    def plan(self, context: Context, client: BloomClient) -> list[Job]:
-        sources = self.sources(context)
-        if not sources:
-            self.log.warning("No image was sent to edit (everything is carried through)")
-            return []
-        fixed = {
-            name: checked_argument(self.operation, name, getattr(self, name))
-            for name in ("image_size", "model")
-        }
-
-        def job(index: int, item: tuple[dict[str, Any], str]) -> Job:
-            base, image_id = item
-            instruction = base.pop("_instruction", None)
-            if not instruction:
-                raise BloomInputError("images", f"image {image_id} was sent to edit without an instruction")
-            body = {**fixed, "prompt": checked_argument(self.operation, "prompt", instruction)}
-            body["brand_session_id"] = self.brand_session_id
-            call = client.prepare(self.operation, path={"id": image_id}, body=body)
-            size = base.get("image_size") if isinstance(base.get("image_size"), str) else None
-            credits = request_credits(self.operation, call.json or {}, source_size=size)
-            return Job(index, call, base, credits, functools.partial(self.recovery_query, base, call))
-
-        return check_rows(sources, job, source="images")
+    def request_body(self, base: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The edit of one image: the batch's model and size, the reviewer's words as the prompt."""
+        instruction = base.pop("_instruction", None)
+        if not instruction:
+            image_id = base.get("source_image_id")
+            raise BloomInputError("images", f"image {image_id} was sent to edit without an instruction")
+        return {**body, "prompt": checked_argument(self.operation, "prompt", instruction)}
 
 
 __all__ = [
