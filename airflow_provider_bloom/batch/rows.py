@@ -11,8 +11,7 @@ Every row is checked against Bloom's spec by a caller-supplied ``check`` (the cl
 the problems of all rows are reported together (:class:`BatchInputError`), naming row and field, so a
 user fixes a file in one pass and nothing is spent on a batch that holds a bad row.
 
-Prices: :func:`request_credits` is :func:`airflow_provider_bloom.prices.credits_for` (the provider's
-one price list).
+Prices are :func:`airflow_provider_bloom.prices.credits_for` (the provider's one price list).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.prices import credits_for as request_credits
 
 #: The request fields of a generation row (the generate operator's arguments).
 GENERATE_FIELDS = (
@@ -164,7 +162,6 @@ __all__ = [
     "BatchInputError",
     "check_rows",
     "normalize",
-    "request_credits",
     "request_of",
     "rows_from_text",
     "user_fields",

@@ -23,12 +23,12 @@ from airflow_provider_bloom.batch.rows import (
     BatchInputError,
     check_rows,
     normalize,
-    request_credits,
     request_of,
     rows_from_text,
 )
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.operators._batch import batch_bucket
+from airflow_provider_bloom.prices import credits_for
 
 # --------------------------------------------------------------------------- rows
 
@@ -86,12 +86,12 @@ def test_every_bad_row_is_reported_at_once_by_number_and_field():
 
 
 def test_prices_follow_blooms_published_list_and_say_what_is_assumed():
-    assert request_credits("images.generate", {"imageSize": "4K", "variantCount": 3}) == 6
-    assert request_credits("images.generate", {}) == 1
-    assert request_credits("images.edit", {"imageSize": "4K"}) == 2
-    assert request_credits("images.resize", {}, source_size="2K") == 1
-    assert request_credits("images.resize", {}) == 2  # unknown source size: the safe side
-    assert request_credits("images.removeBackground", {}) == request_credits("images.vectorize", {}) == 1
+    assert credits_for("images.generate", {"imageSize": "4K", "variantCount": 3}) == 6
+    assert credits_for("images.generate", {}) == 1
+    assert credits_for("images.edit", {"imageSize": "4K"}) == 2
+    assert credits_for("images.resize", {}, source_size="2K") == 1
+    assert credits_for("images.resize", {}) == 2  # unknown source size: the safe side
+    assert credits_for("images.removeBackground", {}) == credits_for("images.vectorize", {}) == 1
 
 
 # --------------------------------------------------------------------------- the journal
