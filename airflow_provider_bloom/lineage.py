@@ -15,7 +15,7 @@ edit that made the pixels: a resize keeps its source's), ``image_size``, ``aspec
 Single-image operators push their records to XCom (key :data:`PROVENANCE_XCOM_KEY`); a later operator
 finds the records of its source images there (:func:`upstream_provenance`), so a chain carries its
 prompt, model and lineage to the last file. Batch operators keep the same fields in their manifest
-(:mod:`airflow_provider_bloom.batch.manifest`), from which :func:`from_manifest_record` reads them.
+(:mod:`airflow_provider_bloom.logic.batch.manifest`), from which :func:`from_manifest_record` reads them.
 
 The OpenLineage side (:func:`operator_lineage`, the facet classes) imports the OpenLineage provider
 only when called: this module, and every operator, work without it installed. Facets are bounded:
@@ -120,9 +120,9 @@ def price(
     source_size: str | None = None,
     prices: Mapping[str, Any] | None = None,
 ) -> float | None:
-    """What one request costs by the provider's price list (:mod:`airflow_provider_bloom.prices`;
+    """What one request costs by the provider's price list (:mod:`airflow_provider_bloom.logic.prices`;
     ``prices``: the connection's overrides)."""
-    from airflow_provider_bloom.prices import credits_for
+    from airflow_provider_bloom.logic.prices import credits_for
 
     try:
         return credits_for(operation, body, source_size=source_size, prices=prices)
@@ -483,7 +483,7 @@ def manifest_images(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 def manifest_location(value: Any, suffixes: tuple[str, ...] = ()) -> str | None:
     """Where a batch input lives (a summary's manifest, a path or URL; ending in one of ``suffixes``
     when given), or None for inline input (rows, ids, records)."""
-    from airflow_provider_bloom.batch.manifest import is_summary
+    from airflow_provider_bloom.logic.batch.manifest import is_summary
 
     if is_summary(value):
         return str(value["manifest"])

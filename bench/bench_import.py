@@ -38,7 +38,7 @@ TARGET_MS = 30.0
 MODULES = [
     "airflow_provider_bloom.operators.images",
     "airflow_provider_bloom.operators.library",
-    "airflow_provider_bloom.operators.image_tools",
+    "airflow_provider_bloom.operators.images",
     "airflow_provider_bloom.operators.brands",
     "airflow_provider_bloom.operators.download",
     "airflow_provider_bloom.operators.credits",
@@ -47,7 +47,7 @@ MODULES = [
     "airflow_provider_bloom.sensors.credits",
 ]
 #: Modules that must not be loaded by a DAG file's imports (they load when a task runs or defers).
-HEAVY = ["requests", "urllib3", "airflow_provider_bloom.client", "airflow.triggers.base"]
+HEAVY = ["requests", "urllib3", "airflow_provider_bloom.client.transport", "airflow.triggers.base"]
 
 BASELINE = "import airflow.sdk"
 PROVIDER = """

@@ -36,6 +36,7 @@ from typing import Any
 from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.logic.prices import credits_for
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
     BloomRemoveBackgroundBatchOperator,
@@ -45,7 +46,6 @@ from airflow_provider_bloom.operators.credits import BloomCreditsReportOperator
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.operators.manifest import BloomWriteManifestOperator
-from airflow_provider_bloom.prices import credits_for
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 
 DAG_FOLDER = Path(__file__).resolve().parent

@@ -13,13 +13,13 @@ from pathlib import Path
 from airflow.sdk import DAG, ObjectStoragePath
 
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.operators.download import DownloadImagesOperator
+from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import (
-    DeleteImagesOperator,
-    GenerateImageOperator,
-    RemoveBackgroundOperator,
-    VectorizeImageOperator,
+    BloomGenerateImageOperator,
+    BloomRemoveBackgroundOperator,
+    BloomVectorizeImageOperator,
 )
+from airflow_provider_bloom.operators.library import BloomDeleteImagesOperator
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 from airflow_provider_bloom.sensors.images import BloomImageSensor
 from tests.helpers import START, png_size, svg_size
@@ -31,23 +31,23 @@ def test_generate_cut_out_vectorize_and_download(bloom_conn, dag_run, tmp_path: 
     out_dir = tmp_path / "library"
     with DAG("bloom_pipeline_chain", schedule=None, start_date=START, default_args={"retries": 0}) as dag:
         credits = BloomCreditsSensor(task_id="credits", prompts=1, variant_count=2, extra_credits=4)
-        generate = GenerateImageOperator(
+        generate = BloomGenerateImageOperator(
             task_id="generate", prompt="a minimal fox mark, flat colours", aspect_ratio="4:3", variant_count=2
         )
         generated = BloomImageSensor(task_id="wait_generated", image_ids=generate.output, deferrable=True)
-        cutouts = RemoveBackgroundOperator(task_id="remove_background", image_ids=generated.output)
+        cutouts = BloomRemoveBackgroundOperator(task_id="remove_background", image_ids=generated.output)
         cut = BloomImageSensor(
             task_id="wait_cutouts", image_ids=cutouts.output, deferrable=False, poke_interval=0.1
         )
-        vectors = VectorizeImageOperator(task_id="vectorize", image_ids=cut.output)
+        vectors = BloomVectorizeImageOperator(task_id="vectorize", image_ids=cut.output)
         vectorized = BloomImageSensor(task_id="wait_vectors", image_ids=vectors.output, deferrable=True)
-        download = DownloadImagesOperator(
+        download = BloomDownloadImagesOperator(
             task_id="download",
             image_ids=[cut.output, vectorized.output],
             destination=ObjectStoragePath(f"file://{out_dir}"),
             name_template="{{ ds }}/{image_id}.png",
         )
-        cleanup = DeleteImagesOperator(
+        cleanup = BloomDeleteImagesOperator(
             task_id="cleanup", image_ids=[generate.output, cutouts.output, vectors.output]
         )
         credits >> generate

@@ -152,7 +152,7 @@ def test_the_wheel_holds_the_package_the_emulator_and_the_spec_and_no_tests(dist
         "airflow_provider_bloom/triggers/hub.py",
         "airflow_provider_bloom/emulator/app.py",
         "airflow_provider_bloom/emulator/__main__.py",
-        "airflow_provider_bloom/spec/openapi.json",
+        "airflow_provider_bloom/openapi/openapi.json",
         "airflow_provider_bloom/py.typed",
     ):
         assert member in names, member

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from airflow_provider_bloom._spec import load_spec
+from airflow_provider_bloom.client.spec import load_spec
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook

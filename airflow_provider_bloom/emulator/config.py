@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.prices import parse_prices
+from airflow_provider_bloom.logic.prices import parse_prices
 
 #: A prompt containing this marker ends ``failed`` with ``failureReason: content_safety`` on the models
 #: ``pro`` (the default) and ``fast``, and completes on ``standard`` (Bloom's advice);
@@ -123,7 +123,7 @@ class EmulatorConfig:
     #: cannot reconfigure the emulator or read its state.
     admin_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     #: Credits charged per paid call where they differ from the provider's price list
-    #: (:mod:`airflow_provider_bloom.prices`), in the shape of the connection's ``prices`` extra, e.g.
+    #: (:mod:`airflow_provider_bloom.logic.prices`), in the shape of the connection's ``prices`` extra, e.g.
     #: ``{"images.resize": {"2K": 1, "4K": 3}, "images.vectorize": 2}``. Empty: the provider's list
     #: (Bloom's published prices and the provider's assumptions).
     prices: dict[str, int | dict[str, int]] = field(default_factory=dict)

@@ -19,10 +19,10 @@ from airflow_provider_bloom.emulator.config import ACCOUNT_EMAIL, DEFAULT_BRAND_
 from airflow_provider_bloom.emulator.errors import EmulatorError, bad_request
 from airflow_provider_bloom.emulator.media import sniff
 from airflow_provider_bloom.emulator.png import cached_png
-from airflow_provider_bloom.emulator.records import ImageRecord, StoredFile
 from airflow_provider_bloom.emulator.runtime import Emulator
 from airflow_provider_bloom.emulator.spec import OperationSpec, is_uuid
 from airflow_provider_bloom.emulator.state import ImageFilter, Store
+from airflow_provider_bloom.emulator.stored import StoredFile, StoredImage
 from airflow_provider_bloom.emulator.validation import UploadedFile
 from airflow_provider_bloom.emulator.views import (
     UrlContext,
@@ -278,7 +278,7 @@ async def images_search(call: Call) -> Result:
 # ---------------------------------------------------------------------- images: paid work
 
 
-def _started(record: ImageRecord) -> Result:
+def _started(record: StoredImage) -> Result:
     return 202, {"id": record.id, "status": "pending"}
 
 

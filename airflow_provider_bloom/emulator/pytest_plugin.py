@@ -17,7 +17,7 @@ Example (``AIRFLOW_HOME=$(mktemp -d) pytest``)::
 
     def test_my_dag(bloom_emulator, bloom_connection, bloom_dag_runner):
         with DAG("my_dag", schedule=None) as dag:
-            GenerateImageOperator(task_id="generate", prompt="a red bicycle")
+            BloomGenerateImageOperator(task_id="generate", prompt="a red bicycle")
         result = bloom_dag_runner(dag)
         assert result.state == "success"
         assert bloom_emulator.requests()["paid_posts"] == 1

@@ -16,9 +16,9 @@ from airflow_provider_bloom.emulator.errors import EmulatorError, envelope, flat
 from airflow_provider_bloom.emulator.faults import FaultBook
 from airflow_provider_bloom.emulator.observe import Counters, Violation
 from airflow_provider_bloom.emulator.png import cached_png, make_svg
-from airflow_provider_bloom.emulator.records import ImageRecord, StoredFile
 from airflow_provider_bloom.emulator.spec import OperationSpec
 from airflow_provider_bloom.emulator.state import Store
+from airflow_provider_bloom.emulator.stored import StoredFile, StoredImage
 from airflow_provider_bloom.emulator.waits import WaitHub
 
 #: Pseudo-operations (not in Bloom's spec) that faults and counters can name.
@@ -103,7 +103,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ file bytes
 
-    def servable(self, file_id: str) -> ImageRecord | StoredFile | None:
+    def servable(self, file_id: str) -> StoredImage | StoredFile | None:
         """The image or logo ``/img/{id}`` can serve now."""
         logo = self.store.logos.get(file_id)
         if logo is not None:
@@ -114,7 +114,7 @@ class Emulator:
             return None
         return record
 
-    async def file_bytes(self, item: ImageRecord | StoredFile) -> tuple[bytes, str]:
+    async def file_bytes(self, item: StoredImage | StoredFile) -> tuple[bytes, str]:
         if isinstance(item, StoredFile):
             return item.data, item.mime_type
         if item.stored is not None:

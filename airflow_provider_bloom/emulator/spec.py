@@ -17,7 +17,7 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
-from airflow_provider_bloom.spec import OperationKey, read_document
+from airflow_provider_bloom.openapi import OperationKey, read_document
 
 API_PREFIX = "/api/v1"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")

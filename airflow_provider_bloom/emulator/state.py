@@ -32,18 +32,18 @@ from airflow_provider_bloom.emulator.config import (
 )
 from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.media import Sniffed
-from airflow_provider_bloom.emulator.records import (
-    BrandRecord,
+from airflow_provider_bloom.emulator.stored import (
     FileKind,
-    ImageRecord,
     ImageSource,
+    StoredBrand,
     StoredFile,
+    StoredImage,
     Workspace,
     dimensions,
     nearest_aspect_ratio,
     size_class,
 )
-from airflow_provider_bloom.prices import credits_for, parse_prices
+from airflow_provider_bloom.logic.prices import credits_for, parse_prices
 
 PERSONAL_WORKSPACE_NAME = "Personal"
 #: Models whose content filter blocks ``[content_safety]`` (Bloom's advice: retry with ``standard``).
@@ -124,8 +124,8 @@ class Store:
         cfg = self.config
         self.rng = random.Random(cfg.seed)
         self.workspaces: dict[str | None, Workspace] = {}
-        self.brands: dict[str, BrandRecord] = {}
-        self.images: dict[str, ImageRecord] = {}
+        self.brands: dict[str, StoredBrand] = {}
+        self.images: dict[str, StoredImage] = {}
         self.logos: dict[str, StoredFile] = {}
         self._upload_hashes: dict[tuple[str, str], str] = {}
         self._upload_tokens: dict[str, UploadToken] = {}
@@ -152,7 +152,7 @@ class Store:
 
     def _seed_default_brand(self) -> None:
         now = self.clock()
-        brand = BrandRecord(
+        brand = StoredBrand(
             id=DEFAULT_BRAND_ID,
             name=DEFAULT_BRAND_NAME,
             url="https://brand.emulator.local",
@@ -218,13 +218,13 @@ class Store:
 
     # ------------------------------------------------------------------ brands
 
-    def brand(self, brand_id: str, status: int = 404, code: str = "BRAND_NOT_FOUND") -> BrandRecord:
+    def brand(self, brand_id: str, status: int = 404, code: str = "BRAND_NOT_FOUND") -> StoredBrand:
         brand = self.brands.get(brand_id)
         if brand is None:
             raise EmulatorError(status, code)
         return brand
 
-    def ready_brand(self, brand_id: str) -> BrandRecord:
+    def ready_brand(self, brand_id: str) -> StoredBrand:
         brand = self.brand(brand_id, 422)
         status = brand.status(self.clock())
         if status != "ready":
@@ -237,7 +237,7 @@ class Store:
             raise EmulatorError(409, "BRAND_NOT_READY", message, data={"status": status})
         return brand
 
-    def list_brands(self, workspace_id: str | None) -> list[BrandRecord]:
+    def list_brands(self, workspace_id: str | None) -> list[StoredBrand]:
         brands = [b for b in self.brands.values() if workspace_id is None or b.workspace_id == workspace_id]
         return sorted(brands, key=lambda b: (-b.created_at, b.id))
 
@@ -247,7 +247,7 @@ class Store:
 
     def create_brand(
         self, url: str, workspace_id: str | None, logo_url: str | None, collect_images: bool
-    ) -> BrandRecord:
+    ) -> StoredBrand:
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise EmulatorError(400, "INVALID_URL", data={"url": url})
@@ -259,7 +259,7 @@ class Store:
             failure_message = "We could not read this website (emulated failure)."
         elif BRAND_LOGO_REQUIRED_MARKER in url and not logo_url:
             outcome = "logo_required"
-        brand = BrandRecord(
+        brand = StoredBrand(
             id=self.new_id(),
             name=_brand_name(parsed.hostname or "", parsed.path),
             url=url,
@@ -284,7 +284,7 @@ class Store:
                 )
         return brand
 
-    def update_logo(self, brand_id: str, logo_url: str | None, logo: StoredFile | None = None) -> BrandRecord:
+    def update_logo(self, brand_id: str, logo_url: str | None, logo: StoredFile | None = None) -> StoredBrand:
         """Store the logo and restart analysis; the brand ends ``ready``."""
         brand = self.brand(brand_id)
         if logo_url is not None and INVALID_LOGO_MARKER in logo_url:
@@ -299,7 +299,7 @@ class Store:
         brand.outcome, brand.failure_code, brand.failure_message = "ready", None, None
         return brand
 
-    def delete_brand(self, brand_id: str) -> BrandRecord:
+    def delete_brand(self, brand_id: str) -> StoredBrand:
         brand = self.brand(brand_id)
         del self.brands[brand_id]
         for image_id in [i.id for i in self.images.values() if i.brand_id == brand_id]:
@@ -308,18 +308,18 @@ class Store:
 
     # ------------------------------------------------------------------ images: reading
 
-    def image(self, image_id: str, code: str = "IMAGE_NOT_FOUND") -> ImageRecord:
+    def image(self, image_id: str, code: str = "IMAGE_NOT_FOUND") -> StoredImage:
         record = self.images.get(image_id)
         if record is None or record.visible_at > self.clock():
             raise EmulatorError(404, code)
         return record
 
-    def list_images(self, flt: ImageFilter) -> list[ImageRecord]:
+    def list_images(self, flt: ImageFilter) -> list[StoredImage]:
         now = self.clock()
         if flt.brand_id is not None:
             self.brand(flt.brand_id, 422)
         generated_only = flt.status is not None or flt.action_type is not None
-        candidates: Iterable[ImageRecord]
+        candidates: Iterable[StoredImage]
         listed_before = now
         if flt.ids is not None:
             candidates = [self.images[i] for i in dict.fromkeys(flt.ids) if i in self.images]
@@ -340,7 +340,7 @@ class Store:
         ]
         return sorted(out, key=lambda r: (-r.created_at, r.id))
 
-    def search(self, brand_id: str, query: str, max_distance: float) -> list[tuple[ImageRecord, float]]:
+    def search(self, brand_id: str, query: str, max_distance: float) -> list[tuple[StoredImage, float]]:
         """Library images of the brand by word overlap with the query (distance in [0, 1])."""
         self.brand(brand_id, 422)
         wanted = _words(query)
@@ -368,7 +368,7 @@ class Store:
         model: str | None,
         variant_count: int,
         reference_ids: list[str],
-    ) -> list[ImageRecord]:
+    ) -> list[StoredImage]:
         brand = self.ready_brand(brand_id)
         self._check_entitlement(image_size)
         self._check_references(reference_ids)
@@ -399,7 +399,7 @@ class Store:
         image_size: str,
         model: str | None,
         reference_ids: list[str],
-    ) -> ImageRecord:
+    ) -> StoredImage:
         brand = self.ready_brand(brand_id)
         subject = self.image(image_id, "EDIT_SUBJECT_NOT_FOUND")
         status = subject.status(self.clock())
@@ -418,7 +418,7 @@ class Store:
             parent=subject,
         )
 
-    def resize(self, *, image_id: str, brand_id: str, target_aspect_ratio: str) -> ImageRecord:
+    def resize(self, *, image_id: str, brand_id: str, target_aspect_ratio: str) -> StoredImage:
         source = self._post_processing_source(image_id)
         brand = self.brand(brand_id, 404)
         if source.is_vector:
@@ -435,7 +435,7 @@ class Store:
             parent=source,
         )
 
-    def remove_background(self, *, image_id: str, brand_id: str) -> ImageRecord:
+    def remove_background(self, *, image_id: str, brand_id: str) -> StoredImage:
         source = self._post_processing_source(image_id)
         brand = self.brand(brand_id, 404, "SESSION_NOT_FOUND")
         if source.is_vector:
@@ -445,7 +445,7 @@ class Store:
             brand, action_type="remove-background", parent=source, file_kind="png_alpha"
         )
 
-    def vectorize(self, *, image_id: str, brand_id: str) -> ImageRecord:
+    def vectorize(self, *, image_id: str, brand_id: str) -> StoredImage:
         source = self._post_processing_source(image_id)
         brand = self.brand(brand_id, 404, "SESSION_NOT_FOUND")
         if source.is_vector:
@@ -456,7 +456,7 @@ class Store:
         self.charge(brand.workspace_id, self.price("images.vectorize"))
         return self._new_generation(brand, action_type="vectorize", parent=source, file_kind="svg")
 
-    def _post_processing_source(self, image_id: str) -> ImageRecord:
+    def _post_processing_source(self, image_id: str) -> StoredImage:
         source = self.image(image_id)
         if source.generated and source.status(self.clock()) != "completed":
             raise EmulatorError(400, "IMAGE_NOT_COMPLETED", data={"status": source.status(self.clock())})
@@ -472,7 +472,7 @@ class Store:
 
     def _new_generation(
         self,
-        brand: BrandRecord,
+        brand: StoredBrand,
         *,
         action_type: str,
         prompt: str | None = None,
@@ -480,9 +480,9 @@ class Store:
         image_size: str | None = None,
         model: str | None = None,
         variant_group_id: str | None = None,
-        parent: ImageRecord | None = None,
+        parent: StoredImage | None = None,
         file_kind: FileKind = "png",
-    ) -> ImageRecord:
+    ) -> StoredImage:
         cfg = self.config
         now = self.clock()
         duration = cfg.generation_seconds + (
@@ -499,7 +499,7 @@ class Store:
             assert parent is not None
             width, height = parent.width or 0, parent.height or 0
             aspect_ratio = _ratio_of(parent)
-        record = ImageRecord(
+        record = StoredImage(
             id=self.new_id(),
             source="generated",
             brand_id=brand.id,
@@ -528,7 +528,7 @@ class Store:
 
     def add_upload(
         self, brand_id: str, data: bytes, sniffed: Sniffed, description: str
-    ) -> tuple[ImageRecord, bool]:
+    ) -> tuple[StoredImage, bool]:
         """Store uploaded bytes; identical bytes in the same brand answer the existing image."""
         brand = self.brands[brand_id]
         digest = hashlib.sha256(data).hexdigest()
@@ -550,7 +550,7 @@ class Store:
 
     def _add_image(
         self,
-        brand: BrandRecord,
+        brand: StoredBrand,
         source: ImageSource,
         *,
         created_at: float,
@@ -559,8 +559,8 @@ class Store:
         height: int,
         stored: StoredFile | None = None,
         image_id: str | None = None,
-    ) -> ImageRecord:
-        record = ImageRecord(
+    ) -> StoredImage:
+        record = StoredImage(
             id=image_id or self.new_id(),
             source=source,
             brand_id=brand.id,
@@ -577,7 +577,7 @@ class Store:
         self.images[record.id] = record
         return record
 
-    def delete_image(self, image_id: str) -> ImageRecord:
+    def delete_image(self, image_id: str) -> StoredImage:
         record = self.image(image_id)
         self._forget_image(image_id)
         return record
@@ -644,7 +644,7 @@ class Store:
             changed.append(record.id)
         return changed
 
-    def internal_record(self, record: ImageRecord) -> dict[str, Any]:
+    def internal_record(self, record: StoredImage) -> dict[str, Any]:
         """What ``GET /_emulator/images`` shows (timestamps are epoch seconds)."""
         return {
             "id": record.id,
@@ -669,7 +669,7 @@ class Store:
         }
 
 
-def _ratio_of(record: ImageRecord) -> str:
+def _ratio_of(record: StoredImage) -> str:
     return record.aspect_ratio or nearest_aspect_ratio(record.width or 1, record.height or 1) or "1:1"
 
 

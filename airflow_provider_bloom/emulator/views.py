@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from airflow_provider_bloom.emulator.errors import EmulatorError
-from airflow_provider_bloom.emulator.records import BrandRecord, ImageRecord, iso
 from airflow_provider_bloom.emulator.state import BRAND_COLORS, BRAND_FONTS, Store
+from airflow_provider_bloom.emulator.stored import StoredBrand, StoredImage, iso
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ class UrlContext:
         return f"{self.origin}{url}" if url is not None and url.startswith("/") else url
 
 
-def image_view(store: Store, record: ImageRecord, urls: UrlContext, signed: bool = False) -> dict[str, Any]:
+def image_view(store: Store, record: StoredImage, urls: UrlContext, signed: bool = False) -> dict[str, Any]:
     """GET /images/{id} and the items of GET /images; ``signed`` swaps the short link for a download URL."""
     now = store.clock()
     has_file = record.has_file(now)
@@ -57,7 +57,7 @@ def image_view(store: Store, record: ImageRecord, urls: UrlContext, signed: bool
     }
 
 
-def upload_view(record: ImageRecord, urls: UrlContext, existing: bool) -> dict[str, Any]:
+def upload_view(record: StoredImage, urls: UrlContext, existing: bool) -> dict[str, Any]:
     return {
         "id": record.id,
         "imageUrl": urls.short_url(record.id),
@@ -68,7 +68,7 @@ def upload_view(record: ImageRecord, urls: UrlContext, existing: bool) -> dict[s
     }
 
 
-def candidate_view(record: ImageRecord, distance: float, urls: UrlContext) -> dict[str, Any]:
+def candidate_view(record: StoredImage, distance: float, urls: UrlContext) -> dict[str, Any]:
     return {
         "id": record.id,
         "url": urls.short_url(record.id),
@@ -80,7 +80,7 @@ def candidate_view(record: ImageRecord, distance: float, urls: UrlContext) -> di
     }
 
 
-def brand_summary(store: Store, brand: BrandRecord) -> dict[str, Any]:
+def brand_summary(store: Store, brand: StoredBrand) -> dict[str, Any]:
     """An item of GET /brands."""
     return {
         "id": brand.id,
@@ -94,7 +94,7 @@ def brand_summary(store: Store, brand: BrandRecord) -> dict[str, Any]:
     }
 
 
-def brand_view(store: Store, brand: BrandRecord, urls: UrlContext) -> dict[str, Any]:
+def brand_view(store: Store, brand: StoredBrand, urls: UrlContext) -> dict[str, Any]:
     """GET /brands/{id}: identity details once analysis succeeded, failure details when it failed."""
     status = brand.status(store.clock())
     ready = status == "ready"

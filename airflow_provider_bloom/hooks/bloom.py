@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
 
-from airflow_provider_bloom import _CONN_FIELDS, ui_field_behaviour
-from airflow_provider_bloom._budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_WAIT_REQUESTS_PER_MINUTE
-from airflow_provider_bloom._spec import DEFAULT_BASE_URL, check_ids
+from airflow_provider_bloom.client.operations import JSON, BloomOperations
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomError,
@@ -24,11 +22,14 @@ from airflow_provider_bloom.exceptions import (
     BloomNotFoundError,
     BloomTransportError,
 )
-from airflow_provider_bloom.operations import JSON, BloomOperations
-from airflow_provider_bloom.prices import parse_prices
-from airflow_provider_bloom.settings import ClientSettings
-from airflow_provider_bloom.waiting import (
-    ImageWait,
+from airflow_provider_bloom.hooks.connection import (
+    API_PATH,
+    CONN_FIELDS,
+    settings_from_connection,
+    ui_field_behaviour,
+)
+from airflow_provider_bloom.logic.waiting import (
+    PendingImages,
     check_poll_timeout,
     is_transient,
     transient_delay,
@@ -40,119 +41,8 @@ from airflow_provider_bloom.waiting import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from airflow_provider_bloom.client import AsyncBloomClient, BloomClient
-    from airflow_provider_bloom.operations import CallParts
-
-
-def _extras(conn: Any) -> dict[str, Any]:
-    extra = getattr(conn, "extra_dejson", None)
-    if extra is None:
-        raw = getattr(conn, "extra", None) or "{}"
-        extra = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    return dict(extra or {})
-
-
-def _number(extras: Mapping[str, Any], name: str, cast: type, default: Any) -> Any:
-    value = extras.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        return cast(value)
-    except (TypeError, ValueError):
-        raise BloomInputError(name, f"connection extra must be a number; got {value!r}") from None
-
-
-API_PATH = "/api/v1"  # Bloom's API under its origin
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-
-
-def base_url_from_connection(conn: Any, extras: Mapping[str, Any]) -> str:
-    """Bloom's base URL from the connection's host, typed the way people type it.
-
-    - empty: ``https://www.trybloom.ai/api/v1``;
-    - a URL without a path (``https://www.trybloom.ai``, ``http://127.0.0.1:8787``) gets the extra
-      ``api_path``: Bloom's ``/api/v1`` by default, nothing when it is ``/`` or ``""`` (a gateway, or a spec
-      mock such as Stoplight Prism, that serves Bloom's API at its root); a URL with a path is used as typed;
-    - a host without a scheme (``www.trybloom.ai``, ``127.0.0.1:8787``) gets ``https://``, or ``http://``
-      for a loopback host (a local emulator), unless the extra ``scheme`` says otherwise. The port and
-      ``schema`` (the path) of a URI connection (``bloom://:key@host:8787/api%2Fv1``) are kept.
-    """
-    api_path = api_path_from_extras(extras)  # checked even when the host has its own path
-    host = (getattr(conn, "host", None) or "").strip()
-    if not host:
-        return DEFAULT_BASE_URL
-    if "://" not in host:
-        # A URI connection (bloom://:key@www.trybloom.ai/api%2Fv1?scheme=https) splits the base URL
-        # into host, port and `schema` (the path).
-        name = host.split("/", 1)[0]
-        if name.startswith("["):  # [::1]:8787
-            hostname = name.split("]", 1)[0] + "]"
-        else:
-            hostname = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-        default_scheme = "http" if hostname.lower() in _LOOPBACK_HOSTS else "https"
-        scheme = str(extras.get("scheme") or default_scheme).lower()
-        port = getattr(conn, "port", None)
-        path = (getattr(conn, "schema", None) or "").strip("/")
-        has_port = name.rsplit("]", 1)[-1].count(":") == 1 if name.startswith("[") else ":" in name
-        host = f"{scheme}://{host}" + (f":{port}" if port and not has_port else "")
-        host += f"/{path}" if path else ""
-    host = host.rstrip("/")
-    parsed = urlparse(host)
-    if parsed.scheme in {"http", "https"} and parsed.netloc and not parsed.path:
-        host += api_path
-    return host
-
-
-def api_path_from_extras(extras: Mapping[str, Any]) -> str:
-    """The extra ``api_path`` normalised: ``/api/v1`` when unset (``None``), ``""`` for the root."""
-    value = extras.get("api_path")
-    if value is None:  # unset; Airflow's form saves a field left empty as null
-        return API_PATH
-    path = str(value).strip()
-    if (
-        not isinstance(value, str)
-        or any(c in path for c in "?#\\ ")
-        or "://" in path
-        or any(ord(c) < 0x21 or ord(c) > 0x7E for c in path)
-    ):
-        raise BloomInputError(
-            "api_path",
-            "must be the URL path of Bloom's API on the base URL, like /api/v1 (Bloom's, the default), or / "
-            f"for a server that serves Bloom's API at its root (a gateway, a spec mock); got {value!r}",
-        )
-    path = path.strip("/")
-    return f"/{path}" if path else ""
-
-
-def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> ClientSettings:
-    """Build client settings from an Airflow Connection (UI, URI, JSON or a secrets backend)."""
-    extras = dict(extras) if extras is not None else _extras(conn)
-    host = base_url_from_connection(conn, extras)
-    # `auth_scheme` is the form's field; `auth_header` is its older name, still read (URI/JSON
-    # connections). Airflow masks any extra whose name contains "auth_header", so the form can't use it.
-    scheme_field = "auth_scheme" if extras.get("auth_scheme") not in (None, "") else "auth_header"
-    auth_header = str(extras.get(scheme_field) or "x-api-key").strip().lower()
-    if auth_header in {"authorization", "bearer"}:
-        auth_header = "bearer"
-    if auth_header not in {"x-api-key", "bearer"}:
-        raise BloomInputError(scheme_field, f"must be 'x-api-key' or 'bearer'; got {auth_header!r}")
-    return ClientSettings(
-        base_url=host,
-        api_key=getattr(conn, "password", None) or extras.get("api_key") or None,
-        auth_header=auth_header,
-        oauth_client_id=extras.get("oauth_client_id") or None,
-        oauth_client_secret=extras.get("oauth_client_secret") or None,
-        oauth_token_url=extras.get("oauth_token_url") or None,
-        workspace_id=extras.get("workspace_id") or None,
-        brand_session_id=extras.get("brand_session_id") or None,
-        timeout=_number(extras, "timeout", float, 60.0),
-        max_retries=_number(extras, "max_retries", int, 5),
-        wait_requests_per_minute=_number(
-            extras, "wait_requests_per_minute", int, DEFAULT_WAIT_REQUESTS_PER_MINUTE
-        ),
-        requests_per_minute=_number(extras, "requests_per_minute", int, DEFAULT_REQUESTS_PER_MINUTE),
-        prices=parse_prices(extras.get("prices")),
-    )
+    from airflow_provider_bloom.client.operations import CallParts
+    from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 
 
 class BloomHook(BaseHook, BloomOperations[JSON]):
@@ -163,10 +53,10 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     added to a base URL without one: ``/api/v1`` by default, ``/`` for a server serving the API at its root),
     ``auth_scheme`` (``x-api-key``/``bearer``; ``auth_header`` is read too), ``workspace_id``,
     ``brand_session_id``, ``timeout``, ``max_retries``, ``wait_requests_per_minute``, ``prices`` (credit
-    price overrides, see :mod:`airflow_provider_bloom.prices`), and optional
+    price overrides, see :mod:`airflow_provider_bloom.logic.prices`), and optional
     OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
-    Every Bloom operation is a method (see :class:`~airflow_provider_bloom.operations.BloomOperations`)
+    Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.operations.BloomOperations`)
     returning Bloom's ``data`` payload.
 
     :param bloom_conn_id: the connection to use (default ``bloom_default``).
@@ -205,7 +95,7 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         except ImportError:
             return {}
         widgets: dict[str, Any] = {}
-        for name, spec in _CONN_FIELDS.items():
+        for name, spec in CONN_FIELDS.items():
             schema = spec["schema"]
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             kwargs: dict[str, Any] = {"description": spec["description"]}
@@ -233,7 +123,7 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
     @cached_property
     def client(self) -> BloomClient:
-        from airflow_provider_bloom.client import BloomClient
+        from airflow_provider_bloom.client.transport import BloomClient
 
         return BloomClient(self.settings)
 
@@ -243,7 +133,7 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         operators). Close it when done."""
         import requests
 
-        from airflow_provider_bloom.client import BloomClient
+        from airflow_provider_bloom.client.transport import BloomClient
 
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
@@ -270,7 +160,7 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
     async def aget_client(self) -> AsyncBloomClient:
         """A new :class:`AsyncBloomClient`; close it (``async with``) when done."""
-        from airflow_provider_bloom.client import AsyncBloomClient
+        from airflow_provider_bloom.client.transport import AsyncBloomClient
 
         return AsyncBloomClient(await self.aget_settings())
 
@@ -311,14 +201,15 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
         Returns the image records in the order of ``ids``; images still running at the deadline
         are returned as they are (check their ``status``; an id never answered has ``status`` None).
-        The decisions are those of :class:`~airflow_provider_bloom.waiting.ImageWait`, shared with the
-        triggerer: an id Bloom does not return raises ``BloomImagesMissingError``; a transient error
-        (after the client's own retries) is asked again after a backoff until the deadline, unless
-        ``retry_transient`` is False.
+        The decisions are those of
+        :class:`~airflow_provider_bloom.logic.waiting.PendingImages`, shared with the triggerer: an id
+        Bloom does not return raises ``BloomImagesMissingError``; a transient error (after the client's
+        own retries) is asked again after a backoff until the deadline, unless ``retry_transient`` is
+        False.
         """
         if isinstance(ids, str):
             ids = [ids]
-        state = ImageWait(check_ids("ids", list(ids), maximum=len(ids) or 1))
+        state = PendingImages(check_ids("ids", list(ids), maximum=len(ids) or 1))
         check_poll_timeout(poll_timeout)
         deadline = time.monotonic() + timeout
         failures = 0
@@ -348,7 +239,7 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
 
         A failure says what to fix: the base URL's path, the key, or the host.
         """
-        from airflow_provider_bloom.client import BloomClient
+        from airflow_provider_bloom.client.transport import BloomClient
 
         try:
             settings = self.settings

@@ -6,7 +6,7 @@ A run of a batch task, on every try and after every deferral:
 
 1. **plan**: the subclass turns its input into jobs, each a checked request (:class:`Job`); a bad row
    fails the task before anything is sent, listing every problem;
-2. **open the journal** of this batch (:mod:`airflow_provider_bloom.batch.journal`): Airflow's
+2. **open the journal** of this batch (:mod:`airflow_provider_bloom.logic.batch.journal`): Airflow's
    ``task_state_store`` where Airflow has it (3.3+), else a folder beside the manifest, in the same
    storage (see :func:`journal_store`); replay it;
 3. **guard** the spend: ``max_credits`` against the whole batch's price, and Bloom's balance against
@@ -40,18 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
-from airflow_provider_bloom._budget import TokenBucket, take_sync
-from airflow_provider_bloom._spec import MAX_IDS_PER_CALL, MAX_WAIT_SECONDS, chunked, get_operation
-from airflow_provider_bloom.batch.journal import (
-    BatchState,
-    Journal,
-    SegmentStore,
-    read_events,
-    replay,
-    status_events,
-)
-from airflow_provider_bloom.batch.manifest import step_record, summary, to_jsonl
-from airflow_provider_bloom.batch.progress import Progress, duration
+from airflow_provider_bloom.client.spec import MAX_IDS_PER_CALL, MAX_WAIT_SECONDS, chunked, get_operation
 from airflow_provider_bloom.exceptions import (
     BloomAPIError,
     BloomConflictError,
@@ -65,17 +54,19 @@ from airflow_provider_bloom.exceptions import (
     ReconcileError,
 )
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
-from airflow_provider_bloom.operators._base import (
-    DEFAULT_DEFER_AFTER,
-    DEFAULT_MIN_DEFER_SECONDS,
-    BloomBaseOperator,
-    bloom_errors,
-    check_wait_options,
-    clear_round,
-    default_deferrable,
-    images_from_event,
-    known_at_parse_time,
+from airflow_provider_bloom.logic.batch.journal import (
+    BatchState,
+    Journal,
+    SegmentStore,
+    read_events,
+    replay,
+    status_events,
 )
+from airflow_provider_bloom.logic.batch.manifest import step_record, summary, to_jsonl
+from airflow_provider_bloom.logic.batch.progress import Progress, duration
+from airflow_provider_bloom.logic.pacing import TokenBucket, take_sync
+from airflow_provider_bloom.logic.prices import credits_for, kind_of
+from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
     DEFAULT_MAX_ATTEMPTS,
@@ -83,14 +74,23 @@ from airflow_provider_bloom.operators._image_work import (
     RefusalPolicy,
     attempt_summary,
 )
-from airflow_provider_bloom.operators._ledger import CREDITS_XCOM_KEY, call_identity, credit_budget
-from airflow_provider_bloom.prices import credits_for, kind_of
-from airflow_provider_bloom.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
+from airflow_provider_bloom.tasks.base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
+    BloomBaseOperator,
+    bloom_errors,
+    check_wait_options,
+    default_deferrable,
+    known_at_parse_time,
+)
+from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY, call_identity, clear_round, credit_budget
+from airflow_provider_bloom.tasks.waiting import images_from_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import BloomClient, PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.transport import BloomClient
 
 #: The most ids one deferral hands to the trigger (its arguments stay under ~8 KB at any batch size).
 MAX_DEFERRED_IDS = 200

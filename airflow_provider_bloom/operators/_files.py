@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from airflow_provider_bloom._spec import MAX_UPLOAD_BYTES, check_url
+from airflow_provider_bloom.client.spec import MAX_UPLOAD_BYTES, check_url
 from airflow_provider_bloom.exceptions import BloomInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_bloom.client import BloomClient, FileInput, PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.files import FileInput
+    from airflow_provider_bloom.client.transport import BloomClient
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def as_list(value: Any) -> list[Any]:
 def check_image_file(source: ImageSource, operation_id: str) -> str | None:
     """Why this file cannot be sent by ``operation_id`` (missing, too big, a format the spec does not
     list for it), or None. Reads only the head."""
-    from airflow_provider_bloom.files import allowed_mimes, sniff_image_type
+    from airflow_provider_bloom.client.files import allowed_mimes, sniff_image_type
 
     allowed = allowed_mimes(operation_id)
 

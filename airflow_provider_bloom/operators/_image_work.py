@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
+from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS, check_value, get_operation, to_camel
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.lineage import (
     append_provenance,
@@ -21,34 +21,33 @@ from airflow_provider_bloom.lineage import (
     record_provenance,
 )
 from airflow_provider_bloom.links import BloomImageLink, image_links
-from airflow_provider_bloom.operators._base import (
+from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery
+from airflow_provider_bloom.logic.records import ImageStatus, flatten_image_ids
+from airflow_provider_bloom.tasks.base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
     BloomBaseOperator,
-    ImageWaitMixin,
     bloom_errors,
     check_wait_options,
     default_deferrable,
-    images_from_event,
     known_at_parse_time,
     literal_from_template,
     paid_step,
-    resolve_images,
 )
-from airflow_provider_bloom.operators._ledger import (
+from airflow_provider_bloom.tasks.ledger import (
     CREDITS_XCOM_KEY,
     CreditMeter,
     PaidRequestLedger,
     credit_budget,
     has_id,
 )
-from airflow_provider_bloom.reconcile import Attempt, ImageQuery
-from airflow_provider_bloom.records import ImageStatus, flatten_image_ids
+from airflow_provider_bloom.tasks.waiting import ImageCompletionMixin, images_from_event, resolve_images
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import BloomClient, PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.transport import BloomClient
 
 #: Post-processing works on raster images; vectorize produces SVGs that nothing else accepts.
 _VECTOR_ACTION = "vectorize"
@@ -230,7 +229,7 @@ def status_problem(record: Mapping[str, Any], action: str) -> str | None:
     )
 
 
-class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
+class ImageWorkOperator(ImageCompletionMixin, BloomBaseOperator):
     """Starts paid image work (``operation``) and optionally waits for it (the wait arguments,
     checked here; ``deferrable=None`` follows ``[operators] default_deferrable``)."""
 
@@ -343,7 +342,7 @@ class ImageWorkOperator(ImageWaitMixin, BloomBaseOperator):
         BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
         if not self.wait_for_completion:
             return ids
-        return self.wait_for_images(context, ids)
+        return self.wait_or_defer(context, ids)
 
     # -- refused images -----------------------------------------------------------------------
     def attempt_call(self, client: BloomClient, key: str, model: str | None) -> PreparedCall:

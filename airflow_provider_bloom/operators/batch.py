@@ -22,22 +22,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_bloom.batch.manifest import (
+from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.links import BloomManifestLink
+from airflow_provider_bloom.logic.batch.manifest import (
     completed_images,
     derived_base,
     from_jsonl,
     is_summary,
     source_image_size,
 )
-from airflow_provider_bloom.batch.rows import (
-    GENERATE_FIELDS,
-    check_rows,
-    request_of,
-    rows_from_text,
-)
-from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.links import BloomManifestLink
-from airflow_provider_bloom.operators._base import known_at_parse_time, literal_from_template
+from airflow_provider_bloom.logic.batch.rows import GENERATE_FIELDS, check_rows, request_of, rows_from_text
+from airflow_provider_bloom.logic.prices import credits_for
+from airflow_provider_bloom.logic.reconcile import ImageQuery
+from airflow_provider_bloom.logic.records import flatten_image_ids
 from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job, storage_path
 from airflow_provider_bloom.operators._image_work import (
     check_known_arguments,
@@ -45,14 +42,13 @@ from airflow_provider_bloom.operators._image_work import (
     source_problems,
     untraceable_query,
 )
-from airflow_provider_bloom.prices import credits_for
-from airflow_provider_bloom.reconcile import ImageQuery
-from airflow_provider_bloom.records import flatten_image_ids
+from airflow_provider_bloom.tasks.base import known_at_parse_time, literal_from_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import BloomClient, PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.transport import BloomClient
 
 GENERATE = "images.generate"
 _FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")

@@ -9,18 +9,18 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bloom._spec import check_uuid
+from airflow_provider_bloom.client.spec import check_uuid
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
-from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.logic.reconcile import Attempt
+from airflow_provider_bloom.logic.records import BrandStatus
 from airflow_provider_bloom.operators._files import LOGO_UPLOAD, ImageSource, check_image_file, image_source
-from airflow_provider_bloom.operators._ledger import has_id
-from airflow_provider_bloom.reconcile import Attempt
-from airflow_provider_bloom.records import BrandStatus
+from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.tasks.ledger import has_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
 
 BRAND_LIST_FIELDS = ("id", "name", "url", "status", "imageCount", "workspaceId", "workspaceName")
 
@@ -211,19 +211,9 @@ class BloomListBrandsOperator(BloomBaseOperator):
         return out
 
 
-#: The names these operators had before they took the ``Bloom`` prefix (kept for existing DAGs).
-CreateBrandOperator = BloomCreateBrandOperator
-UpdateBrandLogoOperator = BloomUpdateBrandLogoOperator
-DeleteBrandOperator = BloomDeleteBrandOperator
-ListBrandsOperator = BloomListBrandsOperator
-
 __all__ = [
     "BloomCreateBrandOperator",
     "BloomDeleteBrandOperator",
     "BloomListBrandsOperator",
     "BloomUpdateBrandLogoOperator",
-    "CreateBrandOperator",
-    "DeleteBrandOperator",
-    "ListBrandsOperator",
-    "UpdateBrandLogoOperator",
 ]

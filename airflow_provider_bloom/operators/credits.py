@@ -1,7 +1,7 @@
 """What a batch costs, what a run spent, and who the connection is: Bloom's account, workspaces and credits.
 
 :func:`estimate_credits` prices a planned batch of generations with the provider's one price list
-(:mod:`airflow_provider_bloom.prices`); the check itself is
+(:mod:`airflow_provider_bloom.logic.prices`); the check itself is
 :class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor`.
 """
 
@@ -11,15 +11,11 @@ import ast
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow_provider_bloom._spec import check_value, get_operation
+from airflow_provider_bloom.client.spec import check_value, get_operation
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.operators._base import (
-    AirflowFailException,
-    BloomBaseOperator,
-    bloom_errors,
-)
-from airflow_provider_bloom.operators._ledger import CREDITS_XCOM_KEY
-from airflow_provider_bloom.prices import PUBLISHED_PRICES, Price, credits_for
+from airflow_provider_bloom.logic.prices import PUBLISHED_PRICES, Price, credits_for
+from airflow_provider_bloom.tasks.base import AirflowFailException, BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,7 +58,7 @@ def estimate_credits(
     :param image_size: ``"2K"`` or ``"4K"`` (checked against Bloom's spec).
     :param variant_count: variants per prompt, 1-5 (checked against Bloom's spec).
     :param prices: price overrides (a connection's ``prices`` extra; see
-        :mod:`airflow_provider_bloom.prices`).
+        :mod:`airflow_provider_bloom.logic.prices`).
 
     A resize costs like a generation of the source's size; pass those as extra prompts.
     """
@@ -147,7 +143,7 @@ class BloomCreditsReportOperator(BloomBaseOperator):
     Sums the ``bloom_credits`` XComs the paid operators of this run pushed (generate, edit, resize,
     remove-background, vectorize, and the batch operators), logs a table and returns a small dict.
     Credits are computed from each request by the provider's price list
-    (:mod:`airflow_provider_bloom.prices`); Bloom's answers carry no cost.
+    (:mod:`airflow_provider_bloom.logic.prices`); Bloom's answers carry no cost.
 
     Given the balance at the start of the run (``start_balance``: e.g. the output of a
     :class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor` or a

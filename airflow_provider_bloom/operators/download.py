@@ -18,7 +18,6 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from airflow_provider_bloom.batch.manifest import completed_images, summary, to_jsonl
 from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
 from airflow_provider_bloom.lineage import (
     asset_extra,
@@ -29,9 +28,10 @@ from airflow_provider_bloom.lineage import (
     upstream_provenance,
 )
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
-from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors, known_at_parse_time
+from airflow_provider_bloom.logic.batch.manifest import completed_images, summary, to_jsonl
+from airflow_provider_bloom.logic.records import ImageStatus, flatten_image_ids
 from airflow_provider_bloom.operators._batch import storage_path
-from airflow_provider_bloom.records import ImageStatus, flatten_image_ids
+from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, known_at_parse_time
 
 if TYPE_CHECKING:
     import requests
@@ -296,7 +296,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         """Download one image; returns its final path and whether it was written now."""
         import requests
 
-        from airflow_provider_bloom.files import extension_for
+        from airflow_provider_bloom.client.files import extension_for
 
         predicted = item.target / render_name(self.name_template, item.image_id, item.index, item.ext)
         if predicted.exists() and not self.overwrite:
@@ -333,7 +333,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
         self, image_id: str, resp: requests.Response, deadline: float
     ) -> tuple[str, Iterator[bytes]]:
         """Check the headers and the first bytes; return the file's type and its body as checked chunks."""
-        from airflow_provider_bloom.files import sniff_image_type
+        from airflow_provider_bloom.client.files import sniff_image_type
 
         declared = (resp.headers.get("content-type") or "").split(";")[0].strip().lower()
         length = resp.headers.get("content-length")
@@ -501,7 +501,7 @@ def _remove_quietly(path: ObjectStoragePath) -> None:
         pass
 
 
-#: The name this operator had before it took the ``Bloom`` prefix (kept for existing DAGs).
-DownloadImagesOperator = BloomDownloadImagesOperator
-
-__all__ = ["BloomDownloadError", "BloomDownloadImagesOperator", "DownloadImagesOperator"]
+__all__ = [
+    "BloomDownloadError",
+    "BloomDownloadImagesOperator",
+]

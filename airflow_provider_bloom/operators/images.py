@@ -7,7 +7,7 @@ here too, as they always were.
 The post-processing operators take one image id, a list of ids, or the image records a sensor
 returns; they check every input before spending (ids, arguments against Bloom's spec, and that each
 image is completed and can take the operation), then post one paid request per image, each through
-the task's :class:`~airflow_provider_bloom.operators._ledger.PaidRequestLedger` so a retried task
+the task's :class:`~airflow_provider_bloom.tasks.ledger.PaidRequestLedger` so a retried task
 never pays twice. They return the new image ids (or, with ``wait_for_completion=True``, the finished
 image records).
 """
@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
 from airflow_provider_bloom.lineage import generation_provenance, record_provenance
-from airflow_provider_bloom.operators._base import (
-    AirflowFailException,
-    bloom_errors,
-)
+from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery
+from airflow_provider_bloom.logic.records import ImageStatus
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
     DEFAULT_MAX_ATTEMPTS,
@@ -32,23 +30,13 @@ from airflow_provider_bloom.operators._image_work import (
     PostProcessOperator,
     checked_argument,
 )
-from airflow_provider_bloom.operators.library import (
-    BloomDeleteImagesOperator,
-    BloomListImagesOperator,
-    BloomSearchImagesOperator,
-    BloomUploadImageOperator,
-    DeleteImagesOperator,
-    ListImagesOperator,
-    SearchImagesOperator,
-    UploadImageOperator,
-)
-from airflow_provider_bloom.reconcile import Attempt, ImageQuery
-from airflow_provider_bloom.records import ImageStatus
+from airflow_provider_bloom.tasks.base import AirflowFailException, bloom_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import BloomClient, PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.transport import BloomClient
 
 GENERATE = "images.generate"
 #: The generation's request arguments (templated).
@@ -364,30 +352,10 @@ class BloomVectorizeImageOperator(PostProcessOperator):
     action = "vectorize"
 
 
-#: The names these operators had before they took the ``Bloom`` prefix (kept for existing DAGs).
-GenerateImageOperator = BloomGenerateImageOperator
-EditImageOperator = BloomEditImageOperator
-ResizeImageOperator = BloomResizeImageOperator
-RemoveBackgroundOperator = BloomRemoveBackgroundOperator
-VectorizeImageOperator = BloomVectorizeImageOperator
-
 __all__ = [
-    "BloomDeleteImagesOperator",
     "BloomEditImageOperator",
     "BloomGenerateImageOperator",
-    "BloomListImagesOperator",
     "BloomRemoveBackgroundOperator",
     "BloomResizeImageOperator",
-    "BloomSearchImagesOperator",
-    "BloomUploadImageOperator",
     "BloomVectorizeImageOperator",
-    "DeleteImagesOperator",
-    "EditImageOperator",
-    "GenerateImageOperator",
-    "ListImagesOperator",
-    "RemoveBackgroundOperator",
-    "ResizeImageOperator",
-    "SearchImagesOperator",
-    "UploadImageOperator",
-    "VectorizeImageOperator",
 ]

@@ -9,10 +9,11 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bloom._spec import check_uuid, chunked
+from airflow_provider_bloom.client.spec import check_uuid, chunked
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomNotFoundError
 from airflow_provider_bloom.links import BloomImageLink, image_links
-from airflow_provider_bloom.operators._base import BloomBaseOperator, bloom_errors, paid_step
+from airflow_provider_bloom.logic.reconcile import Attempt
+from airflow_provider_bloom.logic.records import ImageRecord, flatten_image_ids, slim_record
 from airflow_provider_bloom.operators._files import (
     IMAGE_UPLOAD,
     ImageSource,
@@ -20,9 +21,8 @@ from airflow_provider_bloom.operators._files import (
     check_image_file,
     image_source,
 )
-from airflow_provider_bloom.operators._ledger import has_id
-from airflow_provider_bloom.reconcile import Attempt
-from airflow_provider_bloom.records import ImageRecord, flatten_image_ids, slim_record
+from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, paid_step
+from airflow_provider_bloom.tasks.ledger import has_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -310,19 +310,9 @@ class BloomDeleteImagesOperator(BloomBaseOperator):
         return {"requested": len(ids), "deleted_count": deleted}
 
 
-#: The names these operators had before they took the ``Bloom`` prefix (kept for existing DAGs).
-UploadImageOperator = BloomUploadImageOperator
-SearchImagesOperator = BloomSearchImagesOperator
-ListImagesOperator = BloomListImagesOperator
-DeleteImagesOperator = BloomDeleteImagesOperator
-
 __all__ = [
     "BloomDeleteImagesOperator",
     "BloomListImagesOperator",
     "BloomSearchImagesOperator",
     "BloomUploadImageOperator",
-    "DeleteImagesOperator",
-    "ListImagesOperator",
-    "SearchImagesOperator",
-    "UploadImageOperator",
 ]

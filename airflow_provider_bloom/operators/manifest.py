@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_bloom.batch.manifest import image_records, manifest_text
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.lineage import (
     asset_extra,
@@ -17,6 +16,7 @@ from airflow_provider_bloom.lineage import (
     manifest_location,
     storage_dataset,
 )
+from airflow_provider_bloom.logic.batch.manifest import image_records, manifest_text
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -33,20 +33,20 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
-from airflow_provider_bloom.batch.manifest import STEP_FIELDS, completed_images, summary, to_jsonl
-from airflow_provider_bloom.batch.rows import GENERATE_FIELDS
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError
-from airflow_provider_bloom.operators._base import (
+from airflow_provider_bloom.logic.batch.manifest import STEP_FIELDS, completed_images, summary, to_jsonl
+from airflow_provider_bloom.logic.batch.rows import GENERATE_FIELDS
+from airflow_provider_bloom.logic.records import flatten_image_ids
+from airflow_provider_bloom.operators._batch import storage_path
+from airflow_provider_bloom.operators._image_work import checked_argument
+from airflow_provider_bloom.operators.batch import BloomEditBatchOperator, load_manifest
+from airflow_provider_bloom.tasks.base import (
     DEFAULT_CONN_ID,
     BloomBaseOperator,
     bloom_errors,
     known_at_parse_time,
     literal_from_template,
 )
-from airflow_provider_bloom.operators._batch import storage_path
-from airflow_provider_bloom.operators._image_work import checked_argument
-from airflow_provider_bloom.operators.batch import BloomEditBatchOperator, load_manifest
-from airflow_provider_bloom.records import flatten_image_ids
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

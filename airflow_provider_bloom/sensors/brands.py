@@ -14,18 +14,9 @@ from airflow.providers.common.compat.sdk import (
     PokeReturnValue,
 )
 
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, check_uuid
+from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS, check_uuid
 from airflow_provider_bloom.exceptions import BloomError
-from airflow_provider_bloom.operators._base import (
-    DEFAULT_DEFER_AFTER,
-    DEFAULT_MIN_DEFER_SECONDS,
-    BloomBaseOperator,
-    bloom_errors,
-    check_wait_options,
-    default_deferrable,
-    raise_for_error_event,
-)
-from airflow_provider_bloom.records import (
+from airflow_provider_bloom.logic.records import (
     EVENT_STATUSES,
     BrandEvent,
     BrandRecord,
@@ -33,6 +24,15 @@ from airflow_provider_bloom.records import (
     EventStatus,
     slim_brand,
 )
+from airflow_provider_bloom.tasks.base import (
+    DEFAULT_DEFER_AFTER,
+    DEFAULT_MIN_DEFER_SECONDS,
+    BloomBaseOperator,
+    bloom_errors,
+    check_wait_options,
+    default_deferrable,
+)
+from airflow_provider_bloom.tasks.waiting import raise_for_error_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,14 +46,14 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
     code), and when Bloom needs a logo (``logo_required``) unless ``accept_logo_required=True``.
 
     Bloom's spec: only a ``ready`` brand can generate images; a ``logo_required`` brand answers
-    409 ``BRAND_NOT_READY`` until it gets a logo (``UpdateBrandLogoOperator``, then wait again).
+    409 ``BRAND_NOT_READY`` until it gets a logo (``BloomUpdateBrandLogoOperator``, then wait again).
 
     Each check is a long-poll (``GET /brands/{id}?wait=true``), so the sensor notices the end at once.
     With ``deferrable=True`` the wait runs in the triggerer (:class:`BloomBrandTrigger`).
 
-    :param brand_id: the brand to watch (e.g. ``CreateBrandOperator``'s output). Templated.
+    :param brand_id: the brand to watch (e.g. ``BloomCreateBrandOperator``'s output). Templated.
     :param accept_logo_required: end the wait on ``logo_required`` too and return the record (its
-        ``status`` says which), e.g. to branch to ``UpdateBrandLogoOperator``. The brand still cannot
+        ``status`` says which), e.g. to branch to ``BloomUpdateBrandLogoOperator``. The brand still cannot
         generate until it has a logo.
     :param poll_timeout: seconds each check may hold the request open (0-295; 0 = plain GET).
     :param deferrable: wait in the triggerer instead of a worker slot.
@@ -123,7 +123,7 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         if status == BrandStatus.LOGO_REQUIRED and self.accept_logo_required:
             self.log.warning(
                 "%s is logo_required (accepted): it cannot generate images until it has a logo "
-                "(Bloom answers 409 BRAND_NOT_READY); give it one with UpdateBrandLogoOperator",
+                "(Bloom answers 409 BRAND_NOT_READY); give it one with BloomUpdateBrandLogoOperator",
                 label,
             )
             return PokeReturnValue(is_done=True, xcom_value=dict(brand))
@@ -140,9 +140,9 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
             raise AirflowFailException(
                 f"{label} needs a logo: Bloom could not find a usable one{why}, and it cannot generate "
                 "images until it has one (Bloom answers 409 BRAND_NOT_READY). Give it one with "
-                f"UpdateBrandLogoOperator(brand_id={brand.get('id') or self.brand_id!r}, logo_url=... or "
-                "logo_file=...) and wait again with this sensor, or pass logo_url to CreateBrandOperator "
-                "up front."
+                f"BloomUpdateBrandLogoOperator(brand_id={brand.get('id') or self.brand_id!r}, logo_url=... "
+                "or logo_file=...) and wait again with this sensor, or pass logo_url to "
+                "BloomCreateBrandOperator up front."
             )
         self.log.info("%s is still %s", label, status)
         return False

@@ -13,13 +13,9 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.operators._base import (
-    BloomBaseOperator,
-    bloom_errors,
-    literal_from_template,
-)
+from airflow_provider_bloom.logic.prices import Price, credits_for
 from airflow_provider_bloom.operators.credits import estimate_credits, prompt_count
-from airflow_provider_bloom.prices import Price, credits_for
+from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, literal_from_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

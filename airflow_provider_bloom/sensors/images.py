@@ -9,30 +9,28 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
+from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.links import BloomImageLink, image_links
-from airflow_provider_bloom.operators._base import (
+from airflow_provider_bloom.logic.records import EventStatus, flatten_image_ids
+from airflow_provider_bloom.logic.waiting import PendingImages
+from airflow_provider_bloom.tasks.base import (
     DEFAULT_DEFER_AFTER,
     DEFAULT_MIN_DEFER_SECONDS,
-    ImageWaitMixin,
     bloom_errors,
     check_wait_options,
     default_deferrable,
-    images_from_event,
     known_at_parse_time,
     literal_from_template,
-    resolve_images,
 )
-from airflow_provider_bloom.records import EventStatus, flatten_image_ids
-from airflow_provider_bloom.waiting import ImageWait
+from airflow_provider_bloom.tasks.waiting import ImageCompletionMixin, images_from_event, resolve_images
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
+class BloomImageSensor(ImageCompletionMixin, BaseSensorOperator):
     """Wait until every image in ``image_ids`` is ``completed`` or ``failed``.
 
     Deferrable (the default follows ``[operators] default_deferrable``): the
@@ -45,7 +43,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     imageUrl, width, height, aspectRatio, actionType, variantGroupId,
     failureReason, prompt (signed download URLs only with ``include_urls=True``).
 
-    :param image_ids: the ids to wait for: a list, an XComArg, GenerateImageOperator's output,
+    :param image_ids: the ids to wait for: a list, an XComArg, BloomGenerateImageOperator's output,
         or a mapped task's output (a list of lists, flattened). Templated.
     :param bloom_conn_id: the Bloom connection.
     :param deferrable: wait in the triggerer.
@@ -98,7 +96,7 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
         self.poll_timeout = poll_timeout
         self.wait_for_completion = True
         self.wait_timeout = float(self.timeout)  # the deferred wait's deadline is the sensor's timeout
-        self._state: ImageWait | None = None
+        self._state: PendingImages | None = None
 
     @cached_property
     def hook(self) -> BloomHook:
@@ -113,13 +111,13 @@ class BloomImageSensor(ImageWaitMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         ids = self.ids
         BloomImageLink.persist_all(context, self.hook.settings.base_url, ids)
-        if self.deferrable:  # a brief wait in the worker, then the triggerer (ImageWaitMixin)
-            return self.wait_for_images(context, ids)
+        if self.deferrable:  # a brief wait in the worker, then the triggerer (ImageCompletionMixin)
+            return self.wait_or_defer(context, ids)
         return super().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if self._state is None:
-            self._state = ImageWait(self.ids)
+            self._state = PendingImages(self.ids)
         state = self._state
         for batch in state.batches():
             try:

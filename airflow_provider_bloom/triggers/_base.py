@@ -16,14 +16,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS
+from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.records import BrandEvent, ImagesEvent
+from airflow_provider_bloom.logic.records import BrandEvent, ImagesEvent
+from airflow_provider_bloom.logic.waiting import check_epoch, check_poll_timeout, check_retry_delay
 from airflow_provider_bloom.triggers._gc import freeze_startup_heap
 from airflow_provider_bloom.triggers.connections import connection_settings
 from airflow_provider_bloom.triggers.hub import WaitHub, hub_for
-from airflow_provider_bloom.waiting import check_epoch, check_poll_timeout, check_retry_delay
 
 
 class BloomWaitTrigger(BaseTrigger):

@@ -8,8 +8,8 @@ import itertools
 import math
 from typing import Protocol
 
-from airflow_provider_bloom.records import BrandEvent, BrandRecord, slim_brand
-from airflow_provider_bloom.waiting import ImageWait, wait_window
+from airflow_provider_bloom.logic.records import BrandEvent, BrandRecord, slim_brand
+from airflow_provider_bloom.logic.waiting import PendingImages, wait_window
 
 
 class WaitOptions(Protocol):
@@ -45,7 +45,7 @@ class Waiter:
 
 
 class ImageWaiter(Waiter):
-    def __init__(self, state: ImageWait, options: WaitOptions, include_urls: bool) -> None:
+    def __init__(self, state: PendingImages, options: WaitOptions, include_urls: bool) -> None:
         super().__init__(options)
         self.state = state
         self.include_urls = include_urls

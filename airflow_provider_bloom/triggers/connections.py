@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from airflow_provider_bloom.settings import ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
 
 #: How long a looked-up connection is reused by triggers that start afterwards (seconds).
 SETTINGS_TTL_SECONDS = 10.0

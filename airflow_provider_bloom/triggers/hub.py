@@ -12,7 +12,7 @@ credential arrives and closed (client included) when the last one leaves. Nothin
 processes: each triggerer has its own hubs, so a trigger that moves to another triggerer just starts
 over there.
 
-Budget. Everything a hub sends goes through a :class:`~airflow_provider_bloom._budget.TokenBucket` of
+Budget. Everything a hub sends goes through a :class:`~airflow_provider_bloom.logic.pacing.TokenBucket` of
 ``wait_requests_per_minute`` (connection extra, default 60 of Bloom's 120, burst 6), which leaves the
 rest of the key's limit to the workers' submissions. A 429 slows the whole hub down once (pause for
 ``Retry-After`` or a few jittered seconds, then half rate for a minute); the requests it answered are
@@ -37,7 +37,7 @@ measured by ``bench/bench_hub.py`` are in docs/benchmarks.md (requests, 429s, de
 status to the event, the longest event-loop stall, memory).
 
 The decisions about a wait (pending ids, missing ids, transient errors, backoff) are the I/O-free ones
-of :mod:`airflow_provider_bloom.waiting`, shared with the sync hook and the sensor's poke mode.
+of :mod:`airflow_provider_bloom.logic.waiting`, shared with the sync hook and the sensor's poke mode.
 """
 
 from __future__ import annotations
@@ -54,11 +54,18 @@ from urllib.parse import urlparse
 
 import httpx
 
-from airflow_provider_bloom._budget import TokenBucket
-from airflow_provider_bloom._spec import MAX_IDS_PER_CALL
+from airflow_provider_bloom.client.settings import USER_AGENT, ClientSettings
+from airflow_provider_bloom.client.spec import MAX_IDS_PER_CALL
 from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
-from airflow_provider_bloom.records import BrandEvent, slim_brand
-from airflow_provider_bloom.settings import USER_AGENT, ClientSettings
+from airflow_provider_bloom.logic.pacing import TokenBucket
+from airflow_provider_bloom.logic.records import BrandEvent, slim_brand
+from airflow_provider_bloom.logic.waiting import (
+    PendingImages,
+    brand_event,
+    brand_timeout_event,
+    error_fields,
+    transient_delay,
+)
 from airflow_provider_bloom.triggers._waiters import (
     BrandWaiter,
     ImageWaiter,
@@ -68,16 +75,9 @@ from airflow_provider_bloom.triggers._waiters import (
     sequence,
 )
 from airflow_provider_bloom.triggers.connections import connection_settings, forget_connections
-from airflow_provider_bloom.waiting import (
-    ImageWait,
-    brand_event,
-    brand_timeout_event,
-    error_fields,
-    transient_delay,
-)
 
 if TYPE_CHECKING:
-    from airflow_provider_bloom.client import AsyncBloomClient
+    from airflow_provider_bloom.client.transport import AsyncBloomClient
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class WaitHub:
 
     # -- public: what triggers call -----------------------------------------------------------
     async def wait_images(
-        self, state: ImageWait, options: WaitOptions, *, include_urls: bool = False
+        self, state: PendingImages, options: WaitOptions, *, include_urls: bool = False
     ) -> None:
         """Wait until every id of ``state`` is terminal, or ``options.deadline`` (epoch seconds) passes.
 
@@ -387,7 +387,7 @@ class WaitHub:
 
 
 def _make_client(settings: ClientSettings, max_long_polls: int) -> AsyncBloomClient:
-    from airflow_provider_bloom.client import AsyncBloomClient
+    from airflow_provider_bloom.client.transport import AsyncBloomClient
 
     http = httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},

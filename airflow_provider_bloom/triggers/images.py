@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_bloom.exceptions import BloomImagesMissingError
-from airflow_provider_bloom.records import ImagesEvent, flatten_image_ids
+from airflow_provider_bloom.logic.records import ImagesEvent, flatten_image_ids
+from airflow_provider_bloom.logic.waiting import PendingImages
 from airflow_provider_bloom.triggers._base import BloomWaitTrigger
 from airflow_provider_bloom.triggers.hub import WaitHub
-from airflow_provider_bloom.waiting import ImageWait
 
 __all__ = ["BloomImagesMissingError", "BloomImagesTrigger"]
 
@@ -32,7 +32,7 @@ class BloomImagesTrigger(BloomWaitTrigger):
     Yields exactly one event ``{"status", "images", "message"}``: ``success`` (all completed),
     ``failed`` (all terminal, some failed), ``timeout`` (deadline passed) or ``error`` (a
     non-transient error; the event then also carries Bloom's ``code`` and ``permanent``).
-    ``images`` holds the small records of :class:`~airflow_provider_bloom.records.ImageRecord`.
+    ``images`` holds the small records of :class:`~airflow_provider_bloom.logic.records.ImageRecord`.
     """
 
     def __init__(
@@ -41,7 +41,7 @@ class BloomImagesTrigger(BloomWaitTrigger):
         super().__init__(deadline=deadline, **kwargs)
         self.image_ids = flatten_image_ids(image_ids, "image_ids")
         self.include_urls = bool(include_urls)
-        self._state = ImageWait(self.image_ids)
+        self._state = PendingImages(self.image_ids)
 
     def arguments(self) -> dict[str, Any]:
         return {"image_ids": list(self.image_ids), "include_urls": self.include_urls}
@@ -53,7 +53,7 @@ class BloomImagesTrigger(BloomWaitTrigger):
         )
 
     async def wait(self) -> ImagesEvent:
-        self._state = ImageWait(self.image_ids)  # each run starts from nothing known
+        self._state = PendingImages(self.image_ids)  # each run starts from nothing known
         return await super().wait()  # type: ignore[return-value]
 
     async def wait_in(self, hub: WaitHub) -> ImagesEvent:

@@ -12,15 +12,17 @@ from airflow_provider_bloom.operators.brands import (
 from airflow_provider_bloom.operators.credits import BloomAccountOperator, estimate_credits
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import (
-    BloomDeleteImagesOperator,
     BloomEditImageOperator,
     BloomGenerateImageOperator,
-    BloomListImagesOperator,
     BloomRemoveBackgroundOperator,
     BloomResizeImageOperator,
+    BloomVectorizeImageOperator,
+)
+from airflow_provider_bloom.operators.library import (
+    BloomDeleteImagesOperator,
+    BloomListImagesOperator,
     BloomSearchImagesOperator,
     BloomUploadImageOperator,
-    BloomVectorizeImageOperator,
 )
 from airflow_provider_bloom.sensors.brands import BloomBrandSensor
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor

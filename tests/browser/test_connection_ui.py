@@ -140,10 +140,10 @@ def test_extra_link_opens_the_image(page, ui_stack):
             f"""
             import pendulum
             from airflow.sdk import DAG
-            from airflow_provider_bloom.operators.images import GenerateImageOperator
+            from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 
             with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
-                GenerateImageOperator(
+                BloomGenerateImageOperator(
                     task_id="gen", prompt="a kite over the dunes", variant_count=2, bloom_conn_id={CONN_ID!r}
                 )
             """

@@ -332,7 +332,7 @@ def test_pipeline_at_the_demos_speed_succeeds_three_times_in_a_row(stack: Stack,
 
 @pytest.mark.timeout(960)
 def test_a_hundred_deferred_waits_share_the_hub_without_a_429(stack: Stack) -> None:
-    """100 mapped GenerateImageOperator(wait_for_completion=True, deferrable=True) tasks defer at once
+    """100 mapped BloomGenerateImageOperator(wait_for_completion=True, deferrable=True) tasks defer at once
     on one key, against the emulator's 120 requests/min: the triggerer's hub keeps every request
     within the budget, and every task succeeds in one try."""
     stack.emulator.reset()

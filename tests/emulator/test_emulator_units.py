@@ -13,9 +13,9 @@ from airflow_provider_bloom.emulator.errors import EmulatorError
 from airflow_provider_bloom.emulator.faults import FaultBook, FaultRule
 from airflow_provider_bloom.emulator.media import sniff
 from airflow_provider_bloom.emulator.png import make_png, make_svg
-from airflow_provider_bloom.emulator.records import dimensions, iso, nearest_aspect_ratio
 from airflow_provider_bloom.emulator.spec import is_uri, match, operations
 from airflow_provider_bloom.emulator.state import Store
+from airflow_provider_bloom.emulator.stored import dimensions, iso, nearest_aspect_ratio
 
 
 class Clock:

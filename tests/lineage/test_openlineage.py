@@ -213,7 +213,7 @@ def test_the_provider_imports_and_runs_without_the_openlineage_provider(
         "import json, sys\n"
         "import airflow.sdk\n"
         "before = {m for m in sys.modules if 'openlineage' in m}\n"
-        "import airflow_provider_bloom.lineage, airflow_provider_bloom.batch.manifest\n"
+        "import airflow_provider_bloom.lineage, airflow_provider_bloom.logic.batch.manifest\n"
         "import airflow_provider_bloom.operators.download, airflow_provider_bloom.operators.images\n"
         "import airflow_provider_bloom.operators.batch, airflow_provider_bloom.operators.manifest\n"
         "print(json.dumps(sorted({m for m in sys.modules if 'openlineage' in m} - before)))\n"

@@ -9,7 +9,8 @@ from collections import deque
 
 import pytest
 
-from airflow_provider_bloom.batch.journal import (
+from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.logic.batch.journal import (
     CHECKPOINT_EVERY,
     Journal,
     MemoryStore,
@@ -17,18 +18,17 @@ from airflow_provider_bloom.batch.journal import (
     replay,
     status_events,
 )
-from airflow_provider_bloom.batch.manifest import derived_base, step_record, summary
-from airflow_provider_bloom.batch.progress import Progress, duration
-from airflow_provider_bloom.batch.rows import (
+from airflow_provider_bloom.logic.batch.manifest import derived_base, step_record, summary
+from airflow_provider_bloom.logic.batch.progress import Progress, duration
+from airflow_provider_bloom.logic.batch.rows import (
     BatchInputError,
     check_rows,
     normalize,
     request_of,
     rows_from_text,
 )
-from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.logic.prices import credits_for
 from airflow_provider_bloom.operators._batch import batch_bucket
-from airflow_provider_bloom.prices import credits_for
 
 # --------------------------------------------------------------------------- rows
 

@@ -1,4 +1,4 @@
-"""The request budget (:mod:`airflow_provider_bloom._budget`): token buckets on a fake clock, credential
+"""The request budget (:mod:`airflow_provider_bloom.logic.pacing`): token buckets on a fake clock, credential
 fingerprints, and a task paced by its bucket."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from airflow_provider_bloom._budget import TokenBucket, credential_fingerprint, take_sync
-from airflow_provider_bloom.client import ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.logic.pacing import TokenBucket, credential_fingerprint, take_sync
 from tests.helpers import API_KEY, OTHER_KEY, conn_json
 
 
@@ -71,10 +71,10 @@ def test_fingerprints_never_contain_the_secret_and_tell_credentials_apart():
 
 
 def test_a_task_that_deletes_many_images_is_paced_by_its_bucket(bloom_conn, monkeypatch):
-    """DeleteImagesOperator over 200 ids (4 requests) with requests_per_minute=2 (burst 1): the first
+    """BloomDeleteImagesOperator over 200 ids (4 requests) with requests_per_minute=2 (burst 1): the first
     request goes at once, each later one waits for a token (~30 s, on a fake clock here)."""
-    import airflow_provider_bloom.operators._base as base
-    from airflow_provider_bloom.operators.image_tools import DeleteImagesOperator
+    import airflow_provider_bloom.tasks.base as base
+    from airflow_provider_bloom.operators.library import BloomDeleteImagesOperator
 
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, requests_per_minute=2))
     clock = FakeClock()
@@ -88,7 +88,7 @@ def test_a_task_that_deletes_many_images_is_paced_by_its_bucket(bloom_conn, monk
     monkeypatch.setattr(base, "sync_bucket", lambda url, fingerprint, per_minute: bucket)
     monkeypatch.setattr(base, "take_sync", functools.partial(take_sync, sleep=fake_sleep))
     ids = [str(uuid.uuid4()) for _ in range(200)]
-    result = DeleteImagesOperator(task_id="cleanup", image_ids=ids).execute({})
+    result = BloomDeleteImagesOperator(task_id="cleanup", image_ids=ids).execute({})
     assert result == {"requested": 200, "deleted_count": 0}
     assert bloom_conn.requests()["by_operation"]["images.deleteMany"] == 4
     assert len(sleeps) == 3 and all(s == pytest.approx(30.0) for s in sleeps)

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from airflow_provider_bloom.client import BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.faults import FAULT_KINDS
 from airflow_provider_bloom.exceptions import BloomServerError, BloomTransportError

@@ -1,4 +1,4 @@
-"""The client layer's import paths: old names still importable, and no HTTP stack at DAG-parse time."""
+"""The client layer at DAG-parse time: the hook and the cheap client modules load no HTTP stack."""
 
 from __future__ import annotations
 
@@ -8,32 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import airflow_provider_bloom.client as client_module
+import airflow_provider_bloom.client.transport as client_module
 
 ROOT = Path(__file__).resolve().parents[2]
-
-#: Every name other modules, tests, examples and users import from ``airflow_provider_bloom.client``.
-CLIENT_NAMES = [
-    "JSON",
-    "USER_AGENT",
-    "AsyncBloomClient",
-    "BloomAPIError",
-    "BloomClient",
-    "BloomOperations",
-    "ClientSettings",
-    "FileInput",
-    "PreparedCall",
-    "allowed_mimes",
-    "extension_for",
-    "read_upload",
-    "sniff_image_type",
-]
-
-
-def test_names_imported_from_the_client_module_are_still_there():
-    missing = [name for name in CLIENT_NAMES if not hasattr(client_module, name)]
-    assert missing == []
-    assert set(CLIENT_NAMES) <= set(client_module.__all__)
 
 
 def test_the_hook_and_the_cheap_client_modules_load_no_http_stack_and_no_spec():
@@ -42,9 +19,10 @@ def test_the_hook_and_the_cheap_client_modules_load_no_http_stack_and_no_spec():
 import json, sys
 import airflow.sdk
 import airflow_provider_bloom.hooks.bloom
-import airflow_provider_bloom.settings, airflow_provider_bloom.files
-import airflow_provider_bloom.operations, airflow_provider_bloom._core, airflow_provider_bloom._spec as spec
-heavy = [m for m in ("requests", "urllib3", "airflow_provider_bloom.client") if m in sys.modules]
+import airflow_provider_bloom.client.settings, airflow_provider_bloom.client.files
+import airflow_provider_bloom.client.operations, airflow_provider_bloom.client.core
+import airflow_provider_bloom.client.spec as spec
+heavy = [m for m in ("requests", "urllib3", "airflow_provider_bloom.client.transport") if m in sys.modules]
 print(json.dumps({"heavy": heavy, "spec_loaded": spec.load_spec.cache_info().currsize}))
 """
     env = {

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from airflow.exceptions import AirflowFailException
 
-from airflow_provider_bloom._spec import operations
-from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.spec import operations
+from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomError, BloomServerError
-from airflow_provider_bloom.operators._base import bloom_errors
+from airflow_provider_bloom.tasks.base import bloom_errors
 from tests.helpers import API_KEY, tiny_png
 from tests.hostile_server import Answer, HostileServer, json_answer
 

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.exceptions import BloomAPIError, BloomError
 from tests.hostile_server import Answer, HostileServer, json_answer
 

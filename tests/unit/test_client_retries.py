@@ -8,7 +8,8 @@ import time
 import pytest
 import requests
 
-from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import (
     BloomRateLimitError,

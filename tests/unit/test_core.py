@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_bloom._core import PreparedCall, _ClientCore, caused_by_tls
+from airflow_provider_bloom.client.core import PreparedCall, _ClientCore, caused_by_tls
+from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.exceptions import BloomTransportError
-from airflow_provider_bloom.settings import ClientSettings
 
 BASE = "http://127.0.0.1:9/api/v1"
 IMAGE_ID = "3f2b6c1e-9a4d-4e8b-8f2a-0c1d2e3f4a5b"

@@ -120,7 +120,7 @@ def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
     planted = tmp_path / PACKAGE / "triggers" / "images.py"
     planted.parent.mkdir(parents=True)
     forms = [
-        "from airflow_provider_bloom.operators._base import bloom_errors",
+        "from airflow_provider_bloom.tasks.base import bloom_errors",
         "import airflow_provider_bloom.sensors.images",
         "from airflow_provider_bloom import operators",
         "from ..sensors import brands",

@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_bloom import lineage
-from airflow_provider_bloom.batch.journal import RowState
-from airflow_provider_bloom.batch.manifest import (
-    IMAGE_FIELDS,
-    derived_base,
-    image_records,
-    step_record,
-)
+from airflow_provider_bloom.logic.batch.journal import RowState
+from airflow_provider_bloom.logic.batch.manifest import IMAGE_FIELDS, derived_base, image_records, step_record
 
 
 def chain() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The one price list (airflow_provider_bloom.prices), its connection override, and the emulator's charges."""
+"""The one price list (logic.prices), its connection override, and the emulator's charges."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from airflow_provider_bloom.emulator.server import EmulatorServer
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.hooks.bloom import settings_from_connection
-from airflow_provider_bloom.prices import credits_for, is_assumed, kind_of, parse_prices
+from airflow_provider_bloom.hooks.connection import settings_from_connection
+from airflow_provider_bloom.logic.prices import credits_for, is_assumed, kind_of, parse_prices
 
 
 @pytest.mark.parametrize(

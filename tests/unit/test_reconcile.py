@@ -1,4 +1,4 @@
-"""The pure decisions of :mod:`airflow_provider_bloom.reconcile`: time window and matching rules."""
+"""The pure decisions of :mod:`airflow_provider_bloom.logic.reconcile`: time window and matching rules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_provider_bloom.exceptions import BloomTransportError
-from airflow_provider_bloom.reconcile import (
+from airflow_provider_bloom.logic.reconcile import (
     Attempt,
     ImageQuery,
     ServerTime,

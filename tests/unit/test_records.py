@@ -1,4 +1,4 @@
-"""Status enums, their terminal rules and the record helpers of ``airflow_provider_bloom.records``."""
+"""Status enums, their terminal rules and the record helpers of ``airflow_provider_bloom.logic.records``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from airflow_provider_bloom._spec import load_spec
+from airflow_provider_bloom.client.spec import load_spec
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.records import (
+from airflow_provider_bloom.logic.records import (
     BRAND_RECORD_FIELDS,
     EVENT_STATUSES,
     IMAGE_RECORD_FIELDS,

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from airflow_provider_bloom.client import BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomInputError
 
@@ -146,10 +147,10 @@ def test_a_bad_base_url_is_an_input_error_not_a_value_error():
 
 @pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1, 0])
 def test_wait_timeout_must_be_positive_and_finite(timeout):
-    from airflow_provider_bloom.operators.images import GenerateImageOperator
+    from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 
     with pytest.raises(BloomInputError) as info:
-        GenerateImageOperator(task_id="g", prompt="p", wait_for_completion=True, wait_timeout=timeout)
+        BloomGenerateImageOperator(task_id="g", prompt="p", wait_for_completion=True, wait_timeout=timeout)
     assert info.value.field == "wait_timeout"
 
 
@@ -184,10 +185,10 @@ def test_credits_sensor_reads_rendered_numbers_and_lists(prompts, needed):
 
 
 def test_download_name_template_holding_a_url_is_refused_when_the_dag_is_built():
-    from airflow_provider_bloom.operators.download import DownloadImagesOperator, render_name
+    from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator, render_name
 
     with pytest.raises(BloomInputError) as info:
-        DownloadImagesOperator(
+        BloomDownloadImagesOperator(
             task_id="d",
             image_ids=[UUID],
             destination="/tmp/x",

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_bloom.client import BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomAPIError, BloomInputError
 

@@ -1,4 +1,4 @@
-"""The shared wait state machine (:mod:`airflow_provider_bloom.waiting`), I/O-free."""
+"""The shared wait state machine (:mod:`airflow_provider_bloom.logic.waiting`), I/O-free."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import uuid
 import pytest
 
 from airflow_provider_bloom.exceptions import BloomImagesMissingError, BloomRateLimitError, BloomServerError
-from airflow_provider_bloom.waiting import ImageWait, is_transient, transient_delay
+from airflow_provider_bloom.logic.waiting import PendingImages, is_transient, transient_delay
 
 
 def test_image_wait_tracks_pending_ids_and_orders_records():
     a, b, c = (str(uuid.uuid4()) for _ in range(3))
-    state = ImageWait([a, b, c, a])
+    state = PendingImages([a, b, c, a])
     assert state.ids == [a, b, c] and state.batches() == [[a, b, c]]
     state.apply(
         [a, b, c],
@@ -38,7 +38,7 @@ def test_image_wait_tracks_pending_ids_and_orders_records():
 
 def test_image_wait_names_ids_bloom_did_not_return():
     a, ghost = str(uuid.uuid4()), str(uuid.uuid4())
-    state = ImageWait([a, ghost])
+    state = PendingImages([a, ghost])
     with pytest.raises(BloomImagesMissingError) as err:
         state.apply([a, ghost], {"images": [{"id": a, "status": "completed"}]})
     assert err.value.missing == [ghost] and err.value.permanent
@@ -47,7 +47,7 @@ def test_image_wait_names_ids_bloom_did_not_return():
 
 def test_image_wait_asks_in_chunks_of_fifty():
     ids = [str(uuid.uuid4()) for _ in range(120)]
-    assert [len(b) for b in ImageWait(ids).batches()] == [50, 50, 20]
+    assert [len(b) for b in PendingImages(ids).batches()] == [50, 50, 20]
 
 
 def test_transient_errors_and_their_backoff():
@@ -64,7 +64,7 @@ def test_transient_errors_and_their_backoff():
 
 def test_event_payloads_are_json_and_small():
     a = str(uuid.uuid4())
-    state = ImageWait([a])
+    state = PendingImages([a])
     state.apply(
         [a],
         {

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_bloom.operators.images import GenerateImageOperator
+from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 
 with DAG(
     dag_id="bloom_scale_waits",
@@ -26,7 +26,7 @@ with DAG(
     def prompts(params: dict | None = None) -> list[str]:
         return [f"scale test tile {n}" for n in range(int((params or {})["count"]))]
 
-    GenerateImageOperator.partial(
+    BloomGenerateImageOperator.partial(
         task_id="generate_and_wait",
         aspect_ratio="1:1",
         wait_for_completion=True,

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from airflow_provider_bloom._spec import operations
+from airflow_provider_bloom.client.spec import operations
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,

@@ -7,10 +7,12 @@ import logging
 
 import pytest
 
-from airflow_provider_bloom.client import BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomAuthError, BloomInputError
-from airflow_provider_bloom.hooks.bloom import BloomHook, settings_from_connection
+from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.hooks.connection import settings_from_connection
 from tests.helpers import API_KEY, conn_json
 
 

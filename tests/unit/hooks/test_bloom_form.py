@@ -14,9 +14,10 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from airflow_provider_bloom import _CONN_FIELDS, get_provider_info
+from airflow_provider_bloom import get_provider_info
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.hooks.bloom import BloomHook, settings_from_connection
+from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.hooks.connection import CONN_FIELDS, settings_from_connection
 
 
 def airflow_schema(name: str) -> dict:
@@ -81,7 +82,7 @@ def test_standard_fields_are_relabelled_hidden_and_have_placeholders(bloom_form)
 
 def test_extras_are_typed_with_defaults(bloom_form):
     extras = bloom_form[0]["extra_fields"]
-    assert set(extras) == set(_CONN_FIELDS)
+    assert set(extras) == set(CONN_FIELDS)
     auth = extras["auth_scheme"]
     assert auth["value"] == "x-api-key"
     assert auth["schema"]["enum"] == ["x-api-key", "bearer"]  # a select without a `null` choice
@@ -111,14 +112,14 @@ class _Conn:
 
 def test_nulls_saved_by_the_form_mean_unset():
     """Airflow's form saves an extra left empty as JSON null: each one falls back to its default."""
-    s = settings_from_connection(_Conn({name: None for name in _CONN_FIELDS}))
+    s = settings_from_connection(_Conn({name: None for name in CONN_FIELDS}))
     assert (s.auth_header, s.timeout, s.max_retries, s.wait_requests_per_minute) == ("x-api-key", 60, 5, 60)
     assert s.workspace_id is s.brand_session_id is s.oauth_client_id is s.oauth_token_url is None
     assert not s.uses_oauth
 
 
 def test_form_defaults_make_the_documented_settings():
-    values = {name: spec["schema"].get("default") for name, spec in _CONN_FIELDS.items()}
+    values = {name: spec["schema"].get("default") for name, spec in CONN_FIELDS.items()}
     s = settings_from_connection(_Conn(values))
     assert (s.auth_header, s.timeout, s.max_retries, s.wait_requests_per_minute) == ("x-api-key", 60, 5, 60)
 
@@ -151,7 +152,7 @@ def test_no_form_field_is_masked_by_airflow_except_the_secret():
         from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
     except ImportError:  # Airflow 3.1
         from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
-    masked = {name for name in _CONN_FIELDS if should_hide_value_for_key(name)}
+    masked = {name for name in CONN_FIELDS if should_hide_value_for_key(name)}
     assert masked == {"oauth_client_secret", "oauth_token_url"}
 
 

@@ -7,10 +7,12 @@ import socket
 
 import pytest
 
-from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomTransportError
-from airflow_provider_bloom.hooks.bloom import BloomHook, base_url_from_connection
+from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.hooks.connection import base_url_from_connection
 from tests.helpers import API_KEY
 
 

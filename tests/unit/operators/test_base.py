@@ -10,7 +10,6 @@ from airflow.sdk import DAG
 
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.operators._base import DEFAULT_CONN_ID, known_at_parse_time
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import (
     BloomEditImageOperator,
@@ -19,6 +18,7 @@ from airflow_provider_bloom.operators.images import (
     BloomResizeImageOperator,
 )
 from airflow_provider_bloom.sensors.images import BloomImageSensor
+from airflow_provider_bloom.tasks.base import DEFAULT_CONN_ID, known_at_parse_time
 
 ID = str(uuid.uuid4())
 

@@ -15,9 +15,9 @@ import pytest
 from airflow.sdk import DAG
 from packaging.version import Version
 
-from airflow_provider_bloom.batch.manifest import from_jsonl
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
+from airflow_provider_bloom.logic.batch.manifest import from_jsonl
 from airflow_provider_bloom.operators.batch import (
     BloomGenerateBatchOperator,
     BloomRemoveBackgroundBatchOperator,

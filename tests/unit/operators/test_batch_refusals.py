@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from airflow.sdk import DAG
 
-from airflow_provider_bloom.batch.manifest import from_jsonl
 from airflow_provider_bloom.exceptions import BloomError
+from airflow_provider_bloom.logic.batch.manifest import from_jsonl
 from airflow_provider_bloom.operators import _batch
 from airflow_provider_bloom.operators.batch import BloomGenerateBatchOperator
 from tests.helpers import NO_RETRY_WANTED, REPO, START, balance, by_op, load_module

@@ -1,4 +1,4 @@
-"""Brand onboarding: CreateBrandOperator -> BloomBrandSensor (poke and deferrable) -> ready / failed /
+"""Brand onboarding: BloomCreateBrandOperator -> BloomBrandSensor (poke and deferrable) -> ready / failed /
 logo_required, logo updates, listing and deletion. All over HTTP against the emulator.
 (BloomBrandTrigger driven directly: tests/unit/triggers/test_brands.py.)
 """
@@ -11,10 +11,10 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.png import make_png, make_svg
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.brands import (
-    CreateBrandOperator,
-    DeleteBrandOperator,
-    ListBrandsOperator,
-    UpdateBrandLogoOperator,
+    BloomCreateBrandOperator,
+    BloomDeleteBrandOperator,
+    BloomListBrandsOperator,
+    BloomUpdateBrandLogoOperator,
 )
 from airflow_provider_bloom.sensors.brands import BloomBrandSensor
 from tests.helpers import bloom_dag, by_op, run_dag
@@ -25,7 +25,7 @@ UUID_LEN = 36
 def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
     bloom_conn.configure(brand_ready_seconds=2.0)  # long enough for the sensors to really wait
     with bloom_dag(request.node.name) as dag:
-        create = CreateBrandOperator(task_id="create", url="https://acme-{{ ds_nodash }}.example.com")
+        create = BloomCreateBrandOperator(task_id="create", url="https://acme-{{ ds_nodash }}.example.com")
         poked = BloomBrandSensor(
             task_id="wait_poke", brand_id=create.output, deferrable=False, poke_interval=0.1
         )
@@ -36,10 +36,12 @@ def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
             defer_after=0,
             min_defer_seconds=0,
         )
-        listed = ListBrandsOperator(task_id="list", status="ready")
-        delete = DeleteBrandOperator(task_id="delete", brand_id=create.output)
-        delete_again = DeleteBrandOperator(task_id="delete_again", brand_id=create.output, missing_ok=True)
-        delete_strict = DeleteBrandOperator(task_id="delete_strict", brand_id=create.output)
+        listed = BloomListBrandsOperator(task_id="list", status="ready")
+        delete = BloomDeleteBrandOperator(task_id="delete", brand_id=create.output)
+        delete_again = BloomDeleteBrandOperator(
+            task_id="delete_again", brand_id=create.output, missing_ok=True
+        )
+        delete_strict = BloomDeleteBrandOperator(task_id="delete_strict", brand_id=create.output)
         create >> deferred >> poked >> listed >> delete >> delete_again >> delete_strict
     out = run_dag(dag)
     assert "Pausing task as DEFERRED" in capfd.readouterr().out  # the trigger did the waiting
@@ -62,7 +64,7 @@ def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
 def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, request, capfd):
     bloom_conn.configure(brand_ready_seconds=2.0)
     with bloom_dag(request.node.name) as dag:
-        create = CreateBrandOperator(task_id="create", url="https://fail-brand.example.com")
+        create = BloomCreateBrandOperator(task_id="create", url="https://fail-brand.example.com")
         deferred = BloomBrandSensor(
             task_id="deferred", brand_id=create.output, deferrable=True, defer_after=0, min_defer_seconds=0
         )
@@ -70,7 +72,7 @@ def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, req
             task_id="poke", brand_id=create.output, poke_interval=0.1, trigger_rule="all_done"
         )
         create >> deferred >> poke  # the deferred one first, while the brand is still analyzing
-        CreateBrandOperator(task_id="bad_url", url="{{ 'not a url' }}")
+        BloomCreateBrandOperator(task_id="bad_url", url="{{ 'not a url' }}")
         BloomBrandSensor(task_id="bad_id", brand_id="{{ 'brand-1' }}")
         BloomBrandSensor(
             task_id="unknown", brand_id=str(uuid.uuid4()), deferrable=True, defer_after=0, min_defer_seconds=0
@@ -102,7 +104,7 @@ def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloo
     token = bloom_conn.mint_upload_token("logo", brand_id=token_brand)
 
     with bloom_dag(request.node.name) as dag:
-        create = CreateBrandOperator(task_id="create", url="https://logo-required.example.com")
+        create = BloomCreateBrandOperator(task_id="create", url="https://logo-required.example.com")
         strict = BloomBrandSensor(task_id="strict", brand_id=create.output, poke_interval=0.1)
         lenient = BloomBrandSensor(
             task_id="lenient",
@@ -112,24 +114,26 @@ def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloo
             defer_after=0,
             min_defer_seconds=0,
         )
-        by_url = UpdateBrandLogoOperator(
+        by_url = BloomUpdateBrandLogoOperator(
             task_id="by_url", brand_id=create.output, logo_url="https://acme.example.com/logo.png"
         )
         ready = BloomBrandSensor(
             task_id="ready", brand_id=create.output, deferrable=True, defer_after=0, min_defer_seconds=0
         )
-        by_file = UpdateBrandLogoOperator(task_id="by_file", brand_id=create.output, logo_file=str(logo_svg))
-        by_token = UpdateBrandLogoOperator(
+        by_file = BloomUpdateBrandLogoOperator(
+            task_id="by_file", brand_id=create.output, logo_file=str(logo_svg)
+        )
+        by_token = BloomUpdateBrandLogoOperator(
             task_id="by_token", brand_id=token_brand, logo_file=logo_png, upload_token=token
         )
         token_ready = BloomBrandSensor(task_id="token_ready", brand_id=token_brand, poke_interval=0.1)
-        UpdateBrandLogoOperator(
+        BloomUpdateBrandLogoOperator(
             task_id="invalid_logo", brand_id=create.output, logo_url="https://x.example/invalid-logo.png"
         )
-        UpdateBrandLogoOperator(
+        BloomUpdateBrandLogoOperator(
             task_id="both", brand_id=create.output, logo_url="https://x.example/a.png", logo_file=logo_png
         )
-        UpdateBrandLogoOperator(task_id="not_image", brand_id=create.output, logo_file=bad_logo)
+        BloomUpdateBrandLogoOperator(task_id="not_image", brand_id=create.output, logo_file=bad_logo)
         create >> [strict, lenient]
         lenient >> by_url >> ready >> by_file
         by_token >> token_ready
@@ -139,7 +143,7 @@ def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloo
     assert out.states["strict"] == "failed" and out.tries["strict"] == 1
     message = out.error("strict")
     assert f"Bloom brand {brand_id}" in message and "needs a logo" in message
-    assert f"UpdateBrandLogoOperator(brand_id='{brand_id}'" in message
+    assert f"BloomUpdateBrandLogoOperator(brand_id='{brand_id}'" in message
     # Bloom cannot generate with a logo_required brand: the advice never says to go on without one.
     assert "without a logo" not in message and "409 BRAND_NOT_READY" in message
     assert out.states["lenient"] == "success" and out.xcom["lenient"]["status"] == "logo_required"

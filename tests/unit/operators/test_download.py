@@ -1,5 +1,6 @@
-"""DownloadImagesOperator under dag.test(): real files through Bloom's redirect (the key never leaves Bloom's
-origin), atomic writes, the size cap, Content-Type and magic-byte checks, skip/overwrite, asset events.
+"""BloomDownloadImagesOperator under dag.test(): real files through Bloom's redirect (the key never leaves
+Bloom's origin), atomic writes, the size cap, Content-Type and magic-byte checks, skip/overwrite,
+asset events.
 
 A tiny loopback HTTP server stands in for a misbehaving storage host (wrong Content-Type, wrong bytes):
 the emulator's signed download URLs are pointed at it with ``download_base_url``.
@@ -20,7 +21,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_bloom.emulator.png import make_png, make_svg
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.operators.download import DownloadImagesOperator, render_name
+from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator, render_name
 from tests.helpers import bloom_dag, completed_images, conn_json, png_size, run_dag, svg_size
 
 DS = "{{ ds }}"
@@ -72,7 +73,7 @@ def test_downloads_real_png_and_svg_files_without_sending_the_key_elsewhere(bloo
     (vector,) = hook.wait_for_images([hook.vectorize_image(square["id"])["id"]], timeout=30)
     out_dir = tmp_path / "out"
     with bloom_dag(request.node.name) as dag:
-        DownloadImagesOperator(
+        BloomDownloadImagesOperator(
             task_id="download",
             image_ids=[square, wide["id"], vector],
             destination=ObjectStoragePath(f"file://{out_dir}"),
@@ -116,8 +117,8 @@ def test_existing_files_are_kept_unless_overwrite(bloom_conn, tmp_path, request)
     target = tmp_path / f"{image['id']}.png"
     target.write_bytes(b"an older file")
     with bloom_dag(request.node.name) as dag:
-        keep = DownloadImagesOperator(task_id="keep", image_ids=image, destination=str(tmp_path))
-        replace = DownloadImagesOperator(
+        keep = BloomDownloadImagesOperator(task_id="keep", image_ids=image, destination=str(tmp_path))
+        replace = BloomDownloadImagesOperator(
             task_id="replace", image_ids=image, destination=str(tmp_path), overwrite=True, asset_alias=None
         )
         keep >> replace
@@ -135,20 +136,22 @@ def test_bad_inputs_and_broken_downloads_never_leave_a_file(bloom_conn, tmp_path
     bloom_conn.add_fault("files.download", "truncate")  # the first file download is cut in half
     dirs = {name: tmp_path / name for name in ("cap", "cut", "pending", "failed", "dupes", "traversal")}
     with bloom_dag(request.node.name) as dag:
-        cut = DownloadImagesOperator(task_id="cut", image_ids=good, destination=str(dirs["cut"]))
-        cap = DownloadImagesOperator(
+        cut = BloomDownloadImagesOperator(task_id="cut", image_ids=good, destination=str(dirs["cut"]))
+        cap = BloomDownloadImagesOperator(
             task_id="cap", image_ids=good, destination=str(dirs["cap"]), max_bytes=1000
         )
         cut >> cap
-        DownloadImagesOperator(task_id="pending", image_ids=[good, pending], destination=str(dirs["pending"]))
-        DownloadImagesOperator(task_id="failed", image_ids=failed["id"], destination=str(dirs["failed"]))
-        DownloadImagesOperator(
+        BloomDownloadImagesOperator(
+            task_id="pending", image_ids=[good, pending], destination=str(dirs["pending"])
+        )
+        BloomDownloadImagesOperator(task_id="failed", image_ids=failed["id"], destination=str(dirs["failed"]))
+        BloomDownloadImagesOperator(
             task_id="missing", image_ids=str(uuid.uuid4()), destination=str(tmp_path / "m")
         )
-        DownloadImagesOperator(
+        BloomDownloadImagesOperator(
             task_id="dupes", image_ids=[good, other], destination=str(dirs["dupes"]), name_template="same.png"
         )
-        DownloadImagesOperator(
+        BloomDownloadImagesOperator(
             task_id="traversal",
             image_ids=good,
             destination=str(dirs["traversal"]),
@@ -182,7 +185,7 @@ def test_an_unreachable_storage_host_fails_naming_the_image_after_a_retry(
     closed = free_port()
     bloom_conn.configure(download_base_url=f"http://127.0.0.1:{closed}")
     with bloom_dag(request.node.name) as dag:
-        DownloadImagesOperator(task_id="download", image_ids=image, destination=str(tmp_path))
+        BloomDownloadImagesOperator(task_id="download", image_ids=image, destination=str(tmp_path))
     out = run_dag(dag)
     assert out.states["download"] == "failed" and out.tries["download"] == 2  # transient: retried
     assert f"image {image['id']}: download (from 127.0.0.1:" in out.error("download")
@@ -199,7 +202,9 @@ def test_content_type_and_magic_bytes_must_agree(bloom_conn, storage_host, tmp_p
     bloom_conn.configure(download_base_url=host)
     with bloom_dag(request.node.name) as dag:
         for image in (html, liar, plain):
-            DownloadImagesOperator(task_id=f"t_{image['id'][:8]}", image_ids=image, destination=str(tmp_path))
+            BloomDownloadImagesOperator(
+                task_id=f"t_{image['id'][:8]}", image_ids=image, destination=str(tmp_path)
+            )
     out = run_dag(dag)
 
     html_task, liar_task, plain_task = (f"t_{i['id'][:8]}" for i in (html, liar, plain))
@@ -220,10 +225,10 @@ def test_name_templates():
     assert render_name("story_{index}", image_id, 3, ".png") == "story_3.png"
     assert render_name("{image_id}.final.webp", image_id, 0, ".png") == f"{image_id}.final.png"
     with pytest.raises(BloomInputError, match=r"unknown placeholder \{name\}"):
-        DownloadImagesOperator(
+        BloomDownloadImagesOperator(
             task_id="t", image_ids=image_id, destination="/tmp", name_template="{name}.png"
         )
     with pytest.raises(BloomInputError, match="without '..'"):
         render_name("../{image_id}", image_id, 0, ".png")
     with pytest.raises(BloomInputError, match="max_bytes"):
-        DownloadImagesOperator(task_id="t", image_ids=image_id, destination="/tmp", max_bytes=0)
+        BloomDownloadImagesOperator(task_id="t", image_ids=image_id, destination="/tmp", max_bytes=0)

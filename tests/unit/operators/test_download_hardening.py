@@ -13,7 +13,7 @@ import pytest
 from airflow.exceptions import AirflowFailException
 
 from airflow_provider_bloom.emulator.png import make_png
-from airflow_provider_bloom.operators.download import BloomDownloadError, DownloadImagesOperator
+from airflow_provider_bloom.operators.download import BloomDownloadError, BloomDownloadImagesOperator
 from tests.helpers import completed_images
 from tests.hostile_server import Answer, HostileServer
 
@@ -26,7 +26,7 @@ def image(bloom_conn, hostile: HostileServer):
 
 
 def download(image, tmp_path, **kwargs):
-    op = DownloadImagesOperator(task_id="d", image_ids=image, destination=str(tmp_path), **kwargs)
+    op = BloomDownloadImagesOperator(task_id="d", image_ids=image, destination=str(tmp_path), **kwargs)
     return op.execute({})
 
 
@@ -91,7 +91,9 @@ def test_download_timeout_is_checked(bad, tmp_path):
     from airflow_provider_bloom.exceptions import BloomInputError
 
     with pytest.raises(BloomInputError) as info:
-        DownloadImagesOperator(task_id="d", image_ids=[], destination=str(tmp_path), download_timeout=bad)
+        BloomDownloadImagesOperator(
+            task_id="d", image_ids=[], destination=str(tmp_path), download_timeout=bad
+        )
     assert info.value.field == "download_timeout"
 
 

@@ -1,4 +1,4 @@
-"""GenerateImageOperator under ``dag.test()`` against the emulator.
+"""BloomGenerateImageOperator under ``dag.test()`` against the emulator.
 
 Runs go through the ``dag_run`` fixture (tests/conftest.py), which asserts the API key appears in no
 log line, XCom or rendered template field of the run.
@@ -21,8 +21,8 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.links import image_links
-from airflow_provider_bloom.operators._base import PaidRequestLedger
-from airflow_provider_bloom.operators.images import GenerateImageOperator
+from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
+from airflow_provider_bloom.tasks.ledger import PaidRequestLedger
 from tests.helpers import NO_RETRY_WANTED, START, conn_json
 
 HAS_TASK_STATE_STORE = Version(airflow.__version__) >= Version("3.3")
@@ -37,7 +37,7 @@ def generations(emulator) -> int:
 
 def test_generate_returns_ids_and_pushes_variant_group_and_link(bloom_conn, dag_run):
     with DAG("gen_basic", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen",
             prompt="a red bicycle, studio light",
             aspect_ratio="16:9",
@@ -63,7 +63,7 @@ def test_generate_returns_ids_and_pushes_variant_group_and_link(bloom_conn, dag_
 
 def test_templated_arguments_are_rendered_then_checked(bloom_conn, dag_run):
     with DAG("gen_templated", schedule=None, start_date=START, params={"subject": "a fox", "n": 2}) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen",
             prompt="{{ params.subject }} in the snow",
             variant_count="{{ params.n }}",
@@ -95,13 +95,13 @@ def test_templated_arguments_are_rendered_then_checked(bloom_conn, dag_run):
 def test_literal_arguments_are_checked_when_the_dag_is_parsed(kwargs, field):
     args = {"task_id": "gen", "prompt": "a boat", **kwargs}
     with pytest.raises(BloomInputError) as info:
-        GenerateImageOperator(**args)
+        BloomGenerateImageOperator(**args)
     assert info.value.field == field
 
 
 def test_a_rendered_argument_that_breaks_the_spec_fails_before_spending(bloom_conn, dag_run):
     with DAG("gen_bad_render", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="{{ 'x' * 2001 }}", **NO_RETRY_WANTED)
+        BloomGenerateImageOperator(task_id="gen", prompt="{{ 'x' * 2001 }}", **NO_RETRY_WANTED)
     run = dag_run(dag)
     assert run.state_of("gen") == "failed"
     assert run.tries_of("gen") == 1  # AirflowFailException: no retry for bad input
@@ -113,7 +113,7 @@ def test_brand_defaults_to_the_connection_and_is_required(bloom_conn, dag_run, m
     no_brand = {"conn_type": "bloom", "host": bloom_conn.base_url, "password": bloom_api_key}
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_NOBRAND", json.dumps(no_brand))
     with DAG("gen_no_brand", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen", prompt="a kite", bloom_conn_id="bloom_nobrand", **NO_RETRY_WANTED
         )
     run = dag_run(dag)
@@ -129,7 +129,7 @@ def test_expand_kwargs_maps_one_generation_per_entry(bloom_conn, dag_run):
     entries = [{"prompt": "a pear", "aspect_ratio": "1:1"}, {"prompt": "a plum", "aspect_ratio": "9:16"}]
     sizes = [(2048, 2048), (1152, 2048)]
     with DAG("gen_expand_kwargs", schedule=None, start_date=START) as dag:
-        GenerateImageOperator.partial(task_id="gen", model="standard").expand_kwargs(entries)
+        BloomGenerateImageOperator.partial(task_id="gen", model="standard").expand_kwargs(entries)
     run = dag_run(dag)
     assert run.state == "success"
     for index, entry in enumerate(entries):
@@ -143,14 +143,14 @@ def test_expand_kwargs_maps_one_generation_per_entry(bloom_conn, dag_run):
 
 def test_reference_ids_from_an_upstream_task(bloom_conn, dag_run):
     with DAG("gen_references", schedule=None, start_date=START) as dag:
-        first = GenerateImageOperator(task_id="style", prompt="a watercolour texture", variant_count=2)
+        first = BloomGenerateImageOperator(task_id="style", prompt="a watercolour texture", variant_count=2)
 
         @task
         def pick(ids: list[str]) -> list[str]:
             return ids[:1]
 
-        GenerateImageOperator(task_id="gen", prompt="a harbour", reference_image_ids=pick(first.output))
-        GenerateImageOperator(task_id="gen_all", prompt="a pier", reference_image_ids=first.output)
+        BloomGenerateImageOperator(task_id="gen", prompt="a harbour", reference_image_ids=pick(first.output))
+        BloomGenerateImageOperator(task_id="gen_all", prompt="a pier", reference_image_ids=first.output)
     run = dag_run(dag)
     assert run.state == "success"
     assert run.state_of("gen") == "success" and run.state_of("gen_all") == "success"
@@ -159,7 +159,7 @@ def test_reference_ids_from_an_upstream_task(bloom_conn, dag_run):
 
 def test_unknown_reference_fails_with_blooms_code_and_no_retry(bloom_conn, dag_run):
     with DAG("gen_bad_reference", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen", prompt="a tower", reference_image_ids=[str(uuid.uuid4())], **NO_RETRY_WANTED
         )
     run = dag_run(dag)
@@ -173,7 +173,7 @@ def test_unknown_reference_fails_with_blooms_code_and_no_retry(bloom_conn, dag_r
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_wait_for_completion_returns_the_records(bloom_conn, dag_run, deferrable):
     with DAG(f"gen_wait_{deferrable}", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen",
             prompt="a mountain hut",
             variant_count=2,
@@ -196,7 +196,7 @@ def test_a_fast_wait_finishes_in_the_worker_without_deferring(bloom_conn, dag_ru
     """Images that end within ``defer_after`` need no deferral: one long-poll from the worker."""
     bloom_conn.configure(generation_seconds=0.5)
     with DAG("gen_wait_fast", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen", prompt="a quick sketch", wait_for_completion=True, deferrable=True, defer_after=8
         )
     run = dag_run(dag)
@@ -210,7 +210,7 @@ def test_a_fast_wait_finishes_in_the_worker_without_deferring(bloom_conn, dag_ru
 def test_a_slow_wait_defers_after_defer_after_and_fires_no_sooner_than_min_defer_seconds(bloom_conn, dag_run):
     bloom_conn.configure(generation_seconds=2.5)
     with DAG("gen_wait_slow", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen",
             prompt="a slow oil painting",
             wait_for_completion=True,
@@ -239,20 +239,20 @@ def test_a_slow_wait_defers_after_defer_after_and_fires_no_sooner_than_min_defer
 )
 def test_wait_options_are_checked_when_the_dag_is_parsed(kwargs, field):
     with pytest.raises(BloomInputError) as err:
-        GenerateImageOperator(task_id="bad", prompt="p", wait_for_completion=True, **kwargs)
+        BloomGenerateImageOperator(task_id="bad", prompt="p", wait_for_completion=True, **kwargs)
     assert err.value.field == field
 
 
 def test_deferrable_defaults_to_the_airflow_setting(monkeypatch):
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
-    assert GenerateImageOperator(task_id="a", prompt="p").deferrable is True
+    assert BloomGenerateImageOperator(task_id="a", prompt="p").deferrable is True
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
-    assert GenerateImageOperator(task_id="b", prompt="p").deferrable is False
+    assert BloomGenerateImageOperator(task_id="b", prompt="p").deferrable is False
 
 
 def test_a_failed_image_fails_the_waiting_operator(bloom_conn, dag_run):
     with DAG("gen_wait_failed", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen", prompt="[content_safety] a duel", wait_for_completion=True, **NO_RETRY_WANTED
         )
     run = dag_run(dag)
@@ -287,7 +287,9 @@ def test_errors_a_retry_cannot_fix_fail_at_once_with_blooms_code(
     extra = extra if "brand_session_id" in extra else {}
     charged = bloom_conn.requests()["paid_posts_effective"]  # creating the slow brand is one
     with DAG(f"gen_error_{code.lower()}", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a lamp", image_size="4K", **extra, **NO_RETRY_WANTED)
+        BloomGenerateImageOperator(
+            task_id="gen", prompt="a lamp", image_size="4K", **extra, **NO_RETRY_WANTED
+        )
     run = dag_run(dag)
     assert run.state_of("gen") == "failed"
     assert run.tries_of("gen") == 1
@@ -304,7 +306,7 @@ def test_a_lost_answer_is_recovered_from_blooms_list_without_posting_again(bloom
     """More fault kinds, brands, edits, uploads and the uncertain cases: tests/unit/operators/test_base.py."""
     bloom_conn.add_fault("images.generate", "cut_after")
     with DAG("gen_lost_answer", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a comet", **NO_RETRY_WANTED)
+        BloomGenerateImageOperator(task_id="gen", prompt="a comet", **NO_RETRY_WANTED)
     run = dag_run(dag)
     assert run.state_of("gen") == "success"
     assert run.tries_of("gen") == 1
@@ -324,7 +326,7 @@ def test_a_retry_after_the_answer_was_stored_reuses_the_ids(bloom_conn, dag_run,
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
     bloom_conn.add_fault("images.list", "status", count=3, status=503)
     with DAG("gen_retry_reuses", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen",
             prompt="a paper boat",
             variant_count=2,
@@ -352,7 +354,7 @@ def test_a_retry_after_the_answer_was_stored_reuses_the_ids(bloom_conn, dag_run,
 def test_a_changed_request_is_not_mistaken_for_the_stored_one(bloom_conn, dag_run):
     """The stored answer is keyed by the request: a mapped task's other prompts post their own."""
     with DAG("gen_mapped_ledger", schedule=None, start_date=START) as dag:
-        GenerateImageOperator.partial(task_id="gen").expand(prompt=["a owl", "a crow", "a wren"])
+        BloomGenerateImageOperator.partial(task_id="gen").expand(prompt=["a owl", "a crow", "a wren"])
     run = dag_run(dag)
     assert run.state == "success"
     ids = [run.xcom("gen", map_index=i)[0] for i in range(3)]

@@ -14,10 +14,10 @@ from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.links import image_links
 from airflow_provider_bloom.operators.images import (
-    EditImageOperator,
-    RemoveBackgroundOperator,
-    ResizeImageOperator,
-    VectorizeImageOperator,
+    BloomEditImageOperator,
+    BloomRemoveBackgroundOperator,
+    BloomResizeImageOperator,
+    BloomVectorizeImageOperator,
 )
 from tests.helpers import bloom_dag, by_op, completed_images, conn_json, run_dag
 
@@ -35,14 +35,14 @@ def test_post_processing_operators_take_ids_or_records_and_return_new_ids(bloom_
     sources = completed_images(2, aspect_ratio="1:1")
     first, second = (r["id"] for r in sources)
     with bloom_dag(request.node.name, params={"image": first, "colour": "teal"}) as dag:
-        ResizeImageOperator(task_id="resize", image_ids=sources, target_aspect_ratio="9:16")
-        RemoveBackgroundOperator(
+        BloomResizeImageOperator(task_id="resize", image_ids=sources, target_aspect_ratio="9:16")
+        BloomRemoveBackgroundOperator(
             task_id="remove_bg", image_ids=[first, second], wait_for_completion=True, deferrable=False
         )
-        VectorizeImageOperator(
+        BloomVectorizeImageOperator(
             task_id="vectorize", image_ids=first, wait_for_completion=True, deferrable=True
         )
-        EditImageOperator(
+        BloomEditImageOperator(
             task_id="edit",
             image_ids="{{ params.image }}",
             prompt="make the sky {{ params.colour }}",
@@ -97,14 +97,16 @@ def test_post_processing_refuses_bad_inputs_before_spending(bloom_conn, request)
     before = bloom_conn.requests()["by_operation"]
 
     with bloom_dag(request.node.name) as dag:
-        ResizeImageOperator(task_id="malformed", image_ids="{{ 'not-a-uuid' }}", target_aspect_ratio="9:16")
-        RemoveBackgroundOperator(task_id="pending", image_ids=[done["id"], pending])
-        VectorizeImageOperator(task_id="failed", image_ids=failed)
-        EditImageOperator(task_id="missing", image_ids=missing, prompt="brighter")
-        ResizeImageOperator(task_id="same_ratio", image_ids=done, target_aspect_ratio="1:1")
-        ResizeImageOperator(task_id="bad_ratio", image_ids=done, target_aspect_ratio="{{ '9:17' }}")
-        ResizeImageOperator(task_id="svg", image_ids=vector, target_aspect_ratio="16:9")
-        EditImageOperator(task_id="empty_prompt", image_ids=done, prompt="{{ '' }}")
+        BloomResizeImageOperator(
+            task_id="malformed", image_ids="{{ 'not-a-uuid' }}", target_aspect_ratio="9:16"
+        )
+        BloomRemoveBackgroundOperator(task_id="pending", image_ids=[done["id"], pending])
+        BloomVectorizeImageOperator(task_id="failed", image_ids=failed)
+        BloomEditImageOperator(task_id="missing", image_ids=missing, prompt="brighter")
+        BloomResizeImageOperator(task_id="same_ratio", image_ids=done, target_aspect_ratio="1:1")
+        BloomResizeImageOperator(task_id="bad_ratio", image_ids=done, target_aspect_ratio="{{ '9:17' }}")
+        BloomResizeImageOperator(task_id="svg", image_ids=vector, target_aspect_ratio="16:9")
+        BloomEditImageOperator(task_id="empty_prompt", image_ids=done, prompt="{{ '' }}")
     out = run_dag(dag)
 
     assert set(out.states.values()) == {"failed"}
@@ -126,20 +128,20 @@ def test_post_processing_refuses_bad_inputs_before_spending(bloom_conn, request)
 
 def test_literal_arguments_are_checked_when_the_dag_is_parsed():
     with pytest.raises(BloomInputError, match="target_aspect_ratio.*'9:16'"):
-        ResizeImageOperator(task_id="r", image_ids=str(uuid.uuid4()), target_aspect_ratio="9:17")
+        BloomResizeImageOperator(task_id="r", image_ids=str(uuid.uuid4()), target_aspect_ratio="9:17")
     with pytest.raises(BloomInputError, match="image_ids"):
-        RemoveBackgroundOperator(task_id="b", image_ids=["nope"])
+        BloomRemoveBackgroundOperator(task_id="b", image_ids=["nope"])
     with pytest.raises(BloomInputError, match="image_size"):
-        EditImageOperator(task_id="e", image_ids=str(uuid.uuid4()), prompt="x", image_size="8K")
+        BloomEditImageOperator(task_id="e", image_ids=str(uuid.uuid4()), prompt="x", image_size="8K")
     with pytest.raises(BloomInputError, match="on_failure"):
-        VectorizeImageOperator(task_id="v", image_ids=str(uuid.uuid4()), on_failure="explode")
+        BloomVectorizeImageOperator(task_id="v", image_ids=str(uuid.uuid4()), on_failure="explode")
 
 
 def test_permanent_failure_mid_batch_names_the_image_and_keeps_what_was_created(bloom_conn, request):
     first, second = completed_images(2)
     bloom_conn.set_credits(1)  # one remove-background can be paid, the second cannot
     with bloom_dag(request.node.name) as dag:
-        RemoveBackgroundOperator(task_id="remove_bg", image_ids=[first, second])
+        BloomRemoveBackgroundOperator(task_id="remove_bg", image_ids=[first, second])
     out = run_dag(dag)
 
     assert out.states["remove_bg"] == "failed" and out.tries["remove_bg"] == 1
@@ -156,7 +158,7 @@ def test_a_retry_after_a_transient_error_does_not_pay_again(bloom_conn, monkeypa
     bloom_conn.add_fault("images.resize", "delay", delay_seconds=0)  # the first resize passes...
     bloom_conn.add_fault("images.resize", "status", status=429)  # ...the second is rate limited
     with bloom_dag(request.node.name) as dag:
-        ResizeImageOperator(task_id="resize", image_ids=[first, second], target_aspect_ratio="16:9")
+        BloomResizeImageOperator(task_id="resize", image_ids=[first, second], target_aspect_ratio="16:9")
     out = run_dag(dag)
 
     assert out.states["resize"] == "success" and out.tries["resize"] == 2

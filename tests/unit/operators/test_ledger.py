@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_bloom.client import BloomClient, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
+from airflow_provider_bloom.client.transport import BloomClient
 from airflow_provider_bloom.emulator.png import make_png
-from airflow_provider_bloom.operators._ledger import PaidRequestLedger
+from airflow_provider_bloom.tasks.ledger import PaidRequestLedger
 
 BRAND, IMAGE, WORKSPACE = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 PNG = make_png(64, 64)

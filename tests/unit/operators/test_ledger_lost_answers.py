@@ -18,17 +18,17 @@ from airflow.sdk import DAG
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.png import make_png
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.operators._base import PaidRequestLedger
-from airflow_provider_bloom.operators.brands import CreateBrandOperator
+from airflow_provider_bloom.logic.reconcile import ReconcileError
+from airflow_provider_bloom.operators.brands import BloomCreateBrandOperator
 from airflow_provider_bloom.operators.images import (
-    EditImageOperator,
-    GenerateImageOperator,
-    RemoveBackgroundOperator,
-    ResizeImageOperator,
-    UploadImageOperator,
-    VectorizeImageOperator,
+    BloomEditImageOperator,
+    BloomGenerateImageOperator,
+    BloomRemoveBackgroundOperator,
+    BloomResizeImageOperator,
+    BloomVectorizeImageOperator,
 )
-from airflow_provider_bloom.reconcile import ReconcileError
+from airflow_provider_bloom.operators.library import BloomUploadImageOperator
+from airflow_provider_bloom.tasks.ledger import PaidRequestLedger
 from tests.helpers import START, bloom_dag, by_op, completed_images, conn_json, run_dag
 
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
@@ -65,7 +65,7 @@ def _orphans(emulator, adopted: list[str], action: str = "generation") -> list[s
 def test_generate_recovers_the_images_of_a_lost_answer(bloom_conn, dag_run, fault, variants):
     bloom_conn.add_fault("images.generate", **fault)
     with DAG(f"rec_gen_{fault['kind']}_{variants}", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen", prompt="a lighthouse", aspect_ratio="4:5", variant_count=variants, **RETRIES
         )
     run = dag_run(dag)
@@ -86,7 +86,7 @@ def test_generate_skips_an_identical_generation_made_before_the_request(bloom_co
     bloom_conn.configure(clock_offset_seconds=30)  # Bloom's clock moves on: the decoy is 30 s old
     bloom_conn.add_fault("images.generate", "cut_after")
     with DAG("rec_gen_decoy", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a lighthouse", aspect_ratio="4:5", **RETRIES)
+        BloomGenerateImageOperator(task_id="gen", prompt="a lighthouse", aspect_ratio="4:5", **RETRIES)
     run = dag_run(dag)
     assert run.state_of("gen") == "success"
     (adopted,) = run.xcom("gen")
@@ -100,7 +100,7 @@ def test_generate_uses_blooms_clock_not_this_machines(bloom_conn, dag_run, offse
     bloom_conn.reset()  # seed the brand in Bloom's (shifted) time
     bloom_conn.add_fault("images.generate", "cut_after")
     with DAG(f"rec_gen_skew_{offset}".replace("-", "m"), schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a windmill", variant_count=2, **RETRIES)
+        BloomGenerateImageOperator(task_id="gen", prompt="a windmill", variant_count=2, **RETRIES)
     run = dag_run(dag)
     assert run.state_of("gen") == "success"
     assert sorted(run.xcom("gen")) == sorted(r["id"] for r in _generated(bloom_conn))
@@ -110,7 +110,7 @@ def test_generate_looks_again_while_blooms_list_lags(bloom_conn, dag_run):
     bloom_conn.configure(list_delay_seconds=2.5)
     bloom_conn.add_fault("images.generate", "truncate")
     with DAG("rec_gen_lag", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a tram", variant_count=2, **RETRIES)
+        BloomGenerateImageOperator(task_id="gen", prompt="a tram", variant_count=2, **RETRIES)
     run = dag_run(dag)
     assert run.state_of("gen") == "success"
     assert sorted(run.xcom("gen")) == sorted(r["id"] for r in _generated(bloom_conn))
@@ -123,7 +123,7 @@ def test_generate_fails_listing_nothing_when_bloom_did_nothing(bloom_conn, dag_r
     fails without retries (it does not post again on a guess) once the bounded window has passed."""
     bloom_conn.add_fault("images.generate", "cut_before")
     with DAG("rec_gen_nothing", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a bridge", reconcile_timeout=2, **RETRIES)
+        BloomGenerateImageOperator(task_id="gen", prompt="a bridge", reconcile_timeout=2, **RETRIES)
     run = dag_run(dag)
     assert run.state_of("gen") == "failed" and run.tries_of("gen") == 1
     assert "Nothing matching was found" in run.log and "Not sent again" in run.log
@@ -139,7 +139,9 @@ def test_two_tasks_losing_identical_requests_at_once_adopt_nothing(bloom_conn):
     outcomes: dict[int, BaseException | dict] = {}
 
     def task(index: int) -> None:
-        op = GenerateImageOperator(task_id="gen", prompt="a red kite", variant_count=2, reconcile_timeout=3)
+        op = BloomGenerateImageOperator(
+            task_id="gen", prompt="a red kite", variant_count=2, reconcile_timeout=3
+        )
         call = op.hook.client.prepare("images.generate", body=op.build_request())
         body = dict(call.json or {})
 
@@ -182,7 +184,7 @@ def test_edit_recovers_the_image_of_a_lost_answer(bloom_conn, request, fault):
     bloom_conn.add_fault("images.edit", "delay", delay_seconds=0)  # the first edit is answered
     bloom_conn.add_fault("images.edit", **fault)  # the second one's answer is lost
     with bloom_dag(request.node.name) as dag:
-        EditImageOperator(task_id="edit", image_ids=sources, prompt="make it night")
+        BloomEditImageOperator(task_id="edit", image_ids=sources, prompt="make it night")
     out = run_dag(dag)
     assert out.states["edit"] == "success" and out.tries["edit"] == 1, out.errors
     edits = _generated(bloom_conn, "edit")
@@ -195,9 +197,9 @@ def test_edit_recovers_the_image_of_a_lost_answer(bloom_conn, request, fault):
 @pytest.mark.parametrize(
     ("operator", "action", "kwargs"),
     [
-        (ResizeImageOperator, "resize", {"target_aspect_ratio": "9:16"}),
-        (RemoveBackgroundOperator, "remove-background", {}),
-        (VectorizeImageOperator, "vectorize", {}),
+        (BloomResizeImageOperator, "resize", {"target_aspect_ratio": "9:16"}),
+        (BloomRemoveBackgroundOperator, "remove-background", {}),
+        (BloomVectorizeImageOperator, "vectorize", {}),
     ],
 )
 def test_post_processing_fails_listing_what_it_found(bloom_conn, request, operator, action, kwargs):
@@ -229,7 +231,7 @@ def test_a_lost_upload_is_sent_once_more_and_bloom_answers_existing(bloom_conn, 
     operation = "images.uploadFile" if by == "file" else "images.upload"
     bloom_conn.add_fault(operation, **fault)
     with bloom_dag(request.node.name) as dag:
-        UploadImageOperator(task_id="upload", images=[source])
+        BloomUploadImageOperator(task_id="upload", images=[source])
     out = run_dag(dag)
     assert out.states["upload"] == "success" and out.tries["upload"] == 1, out.errors
     uploaded = [r["id"] for r in bloom_conn.image_records() if r["source"] == "uploaded"]
@@ -245,7 +247,7 @@ def test_a_lost_signed_upload_is_not_sent_again(bloom_conn, tmp_path, request):
     token = bloom_conn.mint_upload_token("image", brand_id=DEFAULT_BRAND_ID)
     bloom_conn.add_fault("images.uploadFileSigned", "cut_after")
     with bloom_dag(request.node.name) as dag:
-        UploadImageOperator(task_id="upload", images=[path], upload_tokens=[token])
+        BloomUploadImageOperator(task_id="upload", images=[path], upload_tokens=[token])
     out = run_dag(dag)
     assert out.states["upload"] == "failed" and out.tries["upload"] == 1
     assert by_op(bloom_conn, "images.uploadFileSigned") == 1
@@ -260,7 +262,7 @@ def test_brand_creation_recovers_the_brand_of_a_lost_answer(bloom_conn, request,
     BloomHook().create_brand(url="https://other.example.com")  # another brand created meanwhile
     bloom_conn.add_fault("brands.create", **fault)
     with bloom_dag(request.node.name) as dag:
-        CreateBrandOperator(task_id="create", url=url)
+        BloomCreateBrandOperator(task_id="create", url=url)
     out = run_dag(dag)
     assert out.states["create"] == "success" and out.tries["create"] == 1, out.errors
     (brand,) = [b for b in BloomHook().iter_brands() if b["url"] == url]
@@ -305,12 +307,12 @@ def test_airflows_clear_starts_a_new_round_and_a_retry_does_not(bloom_conn, dag_
     from airflow.models.taskinstance import TaskInstance, clear_task_instances
     from airflow.utils.session import create_session
 
-    from airflow_provider_bloom.operators._base import clear_round
+    from airflow_provider_bloom.tasks.ledger import clear_round
 
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
     bloom_conn.add_fault("images.list", "status", count=3, status=503)  # the first try's wait times out
     with DAG("rec_clear_round", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(
+        BloomGenerateImageOperator(
             task_id="gen",
             prompt="a heron",
             wait_for_completion=True,
@@ -337,9 +339,9 @@ def test_mapped_tasks_with_the_same_prompt_never_share_images(bloom_conn, dag_ru
     each either recovers its own images or fails listing candidates; none takes the other's."""
     bloom_conn.add_fault("images.generate", "cut_after", count=2)
     with DAG("rec_gen_mapped_same_prompt", schedule=None, start_date=START) as dag:
-        GenerateImageOperator.partial(task_id="gen", prompt="a swan", reconcile_timeout=3, **RETRIES).expand(
-            variant_count=[2, 2]
-        )
+        BloomGenerateImageOperator.partial(
+            task_id="gen", prompt="a swan", reconcile_timeout=3, **RETRIES
+        ).expand(variant_count=[2, 2])
     run = dag_run(dag)
     adopted = [run.xcom("gen", map_index=i) for i in range(2)]
     for index, ids in enumerate(adopted):
@@ -359,7 +361,7 @@ def test_a_read_timeout_keeps_the_window_open_while_bloom_is_still_working(bloom
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, timeout=1))
     bloom_conn.add_fault("images.generate", "delay", delay_seconds=2)
     with DAG("rec_gen_read_timeout", schedule=None, start_date=START) as dag:
-        GenerateImageOperator(task_id="gen", prompt="a glacier", variant_count=2, **RETRIES)
+        BloomGenerateImageOperator(task_id="gen", prompt="a glacier", variant_count=2, **RETRIES)
     run = dag_run(dag)
     assert run.state_of("gen") == "success" and run.tries_of("gen") == 1
     made = _generated(bloom_conn)

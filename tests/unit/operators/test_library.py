@@ -9,12 +9,12 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.png import make_png, make_svg
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from airflow_provider_bloom.operators.images import (
-    DeleteImagesOperator,
-    EditImageOperator,
-    ListImagesOperator,
-    SearchImagesOperator,
-    UploadImageOperator,
+from airflow_provider_bloom.operators.images import BloomEditImageOperator
+from airflow_provider_bloom.operators.library import (
+    BloomDeleteImagesOperator,
+    BloomListImagesOperator,
+    BloomSearchImagesOperator,
+    BloomUploadImageOperator,
 )
 from tests.helpers import bloom_dag, completed_images, run_dag
 
@@ -31,11 +31,11 @@ def test_upload_from_path_object_storage_url_and_signed_token(bloom_conn, tmp_pa
     token = bloom_conn.mint_upload_token("image", brand_id=DEFAULT_BRAND_ID)
     url = "https://cdn.example.com/photos/hero.png?signature=TOPSECRET"
     with bloom_dag(request.node.name) as dag:
-        first = UploadImageOperator(
+        first = BloomUploadImageOperator(
             task_id="upload", images=[str(local), ObjectStoragePath(f"file://{stored}"), url]
         )
-        again = UploadImageOperator(task_id="again", images=str(local))
-        token_upload = UploadImageOperator(task_id="signed", images=[signed], upload_tokens=[token])
+        again = BloomUploadImageOperator(task_id="again", images=str(local))
+        token_upload = BloomUploadImageOperator(task_id="signed", images=[signed], upload_tokens=[token])
         first >> again >> token_upload
     out = run_dag(dag)
 
@@ -62,12 +62,12 @@ def test_upload_checks_size_and_format_before_sending(bloom_conn, tmp_path, requ
     svg = tmp_path / "logo.svg"
     svg.write_bytes(make_svg(100, 100))
     with bloom_dag(request.node.name) as dag:
-        UploadImageOperator(task_id="big", images=[good, big])
-        UploadImageOperator(task_id="gif", images=[gif])
-        UploadImageOperator(task_id="svg", images=[svg])
-        UploadImageOperator(task_id="missing", images=[tmp_path / "nope.png"])
-        UploadImageOperator(task_id="tokens", images=[good, big], upload_tokens=[str(uuid.uuid4())])
-        UploadImageOperator(task_id="bloom_refuses", images="https://example.com/download-fails.png")
+        BloomUploadImageOperator(task_id="big", images=[good, big])
+        BloomUploadImageOperator(task_id="gif", images=[gif])
+        BloomUploadImageOperator(task_id="svg", images=[svg])
+        BloomUploadImageOperator(task_id="missing", images=[tmp_path / "nope.png"])
+        BloomUploadImageOperator(task_id="tokens", images=[good, big], upload_tokens=[str(uuid.uuid4())])
+        BloomUploadImageOperator(task_id="bloom_refuses", images="https://example.com/download-fails.png")
     out = run_dag(dag)
 
     assert set(out.states.values()) == {"failed"} and set(out.tries.values()) == {1}
@@ -87,12 +87,12 @@ def test_upload_checks_size_and_format_before_sending(bloom_conn, tmp_path, requ
 def test_search_feeds_reference_image_ids(bloom_conn, request):
     (subject,) = completed_images(1)
     with bloom_dag(request.node.name) as dag:
-        search = SearchImagesOperator(task_id="search", query="{{ 'drone in flight' }}", limit=5)
-        EditImageOperator(
+        search = BloomSearchImagesOperator(task_id="search", query="{{ 'drone in flight' }}", limit=5)
+        BloomEditImageOperator(
             task_id="edit", image_ids=subject, prompt="add the drone", reference_image_ids=search.output
         )
-        SearchImagesOperator(task_id="nothing", query="submarine volcano", fail_if_empty=True)
-        SearchImagesOperator(task_id="bad_brand", query="drone", brand_session_id="{{ 'not-a-brand' }}")
+        BloomSearchImagesOperator(task_id="nothing", query="submarine volcano", fail_if_empty=True)
+        BloomSearchImagesOperator(task_id="bad_brand", query="drone", brand_session_id="{{ 'not-a-brand' }}")
     out = run_dag(dag)
 
     assert out.states == {"search": "success", "edit": "success", "nothing": "failed", "bad_brand": "failed"}
@@ -109,13 +109,13 @@ def test_list_and_delete_any_number_of_images(bloom_conn, request):
     made = [r["id"] for r in completed_images(3)]
     strangers = [str(uuid.uuid4()) for _ in range(49)]  # not Bloom's ids: skipped, not errors
     with bloom_dag(request.node.name) as dag:
-        listed = ListImagesOperator(task_id="list", image_ids=made)
-        one = ListImagesOperator(task_id="one", image_ids=made[0])
-        generated = ListImagesOperator(task_id="generated", source="generated", max_results=2)
-        delete_many = DeleteImagesOperator(task_id="delete_many", image_ids=[made[:2], strangers])
-        delete_one = DeleteImagesOperator(task_id="delete_one", image_ids=made[2])
-        delete_gone = DeleteImagesOperator(task_id="delete_gone", image_ids=strangers[0])
-        DeleteImagesOperator(task_id="delete_bad", image_ids="{{ 'x' }}")
+        listed = BloomListImagesOperator(task_id="list", image_ids=made)
+        one = BloomListImagesOperator(task_id="one", image_ids=made[0])
+        generated = BloomListImagesOperator(task_id="generated", source="generated", max_results=2)
+        delete_many = BloomDeleteImagesOperator(task_id="delete_many", image_ids=[made[:2], strangers])
+        delete_one = BloomDeleteImagesOperator(task_id="delete_one", image_ids=made[2])
+        delete_gone = BloomDeleteImagesOperator(task_id="delete_gone", image_ids=strangers[0])
+        BloomDeleteImagesOperator(task_id="delete_bad", image_ids="{{ 'x' }}")
         [listed, one, generated] >> delete_many >> delete_one >> delete_gone
     out = run_dag(dag)
 

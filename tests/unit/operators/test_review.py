@@ -21,8 +21,8 @@ from airflow.sdk import DAG
 from airflow.sdk.bases.notifier import BaseNotifier
 from packaging.version import Version
 
-from airflow_provider_bloom.batch.manifest import from_jsonl, to_jsonl
 from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.logic.batch.manifest import from_jsonl, to_jsonl
 from airflow_provider_bloom.operators.review import (
     APPROVE_ALL,
     REJECT_ALL,

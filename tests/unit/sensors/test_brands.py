@@ -15,7 +15,7 @@ BRAND = "3f2b8c1e-0000-4000-8000-000000000001"
 
 
 def test_the_spec_says_only_ready_brands_generate():
-    from airflow_provider_bloom._spec import load_spec
+    from airflow_provider_bloom.client.spec import load_spec
 
     description = load_spec()["paths"]["/brands/{id}"]["get"]["description"]
     assert 'When status is "ready", the brand can generate images' in description
@@ -39,7 +39,7 @@ def test_the_sensor_advice_on_logo_required_is_to_give_a_logo():
     with pytest.raises(AirflowFailException) as info:
         sensor.decide({"id": BRAND, "status": "logo_required", "logoError": "No logo found."})
     message = str(info.value)
-    assert f"UpdateBrandLogoOperator(brand_id='{BRAND}'" in message
+    assert f"BloomUpdateBrandLogoOperator(brand_id='{BRAND}'" in message
     assert "409 BRAND_NOT_READY" in message and "(No logo found)," in message
     assert "accept_logo_required" not in message and "without a logo" not in message
 

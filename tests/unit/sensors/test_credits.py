@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from airflow_provider_bloom.operators.images import GenerateImageOperator
+from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
 from tests.helpers import bloom_dag, by_op, run_dag
 
@@ -16,7 +16,7 @@ def test_a_credits_check_stops_a_batch_that_cannot_be_paid(bloom_conn, request):
         BloomCreditsSensor(task_id="enough", prompts=prompts, variant_count=1, extra_credits=2)
         short = BloomCreditsSensor(task_id="short", prompts="{{ params.n }}", image_size="4K")
         BloomCreditsSensor(task_id="skipped", required_credits="{{ 9 }}", soft_fail=True)
-        short >> GenerateImageOperator(task_id="batch", prompt="a kite")
+        short >> BloomGenerateImageOperator(task_id="batch", prompt="a kite")
         BloomCreditsSensor(task_id="bad", required_credits="{{ 'lots' }}")
     out = run_dag(dag)
 

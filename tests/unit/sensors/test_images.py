@@ -16,7 +16,7 @@ from airflow.sdk import DAG
 
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.links import BloomImageLink, BloomImageLink2, BloomImageLink3
-from airflow_provider_bloom.operators.images import GenerateImageOperator
+from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.sensors.images import BloomImageSensor
 from tests.helpers import NO_RETRY_WANTED, RECORD_FIELDS, START, conn_json, list_calls
 
@@ -35,7 +35,9 @@ MODES = {
 def test_generate_then_sense(bloom_conn, dag_run, mode):
     bloom_conn.configure(generation_seconds=0.4)
     with DAG(f"sense_{mode}", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a lemon tree", variant_count=2, aspect_ratio="3:2")
+        gen = BloomGenerateImageOperator(
+            task_id="gen", prompt="a lemon tree", variant_count=2, aspect_ratio="3:2"
+        )
         BloomImageSensor(task_id="sense", image_ids=gen.output, **MODES[mode])
     run = dag_run(dag)
     assert run.state == "success"
@@ -60,7 +62,7 @@ def test_generate_then_sense(bloom_conn, dag_run, mode):
 
 def test_include_urls_returns_signed_download_urls(bloom_conn, dag_run):
     with DAG("sense_urls", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a teapot")
+        gen = BloomGenerateImageOperator(task_id="gen", prompt="a teapot")
         BloomImageSensor(task_id="sense", image_ids=gen.output, deferrable=True, include_urls=True)
     run = dag_run(dag)
     (record,) = run.xcom("sense")
@@ -71,7 +73,7 @@ def test_mapped_generation_over_twenty_prompts_sensed_by_one_sensor(bloom_conn, 
     """20 mapped generations x 3 variants = 60 images: one deferred sensor, two chunks, two long-polls."""
     prompts = [f"poster number {n}" for n in range(20)]
     with DAG("sense_mapped", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator.partial(task_id="gen", variant_count=3).expand(prompt=prompts)
+        gen = BloomGenerateImageOperator.partial(task_id="gen", variant_count=3).expand(prompt=prompts)
         BloomImageSensor(task_id="sense", image_ids=gen.output, deferrable=True)
     run = dag_run(dag)
     assert run.state == "success"
@@ -86,7 +88,7 @@ def test_mapped_generation_over_twenty_prompts_sensed_by_one_sensor(bloom_conn, 
 
 def test_ids_pulled_through_jinja_are_understood(bloom_conn, dag_run):
     with DAG("sense_jinja", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a snail", variant_count=2)
+        gen = BloomGenerateImageOperator(task_id="gen", prompt="a snail", variant_count=2)
         sense = BloomImageSensor(
             task_id="sense", image_ids="{{ ti.xcom_pull(task_ids='gen') }}", deferrable=True
         )
@@ -104,8 +106,8 @@ def test_ids_pulled_through_jinja_are_understood(bloom_conn, dag_run):
 )
 def test_content_safety_failure_under_each_policy(bloom_conn, dag_run, mode, on_failure, task_state):
     with DAG(f"sense_policy_{on_failure}_{mode}", schedule=None, start_date=START) as dag:
-        good = GenerateImageOperator(task_id="good", prompt="a quiet library")
-        bad = GenerateImageOperator(task_id="bad", prompt="a riot [content_safety]")
+        good = BloomGenerateImageOperator(task_id="good", prompt="a quiet library")
+        bad = BloomGenerateImageOperator(task_id="bad", prompt="a riot [content_safety]")
         BloomImageSensor(
             task_id="sense",
             image_ids=[good.output, bad.output],
@@ -159,7 +161,7 @@ def test_unknown_ids_fail_without_retry(bloom_conn, dag_run, mode):
 def test_the_deadline_times_the_sensor_out(bloom_conn, dag_run, mode):
     bloom_conn.configure(generation_seconds=60)
     with DAG(f"sense_deadline_{mode}", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a slow sunrise")
+        gen = BloomGenerateImageOperator(task_id="gen", prompt="a slow sunrise")
         BloomImageSensor(
             task_id="sense", image_ids=gen.output, timeout=1, poll_timeout=1, **MODES[mode], **NO_RETRY_WANTED
         )
@@ -172,7 +174,7 @@ def test_the_deadline_times_the_sensor_out(bloom_conn, dag_run, mode):
 def test_soft_fail_turns_the_deadline_into_a_skip(bloom_conn, dag_run):
     bloom_conn.configure(generation_seconds=60)
     with DAG("sense_soft_fail", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a slower sunrise")
+        gen = BloomGenerateImageOperator(task_id="gen", prompt="a slower sunrise")
         BloomImageSensor(
             task_id="sense", image_ids=gen.output, timeout=1, poll_timeout=1, deferrable=True, soft_fail=True
         )
@@ -199,7 +201,7 @@ def test_a_429_storm_in_the_middle_of_waiting_is_survived(bloom_conn, dag_run, m
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
     bloom_conn.configure(generation_seconds=2.5)
     with DAG("sense_storm", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a lighthouse in a storm", variant_count=2)
+        gen = BloomGenerateImageOperator(task_id="gen", prompt="a lighthouse in a storm", variant_count=2)
         BloomImageSensor(
             task_id="sense", image_ids=gen.output, deferrable=True, poll_timeout=1, **NO_RETRY_WANTED
         )
@@ -217,7 +219,7 @@ def test_a_poke_that_hits_a_storm_tries_again_next_poke(bloom_conn, dag_run, mon
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
     bloom_conn.add_fault("images.list", "status", count=3, status=429)
     with DAG("sense_poke_storm", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator(task_id="gen", prompt="a windmill")
+        gen = BloomGenerateImageOperator(task_id="gen", prompt="a windmill")
         BloomImageSensor(task_id="sense", image_ids=gen.output, **MODES["poke"], **NO_RETRY_WANTED)
     run = dag_run(dag)
     assert run.state_of("sense") == "success" and run.tries_of("sense") == 1
@@ -227,7 +229,7 @@ def test_a_poke_that_hits_a_storm_tries_again_next_poke(bloom_conn, dag_run, mon
 def test_poke_sends_one_list_call_per_chunk_of_fifty_ids(bloom_conn, dag_run):
     prompts = [f"tile {n}" for n in range(11)]  # 55 images -> chunks of 50 and 5
     with DAG("sense_poke_chunks", schedule=None, start_date=START) as dag:
-        gen = GenerateImageOperator.partial(task_id="gen", variant_count=5).expand(prompt=prompts)
+        gen = BloomGenerateImageOperator.partial(task_id="gen", variant_count=5).expand(prompt=prompts)
         BloomImageSensor(
             task_id="sense", image_ids=gen.output, deferrable=False, poke_interval=timedelta(seconds=1)
         )

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from airflow_provider_bloom.client import ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
 from airflow_provider_bloom.triggers.hub import WaitHub, active_hubs, hub_for

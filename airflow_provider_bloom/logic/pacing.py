@@ -5,8 +5,8 @@ send many requests on one key:
 
 * the triggerer's wait hub (:mod:`airflow_provider_bloom.triggers.hub`), which spends at most
   ``wait_requests_per_minute`` (connection extra, default 60) on long-polls and sweeps;
-* a worker that sends many requests in one task (``RemoveBackgroundOperator`` over 200 ids,
-  ``DeleteImagesOperator``, uploads of many files), paced at ``requests_per_minute`` (connection
+* a worker that sends many requests in one task (``BloomRemoveBackgroundOperator`` over 200 ids,
+  ``BloomDeleteImagesOperator``, uploads of many files), paced at ``requests_per_minute`` (connection
   extra, default 60, with a burst of a third of it) by those operators' loops.
 
 :class:`TokenBucket` is I/O-free: it is given the time and answers how long to wait, so that the

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.spec import OperationKey, read_document
+from airflow_provider_bloom.openapi import OperationKey, read_document
 
 DEFAULT_BASE_URL = "https://www.trybloom.ai/api/v1"
 OAUTH_TOKEN_PATH = "/api/auth/oauth2/token"

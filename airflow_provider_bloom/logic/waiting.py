@@ -1,7 +1,7 @@
 """One wait algorithm, free of I/O, shared by every way of waiting for Bloom images and brands.
 
 The sync hook (:meth:`BloomHook.wait_for_images`), the sensor's poke mode and the triggerer's wait
-hub (:mod:`airflow_provider_bloom.triggers.hub`) all drive :class:`ImageWait`; they differ only in
+hub (:mod:`airflow_provider_bloom.triggers.hub`) all drive :class:`PendingImages`; they differ only in
 how they send requests (requests in a worker, httpx in the triggerer) and how they sleep. The
 decisions live here, once:
 
@@ -23,14 +23,14 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_provider_bloom._spec import MAX_WAIT_SECONDS, chunked
+from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS, chunked
 from airflow_provider_bloom.exceptions import (
     BloomAPIError,
     BloomError,
     BloomImagesMissingError,
     BloomInputError,
 )
-from airflow_provider_bloom.records import (
+from airflow_provider_bloom.logic.records import (
     BRAND_RECORD_FIELDS,
     EVENT_STATUSES,
     BrandEvent,
@@ -52,7 +52,7 @@ MAX_RETRY_DELAY = 30.0
 __all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earlier imports
     "BRAND_RECORD_FIELDS",
     "EVENT_STATUSES",
-    "ImageWait",
+    "PendingImages",
     "brand_event",
     "brand_timeout_event",
     "check_epoch",
@@ -109,7 +109,7 @@ def wait_window(seconds_left: float, poll_timeout: int = MAX_WAIT_SECONDS) -> in
     return int(max(1, min(poll_timeout, MAX_WAIT_SECONDS, int(seconds_left) or 1)))
 
 
-class ImageWait:
+class PendingImages:
     """The state of one wait for a set of image ids: what is known, what is pending.
 
     :param ids: the ids to wait for, unique, in the order results are returned.
@@ -121,7 +121,7 @@ class ImageWait:
         self.pending: list[str] = list(self.ids)
 
     def __repr__(self) -> str:
-        return f"<ImageWait {len(self.pending)} of {len(self.ids)} pending>"
+        return f"<PendingImages {len(self.pending)} of {len(self.ids)} pending>"
 
     @property
     def done(self) -> bool:

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_bloom.batch.journal import BatchState, RowState
+from airflow_provider_bloom.logic.batch.journal import BatchState, RowState
 
 #: Fields a step writes (a later step replaces them; the rest of a record is carried through).
 STEP_FIELDS = (

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from airflow_provider_bloom import __version__
-from airflow_provider_bloom._budget import (
+from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, OAUTH_TOKEN_PATH
+from airflow_provider_bloom.exceptions import BloomInputError
+from airflow_provider_bloom.logic.pacing import (
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_WAIT_REQUESTS_PER_MINUTE,
     credential_fingerprint,
 )
-from airflow_provider_bloom._spec import DEFAULT_BASE_URL, OAUTH_TOKEN_PATH
-from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.prices import Price
+from airflow_provider_bloom.logic.prices import Price
 
 USER_AGENT = f"airflow-provider-bloom/{__version__}"
 CONNECT_TIMEOUT = 10.0
@@ -51,7 +51,7 @@ class ClientSettings:
     #: Requests per minute one task may send in a loop (post-processing, uploads, deletions).
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
     #: Price overrides by operation id (the connection's ``prices`` extra, checked by
-    #: :func:`~airflow_provider_bloom.prices.parse_prices`); empty: the provider's price list.
+    #: :func:`~airflow_provider_bloom.logic.prices.parse_prices`); empty: the provider's price list.
     prices: Mapping[str, Price] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

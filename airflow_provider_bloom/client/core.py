@@ -13,7 +13,7 @@ failures and holds the retry policy (tenacity):
   an error saying the call may have been charged;
 * other 4xx are never retried.
 
-The transports in :mod:`airflow_provider_bloom.client` only move bytes around these decisions.
+The transports in :mod:`airflow_provider_bloom.client.transport` only move bytes around these decisions.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from urllib.parse import quote, urljoin, urlparse
 
 import tenacity
 
-from airflow_provider_bloom._spec import (
+from airflow_provider_bloom.client.files import FileInput, Upload, allowed_mimes, read_upload
+from airflow_provider_bloom.client.operations import JSON
+from airflow_provider_bloom.client.settings import WAIT_READ_MARGIN, ClientSettings, same_origin
+from airflow_provider_bloom.client.spec import (
     MAX_WAIT_SECONDS,
     PAID_OPERATIONS,
     Operation,
@@ -50,9 +53,6 @@ from airflow_provider_bloom.exceptions import (
     BloomTransportError,
     error_from_response,
 )
-from airflow_provider_bloom.files import FileInput, Upload, allowed_mimes, read_upload
-from airflow_provider_bloom.operations import JSON
-from airflow_provider_bloom.settings import WAIT_READ_MARGIN, ClientSettings, same_origin
 
 E = TypeVar("E", bound=BaseException)
 REDACTED = "***"

@@ -1,6 +1,6 @@
 """Bloom's OpenAPI document (``openapi.json``, copied verbatim from Bloom), and what its two readers share.
 
-The client (:mod:`airflow_provider_bloom._spec`: input checks before a call) and the emulator
+The client (:mod:`airflow_provider_bloom.client.spec`: input checks before a call) and the emulator
 (:mod:`airflow_provider_bloom.emulator.spec`: Bloom's side of the call) read the document each on
 their own, on purpose: the input fuzz test holds the client's checks against the emulator's.
 They share only what checks nothing: reading the file, and what names an operation.

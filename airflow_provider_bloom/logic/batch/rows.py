@@ -11,7 +11,7 @@ Every row is checked against Bloom's spec by a caller-supplied ``check`` (the cl
 the problems of all rows are reported together (:class:`BatchInputError`), naming row and field, so a
 user fixes a file in one pass and nothing is spent on a batch that holds a bad row.
 
-Prices are :func:`airflow_provider_bloom.prices.credits_for` (the provider's one price list).
+Prices are :func:`airflow_provider_bloom.logic.prices.credits_for` (the provider's one price list).
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
-from airflow_provider_bloom._spec import get_operation, to_camel
+from airflow_provider_bloom.client.spec import get_operation, to_camel
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from airflow_provider_bloom.files import FileInput
+    from airflow_provider_bloom.client.files import FileInput
 
 R = TypeVar("R")
 JSON = dict[str, Any]

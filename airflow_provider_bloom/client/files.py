@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from airflow_provider_bloom._spec import MAX_UPLOAD_BYTES, Operation, get_operation
+from airflow_provider_bloom.client.spec import MAX_UPLOAD_BYTES, Operation, get_operation
 from airflow_provider_bloom.exceptions import BloomInputError
 
 #: What an upload may be: a path, bytes, or a binary file object.

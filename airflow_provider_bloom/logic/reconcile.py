@@ -16,7 +16,7 @@ carries nothing tying it to its request) raises :class:`ReconcileError` listing 
 (ids, ``createdAt``) so a person can decide; the task then fails without retries.
 
 This module is the decision logic (no I/O of its own); the thin synchronous caller the operators use
-is :class:`airflow_provider_bloom.operators._ledger.Reconciler`.
+is :class:`airflow_provider_bloom.tasks.ledger.Reconciler`.
 """
 
 from __future__ import annotations

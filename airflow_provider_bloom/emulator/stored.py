@@ -1,4 +1,4 @@
-"""The emulator's records: workspaces, brands, images. Status is derived from timestamps.
+"""The emulator's stored state: workspaces, brands, images, files. Status is derived from timestamps.
 
 An image knows when it turns ``generating`` and when it turns terminal the moment it is
 created, so reading a status is a comparison with the clock: no timers, no background
@@ -79,7 +79,7 @@ class StoredFile:
 
 
 @dataclass
-class BrandRecord:
+class StoredBrand:
     id: str
     name: str
     url: str
@@ -104,7 +104,7 @@ class BrandRecord:
 
 
 @dataclass
-class ImageRecord:
+class StoredImage:
     id: str
     source: ImageSource
     brand_id: str

@@ -16,8 +16,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
-from airflow_provider_bloom.prices import PAID_OPERATIONS, credits_for, kind_of
-from airflow_provider_bloom.reconcile import (
+from airflow_provider_bloom.logic.prices import PAID_OPERATIONS, credits_for, kind_of
+from airflow_provider_bloom.logic.reconcile import (
     DEFAULT_RECONCILE_TIMEOUT,
     DEFAULT_TOLERANCE,
     PAGE_SIZE,
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     import requests
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client import BloomClient, PreparedCall
+    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.transport import BloomClient
 
 #: Finds what a lost paid request created: gets the error and the attempt's timing, returns the
 #: answer Bloom would have sent, or raises (ReconcileError) when that cannot be known for certain.
@@ -161,7 +162,7 @@ def credit_budget(value: Any) -> float | None:
 
 @dataclass
 class CreditMeter:
-    """What one task instance spends in credits (by :mod:`airflow_provider_bloom.prices`), and its budget.
+    """What one task instance spends in credits (by :mod:`~airflow_provider_bloom.logic.prices`), and budget.
 
     ``credits`` counts every call Bloom accepted for this run of the task: in this try, or in an earlier
     try whose answer the ledger reused (``reused``: paid before, not again). A call whose answer was lost

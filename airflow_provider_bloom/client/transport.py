@@ -1,13 +1,13 @@
 """Bloom API client: two transports around one set of decisions.
 
-Nothing here knows about Airflow. :class:`~airflow_provider_bloom.operations.BloomOperations`
+Nothing here knows about Airflow. :class:`~airflow_provider_bloom.client.operations.BloomOperations`
 declares the 23 operations once; :class:`BloomClient` runs them over ``requests`` and
 :class:`AsyncBloomClient` over ``httpx.AsyncClient`` (for triggers). Request building, answer
 parsing, redaction, error classification and the retry policy live in
-:class:`~airflow_provider_bloom._core._ClientCore`; each transport here only sends and reads.
+:class:`~airflow_provider_bloom.client.core._ClientCore`; each transport here only sends and reads.
 
 This module also re-exports the client layer's public names (settings, file inputs, prepared
-calls) so ``from airflow_provider_bloom.client import ...`` keeps working.
+calls) so ``from airflow_provider_bloom.client.transport import ...`` keeps working.
 """
 
 from __future__ import annotations
@@ -20,16 +20,8 @@ import httpx
 import requests
 import tenacity
 
-from airflow_provider_bloom._core import JSON, PreparedCall, _ClientCore, caused_by_tls
-from airflow_provider_bloom._spec import Operation, get_operation
-from airflow_provider_bloom.exceptions import (
-    BloomAPIError,
-    BloomAuthError,
-    BloomError,
-    BloomServerError,
-    error_from_response,
-)
-from airflow_provider_bloom.files import (
+from airflow_provider_bloom.client.core import JSON, PreparedCall, _ClientCore, caused_by_tls
+from airflow_provider_bloom.client.files import (
     FileInput,
     Upload,
     allowed_mimes,
@@ -37,14 +29,22 @@ from airflow_provider_bloom.files import (
     read_upload,
     sniff_image_type,
 )
-from airflow_provider_bloom.operations import BloomOperations, CallParts
-from airflow_provider_bloom.settings import (
+from airflow_provider_bloom.client.operations import BloomOperations, CallParts
+from airflow_provider_bloom.client.settings import (
     CONNECT_TIMEOUT,
     MAX_REDIRECTS,
     USER_AGENT,
     WAIT_READ_MARGIN,
     ClientSettings,
     same_origin,
+)
+from airflow_provider_bloom.client.spec import Operation, get_operation
+from airflow_provider_bloom.exceptions import (
+    BloomAPIError,
+    BloomAuthError,
+    BloomError,
+    BloomServerError,
+    error_from_response,
 )
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, TypedDict, cast
 
-from airflow_provider_bloom._spec import check_uuid
+from airflow_provider_bloom.client.spec import check_uuid
 from airflow_provider_bloom.exceptions import BloomInputError
 
 
