@@ -1,12 +1,17 @@
-"""Imports run down the layers: the lower layers never import operators or sensors.
+"""The folders are the layers, and imports run down them (checked on every import statement, lazy ones too).
 
-The lower layers are what the triggerer and the hook load: hooks/, triggers/, the wait logic
-(waiting.py), the neutral records and spec modules, the errors, the budget and the client layer. They
-import nothing from ``operators/`` or ``sensors/`` (not even lazily inside a function), so that the
-triggerer never loads an operator, and a change to an operator cannot break a running wait.
+    exceptions, openapi           the errors; Bloom's OpenAPI document
+    logic/                        I/O-free, Airflow-free decisions (statuses, waits, pacing, reconcile,
+                                  prices, batches); of the client it reads only the spec
+    client/                       Bloom's API with no Airflow: spec checks, the 23 operations, two transports
+    hooks/                        the Airflow connection -> a client; the only way into Bloom for tasks
+    triggers/                     the triggerer's side of waiting
+    tasks/                        what operators and sensors share
+    sensors/, operators/          DAG-facing; a sensor imports no operator module
+    links, lineage, testing       Airflow-facing helpers; emulator/: Bloom's side, no Airflow
 
-Two checks: every import statement of those modules (parsed, so lazy imports count too), and what a
-fresh interpreter really loads when the triggerer imports our triggers by their class path.
+A module whose name starts with ``_`` is private to its folder: nothing outside that folder imports it.
+Also: what a fresh interpreter really loads when the triggerer imports our triggers by class path.
 """
 
 from __future__ import annotations
@@ -24,45 +29,48 @@ PACKAGE = "airflow_provider_bloom"
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / PACKAGE
 
-#: The modules below operators and sensors (the client-layer files that exist; some are optional).
-LOWER_LAYERS = [
-    "hooks/*.py",
-    "triggers/*.py",
-    "waiting.py",
-    "records.py",
-    "reconcile.py",
-    "_budget.py",
-    "_spec.py",
-    "exceptions.py",
-    "client.py",
-    "files.py",
-    "settings.py",
-    "_core.py",
-    "operations.py",
-    "batch/*.py",
-]
-#: What those modules may not import: our upper layers, and Airflow's operator classes.
-FORBIDDEN_MODULES = (f"{PACKAGE}.operators", f"{PACKAGE}.sensors")
-FORBIDDEN_NAMES = {"BaseOperator", "BaseSensorOperator"}
-#: Modules that are pure logic: no Airflow at all (the same decisions in a worker and a triggerer).
-PURE = [
-    "waiting.py",
-    "records.py",
-    "_budget.py",
-    "_spec.py",
-    "exceptions.py",
-    "batch/__init__.py",
-    "batch/rows.py",
-    "batch/journal.py",
-    "batch/manifest.py",
-    "batch/progress.py",
-]
+_PURE = {"exceptions", "openapi"}
+_LOW = _PURE | {"logic", "client"}
+#: For each area (a folder, or a module at the package root): the areas of ours it may import besides
+#: itself. ``client.spec`` is the one client module logic/ reads (limits such as 50 ids per request).
+ALLOWED: dict[str, set[str]] = {
+    "__init__": {"hooks.connection"},
+    "exceptions": set(),
+    "openapi": set(),
+    "logic": _PURE | {"client.spec"},
+    "client": _LOW | {"__init__"},
+    "hooks": _LOW,
+    "triggers": _LOW | {"hooks"},
+    "tasks": _LOW | {"hooks", "triggers", "links", "lineage"},
+    "sensors": _LOW | {"hooks", "triggers", "tasks", "links"},
+    "operators": _LOW | {"hooks", "triggers", "tasks", "links", "lineage"},
+    "links": _LOW,
+    "lineage": _LOW | {"tasks"},
+    "testing": _LOW | {"hooks"},
+    "emulator": _PURE | {"logic", "testing"},
+}
+#: Areas that import no Airflow at all: the same decisions in a worker, a triggerer and the emulator.
+NO_AIRFLOW = {"exceptions", "openapi", "logic", "client", "emulator"}
 
 
-def lower_layer_files() -> list[Path]:
-    files = sorted({path for pattern in LOWER_LAYERS for path in SOURCE.glob(pattern)})
-    assert files, f"no modules found under {SOURCE}"
-    return files
+def area_of(module: str) -> str:
+    """The area of a module of ours: its folder under the package, or the root module's own name."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "__init__"
+    return parts[0]
+
+
+def allowed(source_area: str, target: str) -> bool:
+    """Whether a module in ``source_area`` may import the module ``target`` of ours."""
+    target_area = area_of(target)
+    if target_area == source_area:
+        return True
+    rest = target.split(".")[1:]
+    return any(
+        grant == target_area or (len(rest) > 1 and grant == f"{rest[0]}.{rest[1]}")
+        for grant in ALLOWED[source_area]
+    )
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -70,6 +78,12 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
+
+
+def package_files(root: Path = ROOT) -> list[Path]:
+    files = sorted((root / PACKAGE).rglob("*.py"))
+    assert files, f"no modules found under {root / PACKAGE}"
+    return files
 
 
 def imports_of(path: Path, root: Path = ROOT) -> list[tuple[int, str, set[str]]]:
@@ -92,47 +106,89 @@ def imports_of(path: Path, root: Path = ROOT) -> list[tuple[int, str, set[str]]]
     return found
 
 
+def is_module(module: str, root: Path = ROOT) -> bool:
+    """Whether ``module`` is a module or package of ours under ``root`` (not a name imported from one)."""
+    path = root.joinpath(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def private_home(module: str, root: Path = ROOT) -> str | None:
+    """The folder a private module (``_name``) in ``module``'s path belongs to, if any."""
+    parts = module.split(".")
+    for i, part in enumerate(parts[1:], start=1):
+        if part.startswith("_") and not part.startswith("__") and is_module(".".join(parts[: i + 1]), root):
+            return ".".join(parts[:i])
+    return None
+
+
 def violations(path: Path, root: Path = ROOT) -> list[str]:
+    """Every import in ``path`` that goes up or sideways, reaches into another folder's private module,
+    or (in an Airflow-free area) imports Airflow."""
+    name = module_name(path, root)
+    area = area_of(name)
     bad = []
-    for line, module, names in imports_of(path, root):
+    for line, module, _names in imports_of(path, root):
         where = f"{path.relative_to(root)}:{line}"
-        if any(module == top or module.startswith(top + ".") for top in FORBIDDEN_MODULES):
-            bad.append(f"{where} imports {module}")
-        if names & FORBIDDEN_NAMES:
-            bad.append(f"{where} imports {sorted(names & FORBIDDEN_NAMES)} from {module}")
+        top = module.split(".")[0]
+        if top == "airflow" and area in NO_AIRFLOW:
+            bad.append(f"{where} imports Airflow ({module}) in {area}/, which must not")
+        if top != PACKAGE or module == PACKAGE or not is_module(module):
+            continue
+        if not allowed(area, module):
+            bad.append(f"{where}: {area} may not import {module}")
+        home = private_home(module)
+        if home is not None and not name.startswith(home + "."):
+            bad.append(f"{where}: {module} is private to {home}")
     return bad
 
 
-@pytest.mark.parametrize("path", lower_layer_files(), ids=lambda p: str(p.relative_to(SOURCE)))
-def test_lower_layers_import_no_operator_or_sensor(path: Path) -> None:
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: str(p.relative_to(SOURCE)))
+def test_imports_run_down_the_layers(path: Path) -> None:
     assert violations(path) == []
 
 
-@pytest.mark.parametrize("name", PURE)
-def test_pure_modules_import_no_airflow(name: str) -> None:
-    found = [f"{name}:{line} {module}" for line, module, _ in imports_of(SOURCE / name)]
-    assert [f for f in found if f.split()[-1].split(".")[0] == "airflow"] == []
+def test_every_folder_has_a_layer() -> None:
+    """A new folder or root module must be placed in the layers above before it can pass."""
+    areas = {area_of(module_name(path)) for path in package_files()}
+    assert areas - set(ALLOWED) == set()
 
 
 def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
-    """The AST check sees every form of an upward import, including a lazy one and a relative one."""
-    trigger = SOURCE / "triggers" / "images.py"
-    planted = tmp_path / PACKAGE / "triggers" / "images.py"
-    planted.parent.mkdir(parents=True)
-    forms = [
-        "from airflow_provider_bloom.tasks.base import bloom_errors",
-        "import airflow_provider_bloom.sensors.images",
-        "from airflow_provider_bloom import operators",
-        "from ..sensors import brands",
-        "def later():\n    from airflow_provider_bloom.operators import images",
-        "from airflow.sdk import BaseOperator",
-    ]
-    for form in forms:
-        planted.write_text(trigger.read_text() + "\n" + form + "\n")
-        assert violations(planted, tmp_path), form
-    planted.write_text(trigger.read_text())
-    assert violations(planted, tmp_path) == []
+    """The AST check sees every form of a wrong import, including a lazy one and a relative one."""
+    cases = {
+        "triggers/images.py": [
+            "from airflow_provider_bloom.tasks.waiting import images_from_event",
+            "import airflow_provider_bloom.sensors.images",
+            "from airflow_provider_bloom import operators",
+            "from ..sensors import brands",
+            "def later():\n    from airflow_provider_bloom.operators import images",
+        ],
+        "sensors/images.py": [
+            "from airflow_provider_bloom.operators.credits import prompt_count",
+            "from airflow_provider_bloom.operators._batch import storage_path",
+        ],
+        "logic/waiting.py": [
+            "from airflow.sdk import BaseOperator",
+            "from airflow_provider_bloom.client.transport import BloomClient",
+            "from airflow_provider_bloom.hooks.bloom import BloomHook",
+        ],
+        "client/core.py": ["import airflow.sdk", "from airflow_provider_bloom.hooks import bloom"],
+        "hooks/bloom.py": ["from airflow_provider_bloom.triggers._base import BloomWaitTrigger"],
+        "emulator/state.py": ["from airflow_provider_bloom.client.core import PreparedCall"],
+    }
+    for relative, forms in cases.items():
+        original = SOURCE / relative
+        planted = tmp_path / PACKAGE / relative
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        for form in forms:
+            planted.write_text(original.read_text() + "\n" + form + "\n")
+            assert violations(planted, tmp_path), f"{relative}: {form}"
+        planted.write_text(original.read_text())
+        assert violations(planted, tmp_path) == [], relative
 
+
+#: What the triggerer must never load: the worker-side modules.
+FORBIDDEN_FOR_TRIGGERER = tuple(f"{PACKAGE}.{area}" for area in ("operators", "sensors", "tasks"))
 
 PROBE = """
 import importlib, json, sys
@@ -161,7 +217,7 @@ def test_the_triggerer_loads_no_operator_or_sensor() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     modules = json.loads(done.stdout.strip().splitlines()[-1])
     assert f"{PACKAGE}.triggers.images" in modules["new"]  # the probe did load our triggers
-    ours = [m for m in modules["loaded"] if m.startswith(FORBIDDEN_MODULES)]
+    ours = [m for m in modules["loaded"] if m.startswith(FORBIDDEN_FOR_TRIGGERER)]
     assert ours == []
     added = [m for m in modules["new"] if m.startswith("airflow") and ("operator" in m or "sensor" in m)]
     assert added == []
