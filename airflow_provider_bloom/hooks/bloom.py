@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,12 @@ from airflow_provider_bloom.logic.waiting import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from airflow_provider_bloom.client.core import PreparedCall
     from airflow_provider_bloom.client.operations import CallParts
     from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
+
+#: Sends one prepared call and returns Bloom's ``data`` payload.
+Send = Callable[["PreparedCall"], JSON]
 
 
 class BloomHook(BaseHook, BloomOperations[JSON]):
@@ -165,27 +170,61 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         return AsyncBloomClient(await self.aget_settings())
 
     def _call(self, operation_id: str, **parts: Unpack[CallParts]) -> JSON:
-        return self.client._call(operation_id, **parts)
+        return self.send(self.prepare(operation_id, **parts))
 
-    # -- higher-level helpers --------------------------------------------------------------
-    def _iterate(self, method: Any, key: str, **kwargs: Any) -> Iterator[JSON]:
-        cursor = kwargs.pop("cursor", None)
+    # -- what operators build on -----------------------------------------------------------
+    def prepare(self, operation_id: str, **parts: Unpack[CallParts]) -> PreparedCall:
+        """Check the call's parts against Bloom's spec and build the request; send nothing.
+
+        Raise :class:`~airflow_provider_bloom.exceptions.BloomInputError` naming a bad argument. The
+        connection's ``brand_session_id``/``workspace_id`` fill what the call leaves out.
+        """
+        return self.client.prepare(operation_id, **parts)
+
+    def send(self, call: PreparedCall) -> JSON:
+        """Send a prepared call under the client's retry policy and return Bloom's ``data`` payload.
+
+        A paid call is sent again only when it provably never reached Bloom or was answered 429.
+        """
+        return self.client.execute(call)
+
+    @contextmanager
+    def single_try(self, connections: int = 10) -> Iterator[Send]:
+        """Yield a sender that sends each call once (no retries), safe to share between threads.
+
+        For callers that pace and retry themselves (the batch operators); ``connections`` sizes its
+        connection pool. Its connections close when the block ends.
+        """
+        client = self.single_try_client(connections=connections)
+        try:
+            yield client.execute
+        finally:
+            client.close()
+
+    def paginate(self, list_method: Callable[..., JSON], key: str, **filters: Any) -> Iterator[JSON]:
+        """Yield every record of a list operation's pages, following ``nextCursor`` lazily.
+
+        :param list_method: a list operation of this hook (``self.list_images``, ``self.list_brands``).
+        :param key: the page's field holding the records (``"images"``, ``"brands"``).
+        :param filters: the list operation's arguments; ``cursor`` starts from that page.
+        """
+        cursor = filters.pop("cursor", None)
         while True:
-            page = method(cursor=cursor, **kwargs)
+            page = list_method(cursor=cursor, **filters)
             yield from page.get(key, [])
             cursor = page.get("nextCursor")
             if not page.get("hasMore") or not cursor:
                 return
 
     def iter_images(self, **filters: Any) -> Iterator[JSON]:
-        """Every image matching ``filters`` (``list_images`` arguments), following ``nextCursor``."""
+        """Yield every image matching ``filters`` (``list_images`` arguments), following ``nextCursor``."""
         if filters.get("wait"):
             raise BloomInputError("wait", "iter_images pages through images; use wait_for_images to wait")
-        return self._iterate(self.list_images, "images", **filters)
+        return self.paginate(self.list_images, "images", **filters)
 
     def iter_brands(self, workspace_id: str | None = None, limit: int | None = None) -> Iterator[JSON]:
-        """Every brand, following ``nextCursor``."""
-        return self._iterate(self.list_brands, "brands", workspace_id=workspace_id, limit=limit)
+        """Yield every brand, following ``nextCursor``."""
+        return self.paginate(self.list_brands, "brands", workspace_id=workspace_id, limit=limit)
 
     def wait_for_images(
         self,
