@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlparse
@@ -90,6 +91,17 @@ class PreparedCall:
         }
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One answer as this machine saw it: its status, its ``Date`` header, and the ``time.monotonic()``
+    values of when the request went out and when the answer was in."""
+
+    status: int
+    date: str | None
+    sent: float
+    received: float
+
+
 @dataclass
 class _Token:
     value: str = field(repr=False)  # an OAuth access token is a credential
@@ -128,6 +140,7 @@ class _ClientCore:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self._token: _Token | None = None
+        self._observers: list[Callable[[Exchange], None]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
@@ -290,6 +303,22 @@ class _ClientCore:
         return False
 
     # -- answers ---------------------------------------------------------------------------
+    @contextmanager
+    def observe_answers(self, callback: Callable[[Exchange], None]) -> Iterator[None]:
+        """Call ``callback`` with an :class:`Exchange` for every answer to an API call made while inside."""
+        self._observers.append(callback)
+        try:
+            yield
+        finally:
+            self._observers.remove(callback)
+
+    def _observed(self, status: int, headers: Mapping[str, str], sent: float) -> None:
+        """Tell the observers about one answer (see :meth:`observe_answers`)."""
+        if self._observers:
+            exchange = Exchange(status, headers.get("date"), sent, time.monotonic())
+            for callback in list(self._observers):
+                callback(exchange)
+
     def interpret(self, op: Operation, status: int, headers: Mapping[str, str], content: bytes) -> JSON:
         """Turn an HTTP answer into Bloom's ``data`` payload, or raise the matching error."""
         ctype = headers.get("content-type")

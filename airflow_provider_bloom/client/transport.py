@@ -12,16 +12,20 @@ calls) so ``from airflow_provider_bloom.client.transport import ...`` keeps work
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 import httpx
 import requests
 import tenacity
+import urllib3.exceptions
 
 from airflow_provider_bloom.client.core import JSON, PreparedCall, _ClientCore, caused_by_tls
 from airflow_provider_bloom.client.files import (
+    Download,
     FileInput,
     Upload,
     allowed_mimes,
@@ -42,6 +46,7 @@ from airflow_provider_bloom.client.spec import Operation, get_operation
 from airflow_provider_bloom.exceptions import (
     BloomAPIError,
     BloomAuthError,
+    BloomDownloadError,
     BloomError,
     BloomServerError,
     error_from_response,
@@ -116,6 +121,7 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
 
     def _send_once(self, call: PreparedCall) -> JSON:
         headers = self._auth_headers() if call.op.authenticated else {}
+        sent = time.monotonic()
         try:
             resp = self.session.request(
                 **call.request_args(),
@@ -126,11 +132,12 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
             content = resp.content
         except requests.RequestException as exc:
             raise _classify_requests_error(self, call.op, exc, call.url) from exc
+        self._observed(resp.status_code, resp.headers, sent)
         return self.interpret(call.op, resp.status_code, resp.headers, content)
 
     @contextmanager
-    def open_download(self, url: str, *, timeout: float | None = None) -> Iterator[requests.Response]:
-        """Open an image URL for streaming, following Bloom's redirects.
+    def open_download(self, url: str, *, timeout: float | None = None) -> Iterator[Download]:
+        """Open an image URL for streaming, following Bloom's redirects; yield the :class:`Download`.
 
         The credentials go only to the base URL's origin: a hop to any other
         host (a storage bucket, a CDN) is made without them. Transient
@@ -161,8 +168,12 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
             else:
                 raise BloomServerError(310, None, f"too many redirects from {url}")
             if resp.status_code >= 400:
-                content = resp.content
-                resp.close()
+                try:
+                    content = resp.content
+                except requests.RequestException as exc:
+                    raise _classify_requests_error(self, op, exc, current) from exc
+                finally:
+                    resp.close()
                 raise self.scrubbed(
                     error_from_response(
                         resp.status_code, content, resp.headers.get("content-type"), operation_id="download"
@@ -172,9 +183,29 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
 
         resp = tenacity.Retrying(**self.retry_kwargs())(open_once)
         try:
-            yield resp
+            yield Download(resp.url, resp.status_code, resp.headers, partial(_read_raw, resp))
         finally:
             resp.close()
+
+
+def _read_raw(resp: requests.Response, size: int) -> Iterator[bytes]:
+    """The decoded body of a streamed answer; ``read1`` returns what one read brings (``iter_content``
+    would block until a whole chunk arrived, however slowly it dribbles in)."""
+    while True:
+        try:
+            data = resp.raw.read1(size, decode_content=True)
+        except urllib3.exceptions.DecodeError as exc:
+            raise BloomDownloadError(
+                f"the server's {resp.headers.get('content-encoding')} body could not be decoded",
+                permanent=False,
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BloomDownloadError(
+                f"the download broke off ({type(exc).__name__})", permanent=False
+            ) from exc
+        if not data:
+            return
+        yield data
 
 
 # --------------------------------------------------------------------------- async transport
@@ -238,6 +269,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
 
     async def _send_once(self, call: PreparedCall) -> JSON:
         headers = await self._auth_headers() if call.op.authenticated else {}
+        sent = time.monotonic()
         try:
             resp = await self.http.request(
                 **call.request_args(),
@@ -246,6 +278,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
             )
         except httpx.HTTPError as exc:
             raise _classify_httpx_error(self, call.op, exc, call.url) from exc
+        self._observed(resp.status_code, resp.headers, sent)
         return self.interpret(call.op, resp.status_code, resp.headers, resp.content)
 
 

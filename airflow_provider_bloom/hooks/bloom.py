@@ -42,7 +42,8 @@ from airflow_provider_bloom.logic.waiting import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from airflow_provider_bloom.client.core import PreparedCall
+    from airflow_provider_bloom.client.core import Exchange, PreparedCall
+    from airflow_provider_bloom.client.files import Download
     from airflow_provider_bloom.client.operations import CallParts
     from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 
@@ -215,6 +216,30 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
             cursor = page.get("nextCursor")
             if not page.get("hasMore") or not cursor:
                 return
+
+    def absolute_url(self, url: str) -> str:
+        """Resolve an image's ``url`` (Bloom may give a short path such as ``/img/{id}``) to a full URL."""
+        return self.client.absolute_url(url)
+
+    @contextmanager
+    def open_download(self, url: str, *, timeout: float | None = None) -> Iterator[Download]:
+        """Open an image URL for streaming and yield its body and headers.
+
+        Yield a :class:`~airflow_provider_bloom.client.files.Download`. Follow Bloom's redirects,
+        sending the credentials only to the base URL's origin; retry transient failures before the
+        body starts (downloads are free). Raise only Bloom errors.
+        """
+        with self.client.open_download(url, timeout=timeout) as download:
+            yield download
+
+    @contextmanager
+    def observe_answers(self, callback: Callable[[Exchange], None]) -> Iterator[None]:
+        """Call ``callback`` with each answer's status, ``Date`` header and timing while inside.
+
+        Covers every answer to a call this hook sends in the block, retries and error answers too.
+        """
+        with self.client.observe_answers(callback):
+            yield
 
     def iter_images(self, **filters: Any) -> Iterator[JSON]:
         """Yield every image matching ``filters`` (``list_images`` arguments), following ``nextCursor``."""

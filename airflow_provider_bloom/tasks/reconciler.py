@@ -34,8 +34,7 @@ from airflow_provider_bloom.logic.reconcile import (
 )
 
 if TYPE_CHECKING:
-    import requests
-
+    from airflow_provider_bloom.client.core import Exchange
     from airflow_provider_bloom.hooks.bloom import BloomHook
 
 #: Pauses between looks while nothing (or only part of a group) is listed.
@@ -48,8 +47,8 @@ CONFIRM_DELAY = 1.0
 class Reconciler:
     """Look in Bloom's lists for what a lost paid request created (sync; used by the operators).
 
-    Bloom's ``Date`` header is read from the answers to the lookups themselves (a ``requests``
-    response hook on the client's session, removed afterwards), so the client needs no change.
+    Bloom's ``Date`` header is read from the answers to the lookups themselves (the hook's
+    :meth:`~airflow_provider_bloom.hooks.bloom.BloomHook.observe_answers`, while they run).
     """
 
     hook: BloomHook
@@ -62,12 +61,10 @@ class Reconciler:
     _warned: bool = field(default=False, init=False)
 
     # -- Bloom's clock -------------------------------------------------------------------
-    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        date = parse_http_date(response.headers.get("date"))
-        if date is None:
-            return
-        received = time.monotonic()
-        self._server = ServerTime(date, received - response.elapsed.total_seconds(), received)
+    def _on_answer(self, exchange: Exchange) -> None:
+        date = parse_http_date(exchange.date)
+        if date is not None:
+            self._server = ServerTime(date, exchange.sent, exchange.received)
 
     def _window(self, attempt: Attempt) -> tuple[float, float | None]:
         server = self._server
@@ -86,12 +83,8 @@ class Reconciler:
         fetch: Callable[[], Iterator[Mapping[str, Any]]],
         decide: Callable[[list[Mapping[str, Any]], tuple[float, float | None]], Decision],
     ) -> tuple[Decision, tuple[float, float | None]]:
-        hooks = self.hook.client.session.hooks.setdefault("response", [])
-        hooks.append(self._on_response)
-        try:
+        with self.hook.observe_answers(self._on_answer):
             records = fetch_until_window(fetch, lambda: self._window(attempt)[0])
-        finally:
-            hooks.remove(self._on_response)
         window = self._window(attempt)
         return decide(records, window), window
 
