@@ -134,6 +134,65 @@ def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
     assert violations(planted, tmp_path) == []
 
 
+#: The task layers (operators, sensors, and what they share): they reach Bloom only through the hook.
+HOOK_USERS = ["operators/*.py", "sensors/*.py", "tasks/*.py"]
+#: What lies below the hook: the transports and the HTTP libraries under them.
+BELOW_THE_HOOK = (f"{PACKAGE}.client.transport", "requests", "urllib3", "httpx")
+#: The hook's attributes that hand out a client.
+CLIENT_ATTRIBUTES = {"client", "single_try_client"}
+
+
+def hook_user_files() -> list[Path]:
+    files = sorted({path for pattern in HOOK_USERS for path in SOURCE.glob(pattern)})
+    assert files, f"no modules found under {SOURCE}"
+    return files
+
+
+def around_the_hook(path: Path, root: Path = ROOT) -> list[str]:
+    """Every import of what lies below the hook (lazy and type-only ones too) and every ``.client``
+    or ``.single_try_client`` attribute read in ``path``."""
+    where = path.relative_to(root)
+    bad = [
+        f"{where}:{line} imports {module}"
+        for line, module, _ in imports_of(path, root)
+        if any(module == top or module.startswith(top + ".") for top in BELOW_THE_HOOK)
+    ]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in CLIENT_ATTRIBUTES:
+            bad.append(f"{where}:{node.lineno} reads .{node.attr}")
+    return bad
+
+
+@pytest.mark.parametrize("path", hook_user_files(), ids=lambda p: str(p.relative_to(SOURCE)))
+def test_operators_sensors_and_tasks_go_through_the_hook(path: Path) -> None:
+    """Operators, sensors and the task layer call hook methods only: no transport, no HTTP library,
+    no client taken from the hook (type-only imports of client types such as ``PreparedCall`` are fine)."""
+    assert around_the_hook(path) == []
+
+
+def test_the_checks_catch_a_way_around_the_hook(tmp_path: Path) -> None:
+    """The hook check sees each way around the hook, lazy ones included, and passes the module as it is."""
+    operator = SOURCE / "operators" / "brands.py"
+    planted = tmp_path / PACKAGE / "operators" / "brands.py"
+    planted.parent.mkdir(parents=True)
+    forms = [
+        "import requests",
+        "from airflow_provider_bloom.client.transport import BloomClient",
+        "from airflow_provider_bloom.client import transport",
+        "from ..client.transport import BloomClient",
+        "def later():\n    import httpx",
+        "import urllib3.exceptions",
+        "def send(self, call):\n    return self.hook.client.execute(call)",
+        "def send(self):\n    return self.hook.single_try_client(connections=2)",
+    ]
+    for form in forms:
+        planted.write_text(operator.read_text() + "\n" + form + "\n")
+        assert around_the_hook(planted, tmp_path), form
+    allowed = "if TYPE_CHECKING:\n    from airflow_provider_bloom.client.core import PreparedCall"
+    planted.write_text(operator.read_text() + "\n" + allowed + "\n")
+    assert around_the_hook(planted, tmp_path) == []
+
+
 PROBE = """
 import importlib, json, sys
 import airflow.triggers.base  # Airflow's own trigger base: what it loads is not ours to judge
