@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,11 +115,25 @@ def test_pure_modules_import_no_airflow(name: str) -> None:
     assert [f for f in found if f.split()[-1].split(".")[0] == "airflow"] == []
 
 
+def planted(
+    tmp_path: Path, module: str, check: Callable[[Path, Path], list[str]], forms: list[str], tail: str = ""
+) -> tuple[list[str], list[str]]:
+    """Plant each of ``forms`` in a copy of ``module`` (a path below the package) and run ``check``:
+    return the forms it missed, and what it finds in the copy with only ``tail`` added."""
+    original = (SOURCE / module).read_text()
+    copy = tmp_path / PACKAGE / module
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    missed = []
+    for form in forms:
+        copy.write_text(original + "\n" + form + "\n")
+        if not check(copy, tmp_path):
+            missed.append(form)
+    copy.write_text(original + "\n" + tail + "\n")
+    return missed, check(copy, tmp_path)
+
+
 def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
     """The AST check sees every form of an upward import, including a lazy one and a relative one."""
-    trigger = SOURCE / "triggers" / "images.py"
-    planted = tmp_path / PACKAGE / "triggers" / "images.py"
-    planted.parent.mkdir(parents=True)
     forms = [
         "from airflow_provider_bloom.tasks.base import bloom_errors",
         "import airflow_provider_bloom.sensors.images",
@@ -127,11 +142,9 @@ def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
         "def later():\n    from airflow_provider_bloom.operators import images",
         "from airflow.sdk import BaseOperator",
     ]
-    for form in forms:
-        planted.write_text(trigger.read_text() + "\n" + form + "\n")
-        assert violations(planted, tmp_path), form
-    planted.write_text(trigger.read_text())
-    assert violations(planted, tmp_path) == []
+    missed, clean = planted(tmp_path, "triggers/images.py", violations, forms)
+    assert missed == []
+    assert clean == []
 
 
 #: The task layers (operators, sensors, and what they share): they reach Bloom only through the hook.
@@ -172,9 +185,6 @@ def test_operators_sensors_and_tasks_go_through_the_hook(path: Path) -> None:
 
 def test_the_checks_catch_a_way_around_the_hook(tmp_path: Path) -> None:
     """The hook check sees each way around the hook, lazy ones included, and passes the module as it is."""
-    operator = SOURCE / "operators" / "brands.py"
-    planted = tmp_path / PACKAGE / "operators" / "brands.py"
-    planted.parent.mkdir(parents=True)
     forms = [
         "import requests",
         "from airflow_provider_bloom.client.transport import BloomClient",
@@ -185,12 +195,10 @@ def test_the_checks_catch_a_way_around_the_hook(tmp_path: Path) -> None:
         "def send(self, call):\n    return self.hook.client.execute(call)",
         "def send(self):\n    return self.hook.single_try_client(connections=2)",
     ]
-    for form in forms:
-        planted.write_text(operator.read_text() + "\n" + form + "\n")
-        assert around_the_hook(planted, tmp_path), form
     allowed = "if TYPE_CHECKING:\n    from airflow_provider_bloom.client.core import PreparedCall"
-    planted.write_text(operator.read_text() + "\n" + allowed + "\n")
-    assert around_the_hook(planted, tmp_path) == []
+    missed, clean = planted(tmp_path, "operators/brands.py", around_the_hook, forms, allowed)
+    assert missed == []
+    assert clean == []
 
 
 PROBE = """
