@@ -63,7 +63,10 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
     Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.operations.BloomOperations`)
-    returning Bloom's ``data`` payload.
+    returning Bloom's ``data`` payload. Operators reach Bloom only through this hook: a paid call in two
+    steps (:meth:`prepare`, then :meth:`send`, so the task's ledger keys it before it goes out),
+    :meth:`single_try` for senders that pace and retry themselves, :meth:`paginate`, :meth:`open_download`
+    and :meth:`observe_answers`.
 
     :param bloom_conn_id: the connection to use (default ``bloom_default``).
     """

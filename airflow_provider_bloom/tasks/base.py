@@ -217,7 +217,7 @@ class BloomBaseOperator(BaseOperator):
         return records
 
     def ledger(self, context: Context) -> PaidRequestLedger:
-        """This try's ledger of paid requests (see :class:`._ledger.PaidRequestLedger`)."""
+        """Return this try's ledger of paid requests (see :class:`.ledger.PaidRequestLedger`)."""
         return PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
 
 
