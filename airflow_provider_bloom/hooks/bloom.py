@@ -14,7 +14,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_bloom.client.operations import JSON, BloomOperations
 from airflow_provider_bloom.client.retry import backoff, is_transient, retry_after
 from airflow_provider_bloom.client.settings import ClientSettings
-from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids
+from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids, check_uuid
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomError,
@@ -29,6 +29,7 @@ from airflow_provider_bloom.hooks.connection import (
     settings_from_connection,
     ui_field_behaviour,
 )
+from airflow_provider_bloom.logic.records import BrandStatus
 from airflow_provider_bloom.logic.waiting import PendingImages, check_poll_timeout, wait_window
 
 # The client (and requests under it) is imported when a client is built, not when a DAG file is
@@ -229,6 +230,44 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
                 if (left := deadline - time.monotonic()) <= 0:
                     break
         return state.ordered()
+
+    def wait_for_brand(
+        self, brand_id: str, timeout: float, *, retry_transient: bool = True, retry_delay: float = 1.0
+    ) -> JSON:
+        """Long-poll ``GET /brands/{id}?wait=true`` until onboarding ends or ``timeout`` seconds pass.
+
+        Returns the brand as last seen (check its ``status``). As :meth:`wait_for_images`: each long-poll
+        is sent once, a transient error is asked again after the one backoff within the deadline (or
+        raised at once when ``retry_transient`` is False), and raised when no answer came by the deadline.
+        """
+        check_uuid("brand_id", brand_id)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise BloomInputError("timeout", f"must be a positive number of seconds; got {timeout!r}")
+        client = self.client
+        deadline = time.monotonic() + timeout
+        failures = 0
+        brand: JSON | None = None
+        error: BloomError | None = None
+        while (left := deadline - time.monotonic()) > 0:
+            query = {"wait": True, "timeout": wait_window(left)}
+            try:
+                brand = client.execute(
+                    client.prepare("brands.get", path={"id": brand_id}, query=query), retry=False
+                )
+            except BloomError as exc:
+                if not retry_transient or not is_transient(exc):
+                    raise
+                error, failures = exc, failures + 1
+                left = deadline - time.monotonic()
+                time.sleep(backoff(failures, base=retry_delay, retry_after=retry_after(exc), left=left))
+                continue
+            failures = 0
+            if BrandStatus.is_terminal(brand.get("status")):
+                break
+        if brand is None:
+            assert error is not None  # the loop ran at least once: an answer or an error
+            raise error
+        return brand
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with GET /account (the UI's Test action and ``airflow connections test``).
