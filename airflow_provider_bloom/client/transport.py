@@ -110,14 +110,17 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
     def _call(self, operation_id: str, **parts: Unpack[CallParts]) -> JSON:
         return self.execute(self.prepare(operation_id, **parts))
 
-    def execute(self, call: PreparedCall) -> JSON:
-        """Send ``call`` under the retry policy; after a 401 on OAuth, once more with a fresh token."""
+    def execute(self, call: PreparedCall, *, retry: bool = True) -> JSON:
+        """Send ``call`` under the retry policy; after a 401 on OAuth, once more with a fresh token.
+
+        ``retry=False``: send it once, for a caller that backs off within its own deadline (a wait).
+        """
         try:
-            return tenacity.Retrying(**self.retry_kwargs())(self._send_once, call)
+            return tenacity.Retrying(**self.retry_kwargs(retry=retry))(self._send_once, call)
         except BloomAuthError as exc:
             if not self._refresh_token_after(call, exc):
                 raise
-        return tenacity.Retrying(**self.retry_kwargs())(self._send_once, call)
+        return tenacity.Retrying(**self.retry_kwargs(retry=retry))(self._send_once, call)
 
     def _send_once(self, call: PreparedCall) -> JSON:
         headers = self._auth_headers() if call.op.authenticated else {}

@@ -13,8 +13,9 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
 
 from airflow_provider_bloom.client.operations import JSON, BloomOperations
+from airflow_provider_bloom.client.retry import backoff, is_transient, retry_after
 from airflow_provider_bloom.client.settings import ClientSettings
-from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids
+from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids, check_uuid
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomError,
@@ -29,13 +30,8 @@ from airflow_provider_bloom.hooks.connection import (
     settings_from_connection,
     ui_field_behaviour,
 )
-from airflow_provider_bloom.logic.waiting import (
-    PendingImages,
-    check_poll_timeout,
-    is_transient,
-    transient_delay,
-    wait_window,
-)
+from airflow_provider_bloom.logic.records import BrandStatus
+from airflow_provider_bloom.logic.waiting import PendingImages, check_poll_timeout, wait_window
 
 # The client (and requests under it) is imported when a client is built, not when a DAG file is
 # parsed: an operator module only needs this hook's class.
@@ -270,36 +266,75 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         are returned as they are (check their ``status``; an id never answered has ``status`` None).
         The decisions are those of
         :class:`~airflow_provider_bloom.logic.waiting.PendingImages`, shared with the triggerer: an id
-        Bloom does not return raises ``BloomImagesMissingError``; a transient error (after the client's
-        own retries) is asked again after a backoff until the deadline, unless ``retry_transient`` is
-        False.
+        Bloom does not return raises ``BloomImagesMissingError``. Each long-poll is sent once (not under
+        the client's own retries, which could outlast ``timeout``); a transient error
+        (:func:`~airflow_provider_bloom.client.retry.is_transient`) is asked again after the one backoff
+        of :mod:`~airflow_provider_bloom.client.retry` (base ``retry_delay``), never past the deadline,
+        unless ``retry_transient`` is False (then it is raised at once).
         """
         if isinstance(ids, str):
             ids = [ids]
         state = PendingImages(check_ids("ids", list(ids), maximum=len(ids) or 1))
         check_poll_timeout(poll_timeout)
+        client = self.client
         deadline = time.monotonic() + timeout
         failures = 0
         while not state.done and (left := deadline - time.monotonic()) > 0:
             for batch in state.batches():
+                window = wait_window(left, poll_timeout)
+                query = {"ids": batch, "wait": True, "timeout": window, "include_urls": include_urls}
                 try:
-                    page = self.list_images(
-                        ids=batch,
-                        wait=True,
-                        timeout=wait_window(left, poll_timeout),
-                        include_urls=include_urls,
-                    )
+                    page = client.execute(client.prepare("images.list", query=query), retry=False)
                 except BloomError as exc:
                     if not retry_transient or not is_transient(exc):
                         raise
                     failures += 1
-                    time.sleep(transient_delay(exc, failures, retry_delay, deadline - time.monotonic()))
+                    left = deadline - time.monotonic()
+                    time.sleep(backoff(failures, base=retry_delay, retry_after=retry_after(exc), left=left))
                     break
                 failures = 0
                 state.apply(batch, page)
                 if (left := deadline - time.monotonic()) <= 0:
                     break
         return state.ordered()
+
+    def wait_for_brand(
+        self, brand_id: str, timeout: float, *, retry_transient: bool = True, retry_delay: float = 1.0
+    ) -> JSON:
+        """Long-poll ``GET /brands/{id}?wait=true`` until onboarding ends or ``timeout`` seconds pass.
+
+        Returns the brand as last seen (check its ``status``). As :meth:`wait_for_images`: each long-poll
+        is sent once, a transient error is asked again after the one backoff within the deadline (or
+        raised at once when ``retry_transient`` is False), and raised when no answer came by the deadline.
+        """
+        check_uuid("brand_id", brand_id)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise BloomInputError("timeout", f"must be a positive number of seconds; got {timeout!r}")
+        client = self.client
+        deadline = time.monotonic() + timeout
+        failures = 0
+        brand: JSON | None = None
+        error: BloomError | None = None
+        while (left := deadline - time.monotonic()) > 0:
+            query = {"wait": True, "timeout": wait_window(left)}
+            try:
+                brand = client.execute(
+                    client.prepare("brands.get", path={"id": brand_id}, query=query), retry=False
+                )
+            except BloomError as exc:
+                if not retry_transient or not is_transient(exc):
+                    raise
+                error, failures = exc, failures + 1
+                left = deadline - time.monotonic()
+                time.sleep(backoff(failures, base=retry_delay, retry_after=retry_after(exc), left=left))
+                continue
+            failures = 0
+            if BrandStatus.is_terminal(brand.get("status")):
+                break
+        if brand is None:
+            assert error is not None  # the loop ran at least once: an answer or an error
+            raise error
+        return brand
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with GET /account (the UI's Test action and ``airflow connections test``).

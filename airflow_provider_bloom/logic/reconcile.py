@@ -290,7 +290,7 @@ def is_open_ended(exc: BaseException) -> bool:
 
 def answer_lost(exc: BaseException) -> bool:
     """The request went out and its answer was lost: the only errors reconciliation is for."""
-    return isinstance(exc, BloomError) and bool(getattr(exc, "maybe_charged", False))
+    return isinstance(exc, BloomError) and exc.maybe_charged
 
 
 # --------------------------------------------------------------------------- walking the lists

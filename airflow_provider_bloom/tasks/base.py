@@ -124,7 +124,7 @@ def bloom_errors(what: str) -> Iterator[None]:
     try:
         yield
     except BloomError as exc:
-        if exc.permanent or getattr(exc, "maybe_charged", False):
+        if exc.permanent or exc.maybe_charged:
             raise AirflowFailException(f"{what} failed: {exc}") from exc
         raise
 
