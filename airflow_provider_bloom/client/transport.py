@@ -223,13 +223,15 @@ def _classify_httpx_error(core: _ClientCore, op: Operation, exc: httpx.HTTPError
 class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
     """Asynchronous Bloom client over ``httpx.AsyncClient``: safe inside the triggerer's event loop."""
 
-    def __init__(self, settings: ClientSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: ClientSettings, client: httpx.AsyncClient | None = None, *, max_connections: int = 100
+    ) -> None:
         super().__init__(settings)
         self.http = client or httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
         )
 
     async def aclose(self) -> None:

@@ -90,12 +90,17 @@ class PendingImages:
     """The state of one wait for a set of image ids: what is known, what is pending.
 
     :param ids: the ids to wait for, unique, in the order results are returned.
+    :param settled: records already known to be terminal (a worker's brief wait before it deferred):
+        their ids are not asked again. Records of other ids, or not terminal, are ignored.
     """
 
-    def __init__(self, ids: Iterable[str]) -> None:
+    def __init__(self, ids: Iterable[str], settled: Iterable[Mapping[str, Any]] = ()) -> None:
         self.ids = list(dict.fromkeys(ids))
-        self.records: dict[str, dict[str, Any]] = {}
-        self.pending: list[str] = list(self.ids)
+        wanted = set(self.ids)
+        self.records: dict[str, dict[str, Any]] = {
+            str(r["id"]): dict(r) for r in settled if r.get("id") in wanted and is_terminal(r)
+        }
+        self.pending: list[str] = [i for i in self.ids if i not in self.records]
 
     def __repr__(self) -> str:
         return f"<PendingImages {len(self.pending)} of {len(self.ids)} pending>"

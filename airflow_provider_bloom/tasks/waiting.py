@@ -56,6 +56,8 @@ class ImageCompletionMixin:
     include_urls: bool
     defer_after: float = DEFAULT_DEFER_AFTER
     min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS
+    #: What the last brief wait saw end (handed to the trigger by defer_for_images).
+    _settled: Sequence[ImageRecord] = ()
     bloom_conn_id: str
     log: Any
 
@@ -79,11 +81,13 @@ class ImageCompletionMixin:
         """Hand the wait to :class:`BloomImagesTrigger`, freeing the worker slot.
 
         The task resumes in ``execute_complete`` with the trigger's event, which the trigger holds
-        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race).
+        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race). The images the
+        brief wait saw end are handed over (see :meth:`brief_wait`), so the trigger asks only for the rest.
         """
         from airflow_provider_bloom.triggers.images import BloomImagesTrigger
 
         seconds = self.wait_timeout if wait_timeout is None else max(1.0, wait_timeout)
+        wanted = set(image_ids)
         now = time.time()
         deadline = datetime.fromtimestamp(now, timezone.utc) + timedelta(seconds=seconds)
         self.log.info(
@@ -98,6 +102,7 @@ class ImageCompletionMixin:
                 deadline=deadline.timestamp(),
                 poll_timeout=self.poll_timeout,
                 include_urls=self.include_urls,
+                settled=[r for r in self._settled if r["id"] in wanted],
                 not_before=now + self.min_defer_seconds,
             ),
             method_name="execute_complete",
@@ -110,7 +115,11 @@ class ImageCompletionMixin:
 
         Returns the records when every image is terminal by then (the task need not defer), else None
         (see :func:`pre_wait`: a transient error means "defer now"; a permanent one fails the task).
+        The records of the images that did end are kept for :meth:`defer_for_images`, without their
+        signed URLs: with ``include_urls`` none are kept, as the trigger must read every URL itself
+        (a terminal id rides free in the long-poll of the running ones, one more read would not).
         """
+        self._settled = []
         if self.defer_after <= 0:
             return None
         window = max(1, min(self.poll_timeout, int(self.defer_after)))
@@ -125,9 +134,13 @@ class ImageCompletionMixin:
                 retry_transient=False,
             ),
         )
-        if records is not None and all(ImageStatus.is_terminal(r.get("status")) for r in records):
+        if records is None:
+            return None
+        if all(ImageStatus.is_terminal(r.get("status")) for r in records):
             self.log.info("All %d Bloom image(s) ended within defer_after: no deferral", len(records))
             return records
+        if not self.include_urls:
+            self._settled = [slim_record(r) for r in records if ImageStatus.is_terminal(r.get("status"))]
         return None
 
     def wait_or_defer(self, context: Context, image_ids: Sequence[str]) -> list[ImageRecord]:

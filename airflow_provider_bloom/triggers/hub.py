@@ -3,7 +3,8 @@
 A :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` or
 :class:`~airflow_provider_bloom.triggers.brands.BloomBrandTrigger` does not send requests itself: it
 hands its ids to the hub of its credential (:func:`hub_for`) and awaits its own result. The hub
-decides what is sent, on one shared ``httpx.AsyncClient``, within one request budget.
+decides what is sent, on one shared :class:`~airflow_provider_bloom.client.transport.AsyncBloomClient`,
+within one request budget.
 
 Keys. A hub is keyed by the event loop, Bloom's base URL, a one-way fingerprint of the key (or of the
 OAuth client) and the budget; two credentials never share a hub, a request or a budget, and no
@@ -54,10 +55,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import httpx
-
 from airflow_provider_bloom.client.retry import backoff, is_transient, retry_after
-from airflow_provider_bloom.client.settings import USER_AGENT, ClientSettings
+from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.client.spec import MAX_IDS_PER_CALL
 from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
 from airflow_provider_bloom.logic.pacing import TokenBucket
@@ -388,13 +387,7 @@ class WaitHub:
 def _make_client(settings: ClientSettings, max_long_polls: int) -> AsyncBloomClient:
     from airflow_provider_bloom.client.transport import AsyncBloomClient
 
-    http = httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=max_long_polls + 10, max_keepalive_connections=20),
-    )
-    return AsyncBloomClient(settings, client=http)
+    return AsyncBloomClient(settings, max_connections=max_long_polls + 10)
 
 
 # --------------------------------------------------------------------------- registry
