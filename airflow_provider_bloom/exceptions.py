@@ -19,6 +19,8 @@ class BloomError(Exception):
 
     #: True when repeating the same call cannot succeed (bad input, auth, billing...).
     permanent: bool = False
+    #: True when a paid request may have been accepted and charged although no valid answer came back.
+    maybe_charged: bool = False
 
 
 class BloomInputError(BloomError, ValueError):

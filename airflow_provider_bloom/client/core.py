@@ -5,8 +5,9 @@ Bloom's ``data`` or the matching error, redacts credentials, classifies transpor
 failures and holds the retry policy (tenacity):
 
 * safe calls (GET, DELETE, logo PUTs, search): retried on 429, 5xx, timeouts
-  and connection errors, exponential backoff with jitter, ``Retry-After``
-  honoured, bounded by ``max_retries`` and ``retry_deadline``;
+  and connection errors, with the one backoff of :mod:`.retry` (jittered
+  exponential, ``Retry-After`` honoured up to its cap), bounded by ``max_retries``
+  and ``retry_deadline``;
 * paid POSTs (generate, edit, resize, remove-background, vectorize, brand
   create, uploads): retried only on 429 or when the request provably never
   reached Bloom (refused, DNS, connect timeout). A lost answer or a 5xx raises
@@ -21,7 +22,8 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlparse
@@ -30,10 +32,10 @@ import tenacity
 
 from airflow_provider_bloom.client.files import FileInput, Upload, allowed_mimes, read_upload
 from airflow_provider_bloom.client.operations import JSON
+from airflow_provider_bloom.client.retry import backoff, may_send_again, retry_after
 from airflow_provider_bloom.client.settings import WAIT_READ_MARGIN, ClientSettings, same_origin
 from airflow_provider_bloom.client.spec import (
     MAX_WAIT_SECONDS,
-    PAID_OPERATIONS,
     Operation,
     answer_problem,
     check_ids,
@@ -48,7 +50,6 @@ from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomError,
     BloomInputError,
-    BloomRateLimitError,
     BloomServerError,
     BloomTransportError,
     error_from_response,
@@ -90,6 +91,17 @@ class PreparedCall:
         }
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One answer as this machine saw it: its status, its ``Date`` header, and the ``time.monotonic()``
+    values of when the request went out and when the answer was in."""
+
+    status: int
+    date: str | None
+    sent: float
+    received: float
+
+
 @dataclass
 class _Token:
     value: str = field(repr=False)  # an OAuth access token is a credential
@@ -128,6 +140,7 @@ class _ClientCore:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self._token: _Token | None = None
+        self._observers: list[Callable[[Exchange], None]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
@@ -290,6 +303,22 @@ class _ClientCore:
         return False
 
     # -- answers ---------------------------------------------------------------------------
+    @contextmanager
+    def observe_answers(self, callback: Callable[[Exchange], None]) -> Iterator[None]:
+        """Call ``callback`` with an :class:`Exchange` for every answer to an API call made while inside."""
+        self._observers.append(callback)
+        try:
+            yield
+        finally:
+            self._observers.remove(callback)
+
+    def _observed(self, status: int, headers: Mapping[str, str], sent: float) -> None:
+        """Tell the observers about one answer (see :meth:`observe_answers`)."""
+        if self._observers:
+            exchange = Exchange(status, headers.get("date"), sent, time.monotonic())
+            for callback in list(self._observers):
+                callback(exchange)
+
     def interpret(self, op: Operation, status: int, headers: Mapping[str, str], content: bytes) -> JSON:
         """Turn an HTTP answer into Bloom's ``data`` payload, or raise the matching error."""
         ctype = headers.get("content-type")
@@ -374,37 +403,25 @@ class _ClientCore:
         return self._lost_answer(op, f"connection to {host} failed after the request was sent ({kind})")
 
     # -- retry policy ----------------------------------------------------------------------
-    def should_retry(self, exc: BaseException) -> bool:
-        """Whether ``exc`` may be answered by sending the same request again.
-
-        A paid POST is sent again only after a 429 (Bloom refused it) or when
-        the request provably never left (a refused connection): every other
-        answer, a malformed or unexpected one included, may mean it was charged.
-        """
-        if getattr(exc, "maybe_charged", False) or getattr(exc, "retryable", True) is False:
-            return False
-        if isinstance(exc, BloomRateLimitError):
-            return True  # Bloom rejected the request: nothing happened, nothing was charged
-        if getattr(exc, "operation_id", None) in PAID_OPERATIONS:
-            return isinstance(exc, BloomTransportError)  # only a provably unsent request is left here
-        return isinstance(exc, (BloomServerError, BloomTransportError))
-
     def _wait_seconds(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(min(retry_after, self.settings.max_retry_after))
-        backoff = tenacity.wait_random_exponential(
-            multiplier=self.settings.backoff_base, max=self.settings.backoff_max
+        return backoff(
+            state.attempt_number,
+            base=self.settings.backoff_base,
+            cap=self.settings.backoff_max,
+            retry_after=retry_after(exc) if exc is not None else None,
         )
-        return float(backoff(state))
 
-    def retry_kwargs(self) -> dict[str, Any]:
-        """Return tenacity's arguments for this client's retry policy (both transports use them)."""
+    def retry_kwargs(self, *, retry: bool = True) -> dict[str, Any]:
+        """Return tenacity's arguments for this client's retry policy (both transports use them).
+
+        ``retry=False``: send once (for a caller that backs off within its own deadline).
+        """
+        attempts = self.settings.max_retries + 1 if retry else 1
         return {
-            "retry": tenacity.retry_if_exception(self.should_retry),
+            "retry": tenacity.retry_if_exception(may_send_again),
             "wait": self._wait_seconds,
-            "stop": tenacity.stop_after_attempt(self.settings.max_retries + 1)
+            "stop": tenacity.stop_after_attempt(attempts)
             | tenacity.stop_before_delay(self.settings.retry_deadline),
             "reraise": True,
         }

@@ -1,7 +1,8 @@
 """File inputs: what an upload may be, how it is read and checked, and how an image's type is told.
 
-Used by the client (multipart uploads), the library and logo operators (checks at parse time)
-and the download operator (file extensions). Cheap to import: no HTTP stack.
+Used by the client (multipart uploads, opened downloads), the library and logo operators (checks at
+parse time) and the download operator (file extensions, the :class:`Download` it reads). Cheap to
+import: no HTTP stack.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -123,4 +124,32 @@ def read_upload(field_name: str, file: FileInput, allowed: tuple[str, ...]) -> U
     return Upload(filename, content, mime)
 
 
-__all__ = ["FileInput", "Upload", "allowed_mimes", "extension_for", "read_upload", "sniff_image_type"]
+@dataclass(frozen=True)
+class Download:
+    """An opened image URL, whichever HTTP library fetched it.
+
+    ``url`` is the final URL (after Bloom's redirect), ``headers`` are case-insensitive. ``chunks(size)``
+    yields the decoded body as it arrives (each read returns what one read from the network brings,
+    at most ``size`` bytes) and raises only :class:`~airflow_provider_bloom.exceptions.BloomDownloadError`
+    (``permanent=False``) when the body breaks off or its Content-Encoding cannot be decoded.
+    """
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    _read: Callable[[int], Iterator[bytes]] = field(repr=False)
+
+    def chunks(self, size: int = 64 * 1024) -> Iterator[bytes]:
+        """Yield the decoded body in chunks of at most ``size`` bytes."""
+        return self._read(size)
+
+
+__all__ = [
+    "Download",
+    "FileInput",
+    "Upload",
+    "allowed_mimes",
+    "extension_for",
+    "read_upload",
+    "sniff_image_type",
+]

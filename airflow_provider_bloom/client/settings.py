@@ -45,7 +45,6 @@ class ClientSettings:
     retry_deadline: float = 300.0
     backoff_base: float = 0.5
     backoff_max: float = 30.0
-    max_retry_after: float = 120.0
     #: Requests per minute the triggerer's wait hub may send on this credential (Bloom allows 120).
     wait_requests_per_minute: int = DEFAULT_WAIT_REQUESTS_PER_MINUTE
     #: Requests per minute one task may send in a loop (post-processing, uploads, deletions).

@@ -12,16 +12,20 @@ calls) so ``from airflow_provider_bloom.client.transport import ...`` keeps work
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 import httpx
 import requests
 import tenacity
+import urllib3.exceptions
 
 from airflow_provider_bloom.client.core import JSON, PreparedCall, _ClientCore, caused_by_tls
 from airflow_provider_bloom.client.files import (
+    Download,
     FileInput,
     Upload,
     allowed_mimes,
@@ -42,6 +46,7 @@ from airflow_provider_bloom.client.spec import Operation, get_operation
 from airflow_provider_bloom.exceptions import (
     BloomAPIError,
     BloomAuthError,
+    BloomDownloadError,
     BloomError,
     BloomServerError,
     error_from_response,
@@ -105,17 +110,21 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
     def _call(self, operation_id: str, **parts: Unpack[CallParts]) -> JSON:
         return self.execute(self.prepare(operation_id, **parts))
 
-    def execute(self, call: PreparedCall) -> JSON:
-        """Send ``call`` under the retry policy; after a 401 on OAuth, once more with a fresh token."""
+    def execute(self, call: PreparedCall, *, retry: bool = True) -> JSON:
+        """Send ``call`` under the retry policy; after a 401 on OAuth, once more with a fresh token.
+
+        ``retry=False``: send it once, for a caller that backs off within its own deadline (a wait).
+        """
         try:
-            return tenacity.Retrying(**self.retry_kwargs())(self._send_once, call)
+            return tenacity.Retrying(**self.retry_kwargs(retry=retry))(self._send_once, call)
         except BloomAuthError as exc:
             if not self._refresh_token_after(call, exc):
                 raise
-        return tenacity.Retrying(**self.retry_kwargs())(self._send_once, call)
+        return tenacity.Retrying(**self.retry_kwargs(retry=retry))(self._send_once, call)
 
     def _send_once(self, call: PreparedCall) -> JSON:
         headers = self._auth_headers() if call.op.authenticated else {}
+        sent = time.monotonic()
         try:
             resp = self.session.request(
                 **call.request_args(),
@@ -126,11 +135,12 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
             content = resp.content
         except requests.RequestException as exc:
             raise _classify_requests_error(self, call.op, exc, call.url) from exc
+        self._observed(resp.status_code, resp.headers, sent)
         return self.interpret(call.op, resp.status_code, resp.headers, content)
 
     @contextmanager
-    def open_download(self, url: str, *, timeout: float | None = None) -> Iterator[requests.Response]:
-        """Open an image URL for streaming, following Bloom's redirects.
+    def open_download(self, url: str, *, timeout: float | None = None) -> Iterator[Download]:
+        """Open an image URL for streaming, following Bloom's redirects; yield the :class:`Download`.
 
         The credentials go only to the base URL's origin: a hop to any other
         host (a storage bucket, a CDN) is made without them. Transient
@@ -161,8 +171,12 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
             else:
                 raise BloomServerError(310, None, f"too many redirects from {url}")
             if resp.status_code >= 400:
-                content = resp.content
-                resp.close()
+                try:
+                    content = resp.content
+                except requests.RequestException as exc:
+                    raise _classify_requests_error(self, op, exc, current) from exc
+                finally:
+                    resp.close()
                 raise self.scrubbed(
                     error_from_response(
                         resp.status_code, content, resp.headers.get("content-type"), operation_id="download"
@@ -172,9 +186,29 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
 
         resp = tenacity.Retrying(**self.retry_kwargs())(open_once)
         try:
-            yield resp
+            yield Download(resp.url, resp.status_code, resp.headers, partial(_read_raw, resp))
         finally:
             resp.close()
+
+
+def _read_raw(resp: requests.Response, size: int) -> Iterator[bytes]:
+    """The decoded body of a streamed answer; ``read1`` returns what one read brings (``iter_content``
+    would block until a whole chunk arrived, however slowly it dribbles in)."""
+    while True:
+        try:
+            data = resp.raw.read1(size, decode_content=True)
+        except urllib3.exceptions.DecodeError as exc:
+            raise BloomDownloadError(
+                f"the server's {resp.headers.get('content-encoding')} body could not be decoded",
+                permanent=False,
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BloomDownloadError(
+                f"the download broke off ({type(exc).__name__})", permanent=False
+            ) from exc
+        if not data:
+            return
+        yield data
 
 
 # --------------------------------------------------------------------------- async transport
@@ -189,13 +223,15 @@ def _classify_httpx_error(core: _ClientCore, op: Operation, exc: httpx.HTTPError
 class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
     """Asynchronous Bloom client over ``httpx.AsyncClient``: safe inside the triggerer's event loop."""
 
-    def __init__(self, settings: ClientSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: ClientSettings, client: httpx.AsyncClient | None = None, *, max_connections: int = 100
+    ) -> None:
         super().__init__(settings)
         self.http = client or httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
         )
 
     async def aclose(self) -> None:
@@ -238,6 +274,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
 
     async def _send_once(self, call: PreparedCall) -> JSON:
         headers = await self._auth_headers() if call.op.authenticated else {}
+        sent = time.monotonic()
         try:
             resp = await self.http.request(
                 **call.request_args(),
@@ -246,6 +283,7 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
             )
         except httpx.HTTPError as exc:
             raise _classify_httpx_error(self, call.op, exc, call.url) from exc
+        self._observed(resp.status_code, resp.headers, sent)
         return self.interpret(call.op, resp.status_code, resp.headers, resp.content)
 
 

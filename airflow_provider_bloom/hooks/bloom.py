@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,9 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from airflow.sdk import BaseHook
 
 from airflow_provider_bloom.client.operations import JSON, BloomOperations
+from airflow_provider_bloom.client.retry import backoff, is_transient, retry_after
 from airflow_provider_bloom.client.settings import ClientSettings
-from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids
+from airflow_provider_bloom.client.spec import DEFAULT_BASE_URL, check_ids, check_uuid
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomError,
@@ -28,21 +30,21 @@ from airflow_provider_bloom.hooks.connection import (
     settings_from_connection,
     ui_field_behaviour,
 )
-from airflow_provider_bloom.logic.waiting import (
-    PendingImages,
-    check_poll_timeout,
-    is_transient,
-    transient_delay,
-    wait_window,
-)
+from airflow_provider_bloom.logic.records import BrandStatus
+from airflow_provider_bloom.logic.waiting import PendingImages, check_poll_timeout, wait_window
 
 # The client (and requests under it) is imported when a client is built, not when a DAG file is
 # parsed: an operator module only needs this hook's class.
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from airflow_provider_bloom.client.core import Exchange, PreparedCall
+    from airflow_provider_bloom.client.files import Download
     from airflow_provider_bloom.client.operations import CallParts
     from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
+
+#: Sends one prepared call and returns Bloom's ``data`` payload.
+Send = Callable[["PreparedCall"], JSON]
 
 
 class BloomHook(BaseHook, BloomOperations[JSON]):
@@ -57,7 +59,10 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     OAuth client credentials (``oauth_client_id``, ``oauth_client_secret``, ``oauth_token_url``).
 
     Every Bloom operation is a method (see :class:`~airflow_provider_bloom.client.operations.BloomOperations`)
-    returning Bloom's ``data`` payload.
+    returning Bloom's ``data`` payload. Operators reach Bloom only through this hook: a paid call in two
+    steps (:meth:`prepare`, then :meth:`send`, so the task's ledger keys it before it goes out),
+    :meth:`single_try` for senders that pace and retry themselves, :meth:`paginate`, :meth:`open_download`
+    and :meth:`observe_answers`.
 
     :param bloom_conn_id: the connection to use (default ``bloom_default``).
     """
@@ -165,27 +170,85 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         return AsyncBloomClient(await self.aget_settings())
 
     def _call(self, operation_id: str, **parts: Unpack[CallParts]) -> JSON:
-        return self.client._call(operation_id, **parts)
+        return self.send(self.prepare(operation_id, **parts))
 
-    # -- higher-level helpers --------------------------------------------------------------
-    def _iterate(self, method: Any, key: str, **kwargs: Any) -> Iterator[JSON]:
-        cursor = kwargs.pop("cursor", None)
+    # -- what operators build on -----------------------------------------------------------
+    def prepare(self, operation_id: str, **parts: Unpack[CallParts]) -> PreparedCall:
+        """Check the call's parts against Bloom's spec and build the request; send nothing.
+
+        Raise :class:`~airflow_provider_bloom.exceptions.BloomInputError` naming a bad argument. The
+        connection's ``brand_session_id``/``workspace_id`` fill what the call leaves out.
+        """
+        return self.client.prepare(operation_id, **parts)
+
+    def send(self, call: PreparedCall) -> JSON:
+        """Send a prepared call under the client's retry policy and return Bloom's ``data`` payload.
+
+        A paid call is sent again only when it provably never reached Bloom or was answered 429.
+        """
+        return self.client.execute(call)
+
+    @contextmanager
+    def single_try(self, connections: int = 10) -> Iterator[Send]:
+        """Yield a sender that sends each call once (no retries), safe to share between threads.
+
+        For callers that pace and retry themselves (the batch operators); ``connections`` sizes its
+        connection pool. Its connections close when the block ends.
+        """
+        client = self.single_try_client(connections=connections)
+        try:
+            yield client.execute
+        finally:
+            client.close()
+
+    def paginate(self, list_method: Callable[..., JSON], key: str, **filters: Any) -> Iterator[JSON]:
+        """Yield every record of a list operation's pages, following ``nextCursor`` lazily.
+
+        :param list_method: a list operation of this hook (``self.list_images``, ``self.list_brands``).
+        :param key: the page's field holding the records (``"images"``, ``"brands"``).
+        :param filters: the list operation's arguments; ``cursor`` starts from that page.
+        """
+        cursor = filters.pop("cursor", None)
         while True:
-            page = method(cursor=cursor, **kwargs)
+            page = list_method(cursor=cursor, **filters)
             yield from page.get(key, [])
             cursor = page.get("nextCursor")
             if not page.get("hasMore") or not cursor:
                 return
 
+    def absolute_url(self, url: str) -> str:
+        """Resolve an image's ``url`` (Bloom may give a short path such as ``/img/{id}``) to a full URL."""
+        return self.client.absolute_url(url)
+
+    @contextmanager
+    def open_download(self, url: str, *, timeout: float | None = None) -> Iterator[Download]:
+        """Open an image URL for streaming and yield its body and headers.
+
+        Yield a :class:`~airflow_provider_bloom.client.files.Download`. Follow Bloom's redirects,
+        sending the credentials only to the base URL's origin; retry transient failures before the
+        body starts (downloads are free). Raise only Bloom errors.
+        """
+        with self.client.open_download(url, timeout=timeout) as download:
+            yield download
+
+    @contextmanager
+    def observe_answers(self, callback: Callable[[Exchange], None]) -> Iterator[None]:
+        """Call ``callback`` with each answer's status, ``Date`` header and timing while inside.
+
+        Covers every answer to a call this hook sends in the block, retries and error answers too.
+        """
+        with self.client.observe_answers(callback):
+            yield
+
     def iter_images(self, **filters: Any) -> Iterator[JSON]:
-        """Every image matching ``filters`` (``list_images`` arguments), following ``nextCursor``."""
+        """Yield every image matching ``filters`` (``list_images`` arguments), following ``nextCursor``."""
         if filters.get("wait"):
             raise BloomInputError("wait", "iter_images pages through images; use wait_for_images to wait")
-        return self._iterate(self.list_images, "images", **filters)
+        return self.paginate(self.list_images, "images", **filters)
 
     def iter_brands(self, workspace_id: str | None = None, limit: int | None = None) -> Iterator[JSON]:
-        """Every brand, following ``nextCursor``."""
-        return self._iterate(self.list_brands, "brands", workspace_id=workspace_id, limit=limit)
+        """Yield every brand, following ``nextCursor``."""
+        return self.paginate(self.list_brands, "brands", workspace_id=workspace_id, limit=limit)
 
     def wait_for_images(
         self,
@@ -203,36 +266,75 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
         are returned as they are (check their ``status``; an id never answered has ``status`` None).
         The decisions are those of
         :class:`~airflow_provider_bloom.logic.waiting.PendingImages`, shared with the triggerer: an id
-        Bloom does not return raises ``BloomImagesMissingError``; a transient error (after the client's
-        own retries) is asked again after a backoff until the deadline, unless ``retry_transient`` is
-        False.
+        Bloom does not return raises ``BloomImagesMissingError``. Each long-poll is sent once (not under
+        the client's own retries, which could outlast ``timeout``); a transient error
+        (:func:`~airflow_provider_bloom.client.retry.is_transient`) is asked again after the one backoff
+        of :mod:`~airflow_provider_bloom.client.retry` (base ``retry_delay``), never past the deadline,
+        unless ``retry_transient`` is False (then it is raised at once).
         """
         if isinstance(ids, str):
             ids = [ids]
         state = PendingImages(check_ids("ids", list(ids), maximum=len(ids) or 1))
         check_poll_timeout(poll_timeout)
+        client = self.client
         deadline = time.monotonic() + timeout
         failures = 0
         while not state.done and (left := deadline - time.monotonic()) > 0:
             for batch in state.batches():
+                window = wait_window(left, poll_timeout)
+                query = {"ids": batch, "wait": True, "timeout": window, "include_urls": include_urls}
                 try:
-                    page = self.list_images(
-                        ids=batch,
-                        wait=True,
-                        timeout=wait_window(left, poll_timeout),
-                        include_urls=include_urls,
-                    )
+                    page = client.execute(client.prepare("images.list", query=query), retry=False)
                 except BloomError as exc:
                     if not retry_transient or not is_transient(exc):
                         raise
                     failures += 1
-                    time.sleep(transient_delay(exc, failures, retry_delay, deadline - time.monotonic()))
+                    left = deadline - time.monotonic()
+                    time.sleep(backoff(failures, base=retry_delay, retry_after=retry_after(exc), left=left))
                     break
                 failures = 0
                 state.apply(batch, page)
                 if (left := deadline - time.monotonic()) <= 0:
                     break
         return state.ordered()
+
+    def wait_for_brand(
+        self, brand_id: str, timeout: float, *, retry_transient: bool = True, retry_delay: float = 1.0
+    ) -> JSON:
+        """Long-poll ``GET /brands/{id}?wait=true`` until onboarding ends or ``timeout`` seconds pass.
+
+        Returns the brand as last seen (check its ``status``). As :meth:`wait_for_images`: each long-poll
+        is sent once, a transient error is asked again after the one backoff within the deadline (or
+        raised at once when ``retry_transient`` is False), and raised when no answer came by the deadline.
+        """
+        check_uuid("brand_id", brand_id)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise BloomInputError("timeout", f"must be a positive number of seconds; got {timeout!r}")
+        client = self.client
+        deadline = time.monotonic() + timeout
+        failures = 0
+        brand: JSON | None = None
+        error: BloomError | None = None
+        while (left := deadline - time.monotonic()) > 0:
+            query = {"wait": True, "timeout": wait_window(left)}
+            try:
+                brand = client.execute(
+                    client.prepare("brands.get", path={"id": brand_id}, query=query), retry=False
+                )
+            except BloomError as exc:
+                if not retry_transient or not is_transient(exc):
+                    raise
+                error, failures = exc, failures + 1
+                left = deadline - time.monotonic()
+                time.sleep(backoff(failures, base=retry_delay, retry_after=retry_after(exc), left=left))
+                continue
+            failures = 0
+            if BrandStatus.is_terminal(brand.get("status")):
+                break
+        if brand is None:
+            assert error is not None  # the loop ran at least once: an answer or an error
+            raise error
+        return brand
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with GET /account (the UI's Test action and ``airflow connections test``).

@@ -15,17 +15,19 @@ bucket lets through at most ``burst + rate`` requests (66 for the hub, 80 for a 
 defaults), which leaves room for the other side of the same key.
 
 A 429 slows the whole bucket down once (:meth:`TokenBucket.penalize`): it empties, pauses for Bloom's
-``Retry-After`` (or a jittered few seconds) and runs at half its rate for a minute. Further 429s that
+``Retry-After`` (or a jittered few seconds: the one backoff of :mod:`airflow_provider_bloom.client.retry`)
+and runs at half its rate for a minute. Further 429s that
 arrive during the pause (answers to requests sent before it) change nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 import time
 from collections.abc import Callable
+
+from airflow_provider_bloom.client.retry import backoff
 
 #: Bloom's documented limit per key.
 BLOOM_REQUESTS_PER_MINUTE = 120
@@ -110,10 +112,7 @@ class TokenBucket:
             now = self.clock()
             if now < self.paused_until:
                 return False
-            if retry_after is not None:
-                pause = max(0.0, float(retry_after))
-            else:
-                pause = random.uniform(0.5, 1.0) * DEFAULT_429_PAUSE  # noqa: S311
+            pause = backoff(1, base=DEFAULT_429_PAUSE, retry_after=retry_after)
             self._refill(now)
             self.tokens = 0.0
             self.paused_until = now + pause

@@ -16,16 +16,17 @@ carries nothing tying it to its request) raises :class:`ReconcileError` listing 
 (ids, ``createdAt``) so a person can decide; the task then fails without retries.
 
 This module is the decision logic (no I/O of its own); the thin synchronous caller the operators use
-is :class:`airflow_provider_bloom.tasks.ledger.Reconciler`.
+is :class:`airflow_provider_bloom.tasks.reconciler.Reconciler`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError, ReconcileError
 
@@ -38,6 +39,7 @@ MAX_PAGES = 5
 SHOWN_CANDIDATES = 20
 
 Outcome = Literal["match", "none", "partial", "ambiguous"]
+P = TypeVar("P")
 
 # --------------------------------------------------------------------------- time
 
@@ -288,7 +290,7 @@ def is_open_ended(exc: BaseException) -> bool:
 
 def answer_lost(exc: BaseException) -> bool:
     """The request went out and its answer was lost: the only errors reconciliation is for."""
-    return isinstance(exc, BloomError) and bool(getattr(exc, "maybe_charged", False))
+    return isinstance(exc, BloomError) and exc.maybe_charged
 
 
 # --------------------------------------------------------------------------- walking the lists
@@ -298,15 +300,19 @@ class IncompleteListing(Exception):
     """More records were created since the lost request than a lookup reads: nothing can be adopted."""
 
 
-def pages(get: Callable[[str | None], Mapping[str, Any]], key: str) -> Iterator[Mapping[str, Any]]:
-    cursor: str | None = None
-    for _ in range(MAX_PAGES):
-        page = get(cursor)
-        yield from page.get(key, [])
-        cursor = page.get("nextCursor")
-        if not page.get("hasMore") or not cursor:
-            return
-    raise IncompleteListing(f"more than {MAX_PAGES * PAGE_SIZE} records were created since the request")
+def limited_pages(list_page: Callable[..., P]) -> Callable[..., P]:
+    """Wrap a list operation so that asking it for more than :data:`MAX_PAGES` pages raises
+    :class:`IncompleteListing` instead of sending the request: a lookup reads at most that many."""
+    asked = itertools.count(1)
+
+    def page(**filters: Any) -> P:
+        if next(asked) > MAX_PAGES:
+            raise IncompleteListing(
+                f"more than {MAX_PAGES * PAGE_SIZE} records were created since the request"
+            )
+        return list_page(**filters)
+
+    return page
 
 
 def fetch_until_window(
@@ -337,5 +343,5 @@ __all__ = [
     "fetch_until_window",
     "image_candidates",
     "is_open_ended",
-    "pages",
+    "limited_pages",
 ]

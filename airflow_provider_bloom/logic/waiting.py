@@ -9,9 +9,8 @@ decisions live here, once:
 * what an answer means: a record per id; an id that Bloom did not return was deleted or is not
   visible to this key (:class:`~airflow_provider_bloom.exceptions.BloomImagesMissingError`, a
   permanent error, the same everywhere);
-* which errors are transient (429, 5xx, network: :func:`is_transient`) and how long to back off
-  (:func:`transient_delay`: Bloom's ``Retry-After`` when given, else jittered exponential backoff
-  up to 30 s, never past the deadline);
+* which errors are transient and how long to back off: not here, but in the one retry policy of
+  :mod:`airflow_provider_bloom.client.retry`, which the client reads too;
 * how long the next long-poll may be held (:func:`wait_window`);
 * the one event a wait ends with: ``success``, ``failed``, ``timeout`` or ``error``.
 """
@@ -19,13 +18,11 @@ decisions live here, once:
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS, chunked
 from airflow_provider_bloom.exceptions import (
-    BloomAPIError,
     BloomError,
     BloomImagesMissingError,
     BloomInputError,
@@ -46,9 +43,6 @@ from airflow_provider_bloom.logic.records import (
     slim_record,
 )
 
-#: Longest pause between re-issues after a transient error.
-MAX_RETRY_DELAY = 30.0
-
 __all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earlier imports
     "BRAND_RECORD_FIELDS",
     "EVENT_STATUSES",
@@ -60,9 +54,7 @@ __all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earl
     "check_retry_delay",
     "error_fields",
     "event_error",
-    "is_transient",
     "slim_brand",
-    "transient_delay",
     "wait_window",
 ]
 
@@ -89,21 +81,6 @@ def check_epoch(field: str, value: object, *, optional: bool = False) -> float |
     return float(value)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True for Bloom errors that asking again may fix (429, 5xx, network); False for the rest."""
-    return isinstance(exc, BloomError) and not exc.permanent
-
-
-def transient_delay(exc: BaseException, failures: int, base: float, left: float) -> float:
-    """Bloom's ``Retry-After`` when given, else jittered exponential backoff; never past the deadline."""
-    retry_after = exc.retry_after if isinstance(exc, BloomAPIError) else None
-    if retry_after is not None:
-        delay = float(retry_after)
-    else:
-        delay = random.uniform(0.5, 1.0) * min(MAX_RETRY_DELAY, base * 2 ** max(0, failures - 1))  # noqa: S311
-    return max(0.0, min(delay, MAX_RETRY_DELAY, left))
-
-
 def wait_window(seconds_left: float, poll_timeout: int = MAX_WAIT_SECONDS) -> int:
     """The ``timeout`` of the next long-poll: what is left of the deadline, within Bloom's 1..295."""
     return int(max(1, min(poll_timeout, MAX_WAIT_SECONDS, int(seconds_left) or 1)))
@@ -113,12 +90,17 @@ class PendingImages:
     """The state of one wait for a set of image ids: what is known, what is pending.
 
     :param ids: the ids to wait for, unique, in the order results are returned.
+    :param settled: records already known to be terminal (a worker's brief wait before it deferred):
+        their ids are not asked again. Records of other ids, or not terminal, are ignored.
     """
 
-    def __init__(self, ids: Iterable[str]) -> None:
+    def __init__(self, ids: Iterable[str], settled: Iterable[Mapping[str, Any]] = ()) -> None:
         self.ids = list(dict.fromkeys(ids))
-        self.records: dict[str, dict[str, Any]] = {}
-        self.pending: list[str] = list(self.ids)
+        wanted = set(self.ids)
+        self.records: dict[str, dict[str, Any]] = {
+            str(r["id"]): dict(r) for r in settled if r.get("id") in wanted and is_terminal(r)
+        }
+        self.pending: list[str] = [i for i in self.ids if i not in self.records]
 
     def __repr__(self) -> str:
         return f"<PendingImages {len(self.pending)} of {len(self.ids)} pending>"

@@ -90,7 +90,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_bloom.client.core import PreparedCall
-    from airflow_provider_bloom.client.transport import BloomClient
+    from airflow_provider_bloom.hooks.bloom import Send
 
 #: The most ids one deferral hands to the trigger (its arguments stay under ~8 KB at any batch size).
 MAX_DEFERRED_IDS = 200
@@ -342,7 +342,7 @@ class BloomBatchOperator(BloomBaseOperator):
         return "model" in get_operation(cls.operation).body
 
     # -- what a subclass provides ------------------------------------------------------------
-    def plan(self, context: Context, client: BloomClient) -> list[Job]:
+    def plan(self, context: Context) -> list[Job]:
         """The checked jobs of this batch, in order (raise :class:`BatchInputError` for bad input)."""
         raise NotImplementedError
 
@@ -372,7 +372,7 @@ class BloomBatchOperator(BloomBaseOperator):
     # -- 1-2: plan and journal -----------------------------------------------------------------
     def _open(self, context: Context, resumed: bool = False) -> BatchRun:
         with bloom_errors(f"Planning the Bloom {self.action} batch"):
-            jobs = self.plan(context, self.hook.client)
+            jobs = self.plan(context)
         manifest = self._manifest_path(context)
         identity = self._identity(context, jobs)
         store = journal_store(context, manifest, identity)
@@ -515,7 +515,6 @@ class BloomBatchOperator(BloomBaseOperator):
         )
         pending = iter(todo)
         take = threading.Lock()
-        client = self.hook.single_try_client(connections=threads)
 
         def next_job() -> Job | None:
             with take:
@@ -526,7 +525,7 @@ class BloomBatchOperator(BloomBaseOperator):
         def worker() -> None:
             while (job := next_job()) is not None:
                 try:
-                    self._send(run, job, client, bucket, progress)
+                    self._send(run, job, send, bucket, progress)
                 except BaseException as exc:  # noqa: BLE001 - stop the batch, raised below
                     with take:
                         run.abort = run.abort or exc
@@ -535,18 +534,18 @@ class BloomBatchOperator(BloomBaseOperator):
                     self.log.info("%s", progress.line())
 
         started = time.monotonic()
-        try:
-            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bloom-batch") as pool:
-                futures = [pool.submit(worker) for _ in range(threads)]
-                try:
-                    for future in futures:
-                        future.result()
-                except BaseException as exc:  # e.g. execution_timeout: stop the threads, then leave
-                    with take:
-                        run.abort = run.abort or exc
-                    raise
-        finally:
-            client.close()
+        with (
+            self.hook.single_try(connections=threads) as send,
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bloom-batch") as pool,
+        ):
+            futures = [pool.submit(worker) for _ in range(threads)]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException as exc:  # e.g. execution_timeout: stop the threads, then leave
+                with take:
+                    run.abort = run.abort or exc
+                raise
         self.log.info("%s", progress.line())
         self.log.info("Submission took %s", duration(time.monotonic() - started))
         if run.abort is not None:
@@ -564,16 +563,14 @@ class BloomBatchOperator(BloomBaseOperator):
             with bloom_errors(f"Bloom {self.action} batch ({left} request(s) not sent yet)"):
                 raise run.abort
 
-    def _send(
-        self, run: BatchRun, job: Job, client: BloomClient, bucket: TokenBucket, progress: Progress
-    ) -> None:
+    def _send(self, run: BatchRun, job: Job, send: Send, bucket: TokenBucket, progress: Progress) -> None:
         unsent = 0
         while True:
             take_sync(bucket)
             run.record({"e": "send", "r": job.index, "t": round(time.time(), 3)})
             sent = time.monotonic()
             try:
-                answer = client.execute(job.call)
+                answer = send(job.call)
                 if not _valid_answer(answer):
                     raise BloomTransportError(
                         f"answer without image ids: {answer!r:.200}",

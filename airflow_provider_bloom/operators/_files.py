@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_bloom.client.core import PreparedCall
     from airflow_provider_bloom.client.files import FileInput
-    from airflow_provider_bloom.client.transport import BloomClient
+    from airflow_provider_bloom.hooks.bloom import BloomHook
 
 
 @dataclass(frozen=True)
@@ -129,23 +129,24 @@ class UploadRoute:
     by_file: str
     by_signed_file: str
 
-    def prepare(
+    def request_for(
         self,
-        client: BloomClient,
+        hook: BloomHook,
         source: ImageSource,
         *,
         token: str | None = None,
         path: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> PreparedCall:
-        """The checked call that sends ``source``: by URL, as a file, or as a file with a signed token."""
+        """Build the checked call that sends ``source``: by URL, as a file, or as a file with a signed
+        token (through ``hook.prepare``)."""
         path, body = dict(path or {}), dict(body or {})
         if source.url is not None:
-            return client.prepare(self.by_url, path=path, body={**body, self.url_field: source.url})
+            return hook.prepare(self.by_url, path=path, body={**body, self.url_field: source.url})
         data = read_image_file(source)
         if token is not None:
-            return client.prepare(self.by_signed_file, path={**path, "token": token}, file=data)
-        return client.prepare(self.by_file, path=path, body=body, file=data)
+            return hook.prepare(self.by_signed_file, path={**path, "token": token}, file=data)
+        return hook.prepare(self.by_file, path=path, body=body, file=data)
 
 
 IMAGE_UPLOAD = UploadRoute("images.upload", "image_url", "images.uploadFile", "images.uploadFileSigned")

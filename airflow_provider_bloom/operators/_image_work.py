@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_bloom.client.core import PreparedCall
-    from airflow_provider_bloom.client.transport import BloomClient
 
 #: Post-processing works on raster images; vectorize produces SVGs that nothing else accepts.
 _VECTOR_ACTION = "vectorize"
@@ -149,17 +148,24 @@ def attempt_summary(attempt: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def checked_argument(operation: str, name: str, value: Any) -> Any:
-    """One argument of ``operation``, normalised and checked against the spec (BloomInputError names it).
+def rendered_argument(name: str, value: Any) -> Any:
+    """Return one argument as the spec types it: a rendered template is text.
 
-    A rendered template is text: ``variant_count`` digits become a number, a list of reference ids
-    written as text is read back as the list.
+    ``variant_count`` digits become a number, a list of reference ids written as text is read back as
+    the list (ids or records flattened to ids). Checks nothing else: the hook's ``prepare`` does.
     """
     if name == "variant_count" and isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+        return int(value)
     if name == "reference_image_ids":
         value = literal_from_template(value)
-        value = None if value in (None, [], ()) else flatten_image_ids(value, name)
+        return None if value in (None, [], ()) else flatten_image_ids(value, name)
+    return value
+
+
+def checked_argument(operation: str, name: str, value: Any) -> Any:
+    """Return one argument of ``operation`` rendered (:func:`rendered_argument`) and checked against the
+    spec: the parse-time check (BloomInputError names the field)."""
+    value = rendered_argument(name, value)
     if value is None:
         return None
     return check_value(name, value, get_operation(operation).body[to_camel(name)])
@@ -345,7 +351,7 @@ class ImageWorkOperator(ImageCompletionMixin, BloomBaseOperator):
         return self.wait_or_defer(context, ids)
 
     # -- refused images -----------------------------------------------------------------------
-    def attempt_call(self, client: BloomClient, key: str, model: str | None) -> PreparedCall:
+    def attempt_call(self, key: str, model: str | None) -> PreparedCall:
         """The paid request for input ``key`` (a source image id, or ``"generation"``) with ``model``."""
         raise NotImplementedError
 
@@ -385,16 +391,16 @@ class ImageWorkOperator(ImageCompletionMixin, BloomBaseOperator):
     def _send_attempts(
         self, context: Context, again: list[tuple[dict[str, Any], tuple[str | None, str]]], meter: CreditMeter
     ) -> None:
-        ledger, client = self.paid_ledger(context, meter), self.hook.client
+        ledger = self.paid_ledger(context, meter)
         for request, (model, reason) in again:
             number = len(request["attempts"]) + 1
             model_name = model or BLOOM_DEFAULT_MODEL
             what = f"attempt {number} for {request['key']} on model {model_name} after {reason}"
             with bloom_errors(f"Bloom {self.operation} ({what})"):
-                call = self.attempt_call(client, request["key"], model)
+                call = self.attempt_call(request["key"], model)
                 answer = ledger.pay(
                     call,
-                    functools.partial(self.paced, functools.partial(client.execute, call)),
+                    functools.partial(self.paced, functools.partial(self.hook.send, call)),
                     valid=lambda a: bool(a.get("ids")) or has_id(a),
                     attempt=number,
                     what=what,
@@ -496,11 +502,15 @@ class PostProcessOperator(ImageWorkOperator):
         if known_at_parse_time(image_ids):
             flatten_image_ids(image_ids, "image_ids")
 
-    def prepare(self, client: BloomClient, image_id: str) -> PreparedCall:
-        """The checked request for one image (raises BloomInputError naming a bad argument)."""
-        body = {name: checked_argument(self.operation, name, getattr(self, name)) for name in self.arguments}
+    def request_body(self) -> dict[str, Any]:
+        """The rendered arguments every input image's request carries (checked by the hook's ``prepare``)."""
+        body = {name: rendered_argument(name, getattr(self, name)) for name in self.arguments}
         body["brand_session_id"] = self.brand_session_id
-        return client.prepare(self.operation, path={"id": image_id}, body=body)
+        return body
+
+    def request_for(self, image_id: str) -> PreparedCall:
+        """Build the checked request for one image (raise BloomInputError naming a bad argument)."""
+        return self.hook.prepare(self.operation, path={"id": image_id}, body=self.request_body())
 
     def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
         """What a lost request for ``image_id`` would have created, for :mod:`..reconcile`
@@ -532,7 +542,7 @@ class PostProcessOperator(ImageWorkOperator):
         with self.spending(context, meter):
             with bloom_errors(f"Bloom {self.action}"):
                 ids = flatten_image_ids(self.image_ids, "image_ids")
-                calls = [(image_id, self.prepare(self.hook.client, image_id)) for image_id in ids]
+                calls = [(image_id, self.request_for(image_id)) for image_id in ids]
                 self._source_sizes: dict[str, str] = {}
                 if self.check_sources:
                     self._check_sources(ids)
@@ -564,14 +574,13 @@ class PostProcessOperator(ImageWorkOperator):
         self, context: Context, calls: list[tuple[str, PreparedCall]], meter: CreditMeter | None = None
     ) -> list[str]:
         ledger = self.paid_ledger(context, meter) if meter is not None else self.ledger(context)
-        client = self.hook.client
         sizes = getattr(self, "_source_sizes", {})
         created: list[str] = []
         for image_id, call in calls:
             with paid_step(f"Bloom {self.action} of image {image_id}", created, self.log):
                 answer = ledger.pay(
                     call,
-                    functools.partial(self.paced, functools.partial(client.execute, call)),
+                    functools.partial(self.paced, functools.partial(self.hook.send, call)),
                     recover=functools.partial(self._recover, image_id, call, list(created)),
                     valid=has_id,
                     source_size=sizes.get(image_id),

@@ -39,6 +39,7 @@ from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job, sto
 from airflow_provider_bloom.operators._image_work import (
     check_known_arguments,
     checked_argument,
+    rendered_argument,
     source_problems,
     untraceable_query,
 )
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_bloom.client.core import PreparedCall
-    from airflow_provider_bloom.client.transport import BloomClient
 
 GENERATE = "images.generate"
 _FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
@@ -159,24 +159,22 @@ class BloomGenerateBatchOperator(BloomBatchOperator):
             for name, value in request_of(defaults, GENERATE_FIELDS).items():
                 checked_argument(GENERATE, name, value)
 
-    def plan(self, context: Context, client: BloomClient) -> list[Job]:
+    def plan(self, context: Context) -> list[Job]:
         rows = load_rows(self.rows, context)
         defaults = dict(self.defaults or {})
-        return check_rows(rows, functools.partial(self._job, client, defaults))
+        return check_rows(rows, functools.partial(self._job, defaults))
 
-    def _job(
-        self, client: BloomClient, defaults: Mapping[str, Any], index: int, row: Mapping[str, Any]
-    ) -> Job:
+    def _job(self, defaults: Mapping[str, Any], index: int, row: Mapping[str, Any]) -> Job:
         request = {
-            name: checked_argument(GENERATE, name, value)
+            name: rendered_argument(name, value)
             for name, value in request_of(row, GENERATE_FIELDS, defaults).items()
         }
         if "prompt" not in request:
             raise BloomInputError("prompt", "is required (an empty cell is not a prompt)")
-        call = client.prepare(GENERATE, body=request)
+        call = self.hook.prepare(GENERATE, body=request)
         body = dict(call.json or {})
         query = functools.partial(_generation_query, body)
-        credits = credits_for(GENERATE, body, prices=client.settings.prices)
+        credits = credits_for(GENERATE, body, prices=self.hook.settings.prices)
         return Job(index, call, {"row": index + 1, **row}, credits, query)
 
 
@@ -281,7 +279,7 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
         """The request for one source (``base``: its carried record); the same ``body`` for all here."""
         return body
 
-    def plan(self, context: Context, client: BloomClient) -> list[Job]:
+    def plan(self, context: Context) -> list[Job]:
         body = self.body()
         sources = self.sources(context)
         if not sources:
@@ -292,9 +290,11 @@ class BloomBatchPostProcessOperator(BloomBatchOperator):
             base, image_id = item
             if problem := self.source_problem(base):
                 raise BloomInputError("images", f"image {image_id} {problem}")
-            call = client.prepare(self.operation, path={"id": image_id}, body=self.request_body(base, body))
+            call = self.hook.prepare(
+                self.operation, path={"id": image_id}, body=self.request_body(base, body)
+            )
             size = source_image_size(base)
-            credits = credits_for(self.operation, call.json or {}, size, client.settings.prices)
+            credits = credits_for(self.operation, call.json or {}, size, self.hook.settings.prices)
             return Job(index, call, base, credits, functools.partial(self.recovery_query, base, call))
 
         return check_rows(sources, job, source="images")

@@ -64,10 +64,9 @@ class BloomCreateBrandOperator(BloomBaseOperator):
             "collect_images": self.collect_images,
         }
         with bloom_errors(f"Bloom brand onboarding of {self.url}"):
-            client = self.hook.client
-            call = client.prepare("brands.create", body=args)
+            call = self.hook.prepare("brands.create", body=args)
             answer = self.ledger(context).pay(
-                call, functools.partial(client.execute, call), recover=self._recover, valid=has_id
+                call, functools.partial(self.hook.send, call), recover=self._recover, valid=has_id
             )
         brand_id = str(answer["id"])
         self.log.info("Bloom is onboarding %s as brand %s (%s)", self.url, brand_id, answer.get("status"))
@@ -119,12 +118,12 @@ class BloomUpdateBrandLogoOperator(BloomBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with bloom_errors(f"Updating the logo of Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
-            call = self._prepare()
-            answer = self.ledger(context).pay(call, functools.partial(self.hook.client.execute, call))
+            call = self._logo_request()
+            answer = self.ledger(context).pay(call, functools.partial(self.hook.send, call))
         self.log.info("Brand %s has a new logo; status %s", self.brand_id, answer.get("status"))
         return {"id": answer.get("id", self.brand_id), "status": answer.get("status")}
 
-    def _prepare(self) -> PreparedCall:
+    def _logo_request(self) -> PreparedCall:
         if (self.logo_url is None) == (self.logo_file is None):
             raise BloomInputError("logo_url/logo_file", "pass exactly one of them")
         if self.logo_url is not None:
@@ -136,8 +135,8 @@ class BloomUpdateBrandLogoOperator(BloomBaseOperator):
             problem = check_image_file(source, LOGO_UPLOAD.by_file)
             if problem:
                 raise BloomInputError("logo_file", f"{source.display} {problem}")
-        return LOGO_UPLOAD.prepare(
-            self.hook.client, source, token=self.upload_token or None, path={"id": self.brand_id}
+        return LOGO_UPLOAD.request_for(
+            self.hook, source, token=self.upload_token or None, path={"id": self.brand_id}
         )
 
 

@@ -34,8 +34,9 @@ from airflow_provider_bloom.operators._batch import storage_path
 from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, known_at_parse_time
 
 if TYPE_CHECKING:
-    import requests
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_bloom.client.files import Download
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 #: Seconds one file's download may take in total (a server dribbling bytes cannot hold the slot longer).
@@ -294,18 +295,16 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
 
     def _download(self, item: _Planned) -> tuple[ObjectStoragePath, bool]:
         """Download one image; returns its final path and whether it was written now."""
-        import requests
-
         from airflow_provider_bloom.client.files import extension_for
 
         predicted = item.target / render_name(self.name_template, item.image_id, item.index, item.ext)
         if predicted.exists() and not self.overwrite:
             self.log.info("Keeping %s (exists; overwrite=False)", predicted)
             return predicted, False
-        host = urlparse(self.hook.client.absolute_url(item.url)).netloc
+        host = urlparse(self.hook.absolute_url(item.url)).netloc
         deadline = time.monotonic() + self.download_timeout
         try:
-            with self.hook.client.open_download(item.url) as resp:
+            with self.hook.open_download(item.url) as resp:
                 mime, body = self._checked_body(item.image_id, resp, deadline)
                 ext = extension_for(mime)
                 final = item.target / render_name(self.name_template, item.image_id, item.index, ext)
@@ -320,18 +319,10 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
                 f"image {item.image_id}: download (from {host} and its redirect) failed: {exc}",
                 permanent=exc.permanent,
             ) from exc
-        except requests.RequestException as exc:
-            raise BloomDownloadError(
-                f"image {item.image_id}: the download (from {host} and its redirect) broke off "
-                f"({type(exc).__name__})",
-                permanent=False,
-            ) from exc
         self.log.info("Wrote %s (%s)", final, mime)
         return final, True
 
-    def _checked_body(
-        self, image_id: str, resp: requests.Response, deadline: float
-    ) -> tuple[str, Iterator[bytes]]:
+    def _checked_body(self, image_id: str, resp: Download, deadline: float) -> tuple[str, Iterator[bytes]]:
         """Check the headers and the first bytes; return the file's type and its body as checked chunks."""
         from airflow_provider_bloom.client.files import sniff_image_type
 
@@ -381,15 +372,9 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
 
         return mime, body()
 
-    def _read(self, image_id: str, resp: requests.Response, deadline: float) -> Iterator[bytes]:
-        """The decoded body in chunks, giving up once the file's deadline has passed.
-
-        ``read1`` returns what one read brings (``iter_content`` would block until a whole
-        chunk arrived, however slowly it dribbles in).
-        """
-        import urllib3.exceptions
-
-        raw = resp.raw
+    def _read(self, image_id: str, resp: Download, deadline: float) -> Iterator[bytes]:
+        """The decoded body in chunks, giving up once the file's deadline has passed."""
+        chunks = resp.chunks(CHUNK_BYTES)
         while True:
             if time.monotonic() > deadline:
                 raise BloomDownloadError(
@@ -398,17 +383,9 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
                     permanent=False,
                 )
             try:
-                data = raw.read1(CHUNK_BYTES, decode_content=True)
-            except urllib3.exceptions.DecodeError as exc:
-                raise BloomDownloadError(
-                    f"image {image_id}: the server's {resp.headers.get('content-encoding')} body "
-                    "could not be decoded",
-                    permanent=False,
-                ) from exc
-            except urllib3.exceptions.HTTPError as exc:
-                raise BloomDownloadError(
-                    f"image {image_id}: the download broke off ({type(exc).__name__})", permanent=False
-                ) from exc
+                data = next(chunks, b"")
+            except BloomDownloadError as exc:
+                raise BloomDownloadError(f"image {image_id}: {exc}", permanent=exc.permanent) from exc
             if not data:
                 return
             yield data

@@ -28,7 +28,7 @@ from airflow_provider_bloom.operators._image_work import (
     DEFAULT_RETRY_PAUSE,
     ImageWorkOperator,
     PostProcessOperator,
-    checked_argument,
+    rendered_argument,
 )
 from airflow_provider_bloom.tasks.base import AirflowFailException, bloom_errors
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_bloom.client.core import PreparedCall
-    from airflow_provider_bloom.client.transport import BloomClient
 
 GENERATE = "images.generate"
 #: The generation's request arguments (templated).
@@ -138,9 +137,9 @@ class BloomGenerateImageOperator(ImageWorkOperator):
         self.set_refusal_policy(on_refused, fallback_models, max_attempts, retry_pause)
 
     def build_request(self) -> dict[str, Any]:
-        """The generation's arguments, rendered and checked: nothing is sent if this raises."""
+        """Return the generation's rendered arguments (the hook's ``prepare`` checks them)."""
         return {
-            name: checked_argument(GENERATE, name, getattr(self, name))
+            name: rendered_argument(name, getattr(self, name))
             for name in REQUEST_FIELDS
             if getattr(self, name) is not None
         }
@@ -149,12 +148,11 @@ class BloomGenerateImageOperator(ImageWorkOperator):
         meter = self.credit_meter()
         with self.spending(context, meter):
             with bloom_errors("Bloom image generation"):
-                client = self.hook.client
-                call = client.prepare(GENERATE, body=self.build_request())
+                call = self.hook.prepare(GENERATE, body=self.build_request())
                 body = dict(call.json or {})
                 accepted = self.paid_ledger(context, meter).pay(
                     call,
-                    functools.partial(client.execute, call),
+                    functools.partial(self.hook.send, call),
                     recover=lambda lost, attempt: self._recover(body, lost, attempt),
                     valid=lambda answer: _valid_ids(answer.get("ids")),
                     what="the generation",
@@ -174,9 +172,9 @@ class BloomGenerateImageOperator(ImageWorkOperator):
                 return self.start_attempts(context, [{"key": body["prompt"], "attempts": [first]}], meter)
             return self.finish(context, ids)
 
-    def attempt_call(self, client: BloomClient, key: str, model: str | None) -> PreparedCall:
+    def attempt_call(self, key: str, model: str | None) -> PreparedCall:
         """The same generation on ``model`` (a refused image made again)."""
-        return client.prepare(GENERATE, body={**self.build_request(), "model": model})
+        return self.hook.prepare(GENERATE, body={**self.build_request(), "model": model})
 
     def _recover(self, body: Mapping[str, Any], lost: BloomError, attempt: Attempt) -> dict[str, Any]:
         """The images a generation whose answer was lost created: one group with its prompt, ratio
@@ -273,12 +271,11 @@ class BloomEditImageOperator(PostProcessOperator):
         self.check_known(self.arguments)
         self.set_refusal_policy(on_refused, fallback_models, max_attempts, retry_pause)
 
-    def attempt_call(self, client: BloomClient, key: str, model: str | None) -> PreparedCall:
+    def attempt_call(self, key: str, model: str | None) -> PreparedCall:
         """The same edit of image ``key`` on ``model`` (a refused image made again)."""
-        body = {name: checked_argument(self.operation, name, getattr(self, name)) for name in self.arguments}
-        body["model"] = model
-        body["brand_session_id"] = self.brand_session_id
-        return client.prepare(self.operation, path={"id": key}, body=body)
+        return self.hook.prepare(
+            self.operation, path={"id": key}, body={**self.request_body(), "model": model}
+        )
 
     def source_problem(self, record: Mapping[str, Any]) -> str | None:
         return None  # any completed, uploaded or scraped image can be edited

@@ -81,16 +81,16 @@ class BloomUploadImageOperator(BloomBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with bloom_errors("Bloom upload"):
             sources = self._checked_sources()
-        ledger, client = self.ledger(context), self.hook.client
+        ledger = self.ledger(context)
         tokens = iter(as_list(self.upload_tokens))
         uploads: list[dict[str, Any]] = []
         for source in sources:
             with paid_step(f"Bloom upload of {source.display}", [u["id"] for u in uploads], self.log):
                 token = next(tokens, None) if source.path is not None else None
-                call = IMAGE_UPLOAD.prepare(
-                    client, source, token=token, body={"brand_session_id": self.brand_session_id}
+                call = IMAGE_UPLOAD.request_for(
+                    self.hook, source, token=token, body={"brand_session_id": self.brand_session_id}
                 )
-                post = functools.partial(self.paced, functools.partial(client.execute, call))
+                post = functools.partial(self.paced, functools.partial(self.hook.send, call))
                 # Bloom answers identical bytes in the brand with the existing image (``existing: true``),
                 # so a lost upload answer is safely sent once more. Not for signed uploads: their token
                 # is single-use, and the lost request may have spent it.

@@ -894,7 +894,7 @@ class BloomReviewEditBatchOperator(BloomEditBatchOperator):
         if not instruction:
             image_id = base.get("source_image_id")
             raise BloomInputError("images", f"image {image_id} was sent to edit without an instruction")
-        return {**body, "prompt": checked_argument(self.operation, "prompt", instruction)}
+        return {**body, "prompt": instruction}
 
 
 __all__ = [

@@ -32,7 +32,7 @@ from airflow_provider_bloom.tasks.base import (
     check_wait_options,
     default_deferrable,
 )
-from airflow_provider_bloom.tasks.waiting import raise_for_error_event
+from airflow_provider_bloom.tasks.waiting import pre_wait, raise_for_error_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -95,17 +95,23 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         self.poll_timeout = poll_timeout
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def _fetch(self, wait: bool, timeout: int | None = None) -> BrandRecord:
+    def _fetch(self) -> BrandRecord:
         with bloom_errors(f"Checking Bloom brand {self.brand_id}"):
             check_uuid("brand_id", self.brand_id)
-            timeout = timeout or self.poll_timeout
-            wait = wait and timeout > 0
-            answer = self.hook.get_brand(self.brand_id, wait=wait, timeout=timeout if wait else None)
+            timeout = self.poll_timeout or None  # 0: a plain GET
+            answer = self.hook.get_brand(self.brand_id, wait=timeout is not None, timeout=timeout)
         return slim_brand(answer)
+
+    def _brief_check(self, seconds: int) -> BrandRecord:
+        """One plain GET (``seconds`` 0), or a wait of ``seconds`` sending each long-poll once."""
+        check_uuid("brand_id", self.brand_id)
+        if seconds <= 0:
+            return slim_brand(self.hook.get_brand(self.brand_id))
+        return slim_brand(self.hook.wait_for_brand(self.brand_id, timeout=seconds, retry_transient=False))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         try:
-            brand = self._fetch(wait=True)
+            brand = self._fetch()
         except BloomError as exc:  # transient (permanent ones fail in _fetch): try again next poke
             self.log.warning("Could not check Bloom brand %s this time: %s", self.brand_id, exc)
             return False
@@ -151,9 +157,15 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         if not self.deferrable:
             return super().execute(context)
         # Wait briefly in the worker first (defer_after): onboarding that ends by then needs no deferral.
+        # A transient error there means "defer now", as for the image waits (pre_wait).
         started = time.time()
         brief = int(self.defer_after)
-        done = self.decide(self._fetch(wait=brief > 0, timeout=brief or None))
+        brand = pre_wait(
+            self.log,
+            f"Checking Bloom brand {self.brand_id}",
+            lambda: self._brief_check(brief),
+        )
+        done = self.decide(brand) if brand is not None else False
         if isinstance(done, PokeReturnValue):
             return done.xcom_value
         now = time.time()

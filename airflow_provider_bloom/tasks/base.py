@@ -20,7 +20,8 @@ from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.logic.pacing import sync_bucket, take_sync
 from airflow_provider_bloom.logic.reconcile import DEFAULT_RECONCILE_TIMEOUT
 from airflow_provider_bloom.logic.waiting import check_poll_timeout
-from airflow_provider_bloom.tasks.ledger import PaidRequestLedger, Reconciler
+from airflow_provider_bloom.tasks.ledger import PaidRequestLedger
+from airflow_provider_bloom.tasks.reconciler import Reconciler
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -123,7 +124,7 @@ def bloom_errors(what: str) -> Iterator[None]:
     try:
         yield
     except BloomError as exc:
-        if exc.permanent or getattr(exc, "maybe_charged", False):
+        if exc.permanent or exc.maybe_charged:
             raise AirflowFailException(f"{what} failed: {exc}") from exc
         raise
 
@@ -199,7 +200,7 @@ class BloomBaseOperator(BaseOperator):
 
     def reconciler(self) -> Reconciler:
         """Looks for what a paid request whose answer was lost created (see :mod:`..reconcile`)."""
-        return Reconciler(self.hook.client, self.log, timeout=self.reconcile_timeout)
+        return Reconciler(self.hook, self.log, timeout=self.reconcile_timeout)
 
     def records_by_id(self, ids: Sequence[str], include_urls: bool | None = None) -> dict[str, Any]:
         """Bloom's records of ``ids`` (of any brand), by id, read 50 at a time; missing ids are absent."""
@@ -216,7 +217,7 @@ class BloomBaseOperator(BaseOperator):
         return records
 
     def ledger(self, context: Context) -> PaidRequestLedger:
-        """This try's ledger of paid requests (see :class:`._ledger.PaidRequestLedger`)."""
+        """Return this try's ledger of paid requests (see :class:`.ledger.PaidRequestLedger`)."""
         return PaidRequestLedger(context, self.log, reuse_on_clear=self.reuse_on_clear)
 
 

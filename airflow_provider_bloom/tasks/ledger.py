@@ -1,5 +1,7 @@
-"""Never pay twice: the ledger of Bloom's answers to paid requests, and the reconciler that finds
-what a paid request created when its answer was lost (the decisions are in :mod:`..reconcile`).
+"""Never pay twice: the ledger of Bloom's answers to paid requests, and the credit meter.
+
+When a paid request's answer is lost, the ledger hands over to a ``recover`` function (the operators
+use :class:`~airflow_provider_bloom.tasks.reconciler.Reconciler`).
 
 The ledger is keyed by the prepared call itself (:func:`call_identity`: operation, URL, query, body
 and the uploaded file's digest), so every paid operator keys its requests the same way.
@@ -9,50 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import KW_ONLY, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
 from airflow_provider_bloom.logic.prices import PAID_OPERATIONS, credits_for, kind_of
-from airflow_provider_bloom.logic.reconcile import (
-    DEFAULT_RECONCILE_TIMEOUT,
-    DEFAULT_TOLERANCE,
-    PAGE_SIZE,
-    Attempt,
-    Decision,
-    ImageQuery,
-    IncompleteListing,
-    ServerTime,
-    answer_lost,
-    bloom_window,
-    brand_candidates,
-    decide_brands,
-    decide_images,
-    fetch_until_window,
-    image_candidates,
-    is_open_ended,
-    pages,
-    parse_http_date,
-    uncertain,
-)
+from airflow_provider_bloom.logic.reconcile import Attempt, answer_lost, is_open_ended
 
 if TYPE_CHECKING:
-    import requests
     from airflow.sdk import Context
 
     from airflow_provider_bloom.client.core import PreparedCall
-    from airflow_provider_bloom.client.transport import BloomClient
 
 #: Finds what a lost paid request created: gets the error and the attempt's timing, returns the
 #: answer Bloom would have sent, or raises (ReconcileError) when that cannot be known for certain.
 Recover = Callable[[BloomError, Attempt], dict[str, Any]]
-#: Pauses between looks while nothing (or only part of a group) is listed.
-LOOK_INTERVALS = (1.0, 2.0, 4.0)
-#: A certain match is adopted only if a second look this much later shows the same.
-CONFIRM_DELAY = 1.0
 
 
 def has_id(answer: Mapping[str, Any]) -> bool:
@@ -95,45 +70,6 @@ def call_identity(call: PreparedCall) -> dict[str, Any]:
         "form": call.form,
         "file": _upload_digest(call),
     }
-
-
-def _path_values(call: PreparedCall) -> dict[str, str]:
-    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(call.op.path)) + "$"
-    found = re.search(pattern, call.url)
-    return found.groupdict() if found else {}
-
-
-def legacy_payloads(call: PreparedCall) -> list[Any]:
-    """The payloads earlier versions of this provider keyed this same request by.
-
-    A try that ran before an upgrade may have stored Bloom's answer under such a key; a later try of
-    the same run must still find it. ``images.uploadFileSigned`` has none that can be rebuilt (its
-    brand was not in the request), and needs none: its token is single-use, so sending it again
-    cannot be charged twice.
-    """
-    op, body, form = call.op.operation_id, call.json or {}, call.form or {}
-    path, digest = _path_values(call), _upload_digest(call)
-    if op == "images.generate":
-        return [call.json]
-    if op in ("images.edit", "images.resize", "images.removeBackground", "images.vectorize"):
-        return [{"image_id": path.get("id"), **body}]
-    if op == "images.upload":
-        return [{"image_url": body.get("imageUrl"), "brand": body.get("brandSessionId")}]
-    if op == "images.uploadFile":
-        return [{"sha256": digest, "brand": form.get("brandSessionId")}]
-    if op == "brands.create":
-        args = {
-            "url": body.get("url"),
-            "workspace_id": body.get("workspaceId"),
-            "logo_url": body.get("logoUrl"),
-            "collect_images": body.get("collectImages"),
-        }
-        return [args, {**args, "workspace_id": None}]  # the workspace may have come from the connection
-    if op == "brands.updateLogo":
-        return [{"brand": path.get("id"), "url": body.get("logoUrl")}]
-    if op in ("brands.uploadLogoFile", "brands.uploadLogoFileSigned"):
-        return [{"brand": path.get("id"), "sha256": digest}]
-    return []
 
 
 #: The XCom key every paid operator pushes what it spent to (see :class:`CreditMeter`).
@@ -313,9 +249,6 @@ class PaidRequestLedger:
         payload = call_identity(call)
         if attempt > 1:
             payload = {**payload, "attempt": attempt}
-            legacy: list[str] = []
-        else:
-            legacy = [self.key_for(operation, p, self.round) for p in legacy_payloads(call)]
         credits = (
             credits_for(operation, call.json or {}, source_size, self.prices)
             if self.meter is not None and operation in PAID_OPERATIONS
@@ -327,7 +260,6 @@ class PaidRequestLedger:
             send,
             recover=recover,
             valid=valid,
-            legacy_keys=legacy,
             credits=credits,
             what=what,
         )
@@ -340,13 +272,12 @@ class PaidRequestLedger:
         *,
         recover: Recover | None = None,
         valid: Callable[[dict[str, Any]], bool] | None = None,
-        legacy_keys: Iterable[str] = (),
         credits: int | None = None,
         what: str = "",
     ) -> dict[str, Any]:
         """Post once per run of the task, keyed by ``operation`` and ``payload`` (see :meth:`pay`)."""
         key = self.key_for(operation, payload, self.round)
-        earlier = self._earlier([key, *legacy_keys])
+        earlier = self._earlier(key)
         meter = self.meter if credits is not None else None
         if earlier is not None:
             self.log.info("Bloom already accepted this %s in an earlier try: reusing %s", operation, earlier)
@@ -388,148 +319,12 @@ class PaidRequestLedger:
                 self.log.warning("Could not record the accepted request in task_state_store: %s", exc)
         return result
 
-    def _earlier(self, keys: list[str]) -> dict[str, Any] | None:
+    def _earlier(self, key: str) -> dict[str, Any] | None:
         if self.store is None:
             return None
-        for key in keys:
-            try:
-                earlier = self.store.get(key)
-            except Exception as exc:  # a store outage must not block the work; say so
-                self.log.warning("Could not read task_state_store (%s); continuing without it", exc)
-                return None
-            if isinstance(earlier, dict):
-                return earlier
-        return None
-
-
-@dataclass
-class Reconciler:
-    """Look in Bloom's lists for what a lost paid request created (sync; used by the operators).
-
-    Bloom's ``Date`` header is read from the answers to the lookups themselves (a ``requests``
-    response hook on the client's session, removed afterwards), so the client needs no change.
-    """
-
-    client: BloomClient
-    log: Any
-    _: KW_ONLY
-    timeout: float = DEFAULT_RECONCILE_TIMEOUT
-    tolerance: float = DEFAULT_TOLERANCE
-    sleep: Callable[[float], None] = time.sleep
-    _server: ServerTime | None = field(default=None, init=False)
-    _warned: bool = field(default=False, init=False)
-
-    # -- Bloom's clock -------------------------------------------------------------------
-    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        date = parse_http_date(response.headers.get("date"))
-        if date is None:
-            return
-        received = time.monotonic()
-        self._server = ServerTime(date, received - response.elapsed.total_seconds(), received)
-
-    def _window(self, attempt: Attempt) -> tuple[float, float | None]:
-        server = self._server
-        if server is None:  # Bloom sent no Date header: fall back to this machine's clock
-            now_wall, now_mono = time.time(), time.monotonic()
-            server = ServerTime(now_wall, now_mono, now_mono)
-            if not self._warned:
-                self._warned = True
-                self.log.warning("Bloom sent no Date header; using this machine's clock for the time window")
-        return bloom_window(attempt, server, self.tolerance)
-
-    # -- looking ---------------------------------------------------------------------------
-    def _look(
-        self,
-        attempt: Attempt,
-        fetch: Callable[[], Iterator[Mapping[str, Any]]],
-        decide: Callable[[list[Mapping[str, Any]], tuple[float, float | None]], Decision],
-    ) -> tuple[Decision, tuple[float, float | None]]:
-        hooks = self.client.session.hooks.setdefault("response", [])
-        hooks.append(self._on_response)
         try:
-            records = fetch_until_window(fetch, lambda: self._window(attempt)[0])
-        finally:
-            hooks.remove(self._on_response)
-        window = self._window(attempt)
-        return decide(records, window), window
-
-    def find(
-        self,
-        operation: str,
-        lost: BaseException,
-        attempt: Attempt,
-        fetch: Callable[[], Iterator[Mapping[str, Any]]],
-        decide: Callable[[list[Mapping[str, Any]], tuple[float, float | None]], Decision],
-    ) -> Decision:
-        """Look until a certain match is confirmed, it turns out uncertain, or ``timeout`` passes."""
-        started = time.monotonic()
-        intervals = iter(LOOK_INTERVALS)
-        interval = 0.0
-        previous: Decision | None = None
-        while True:
-            try:
-                decision, window = self._look(attempt, fetch, decide)
-            except (BloomError, IncompleteListing) as exc:
-                # Never let a failed lookup turn into an Airflow retry (that would post again).
-                failed = Decision("none", [], f"looking through Bloom's list failed: {exc}")
-                raise uncertain(operation, lost, failed, None, time.monotonic() - started) from exc
-            elapsed = time.monotonic() - started
-            if decision.outcome == "match":
-                if previous is not None and previous.outcome == "match" and previous.ids == decision.ids:
-                    return decision
-                pause = CONFIRM_DELAY  # a second look must agree: Bloom's list may still be filling
-            elif decision.outcome == "ambiguous":  # more looks can only find more
-                raise uncertain(operation, lost, decision, window, elapsed)
-            else:
-                interval = next(intervals, interval)
-                pause = interval
-            if elapsed + pause > self.timeout:
-                if decision.outcome == "match":
-                    decision = Decision(
-                        "partial", decision.records, "a match was seen once but not confirmed"
-                    )
-                raise uncertain(operation, lost, decision, window, elapsed)
-            self.log.info(
-                "Looking again for what the lost %s created in %.1fs (%s)",
-                operation,
-                pause,
-                decision.reason or "confirming the match",
-            )
-            previous = decision
-            self.sleep(pause)
-
-    # -- operations ------------------------------------------------------------------------
-    def images(self, query: ImageQuery, lost: BaseException, attempt: Attempt) -> Decision:
-        """The records a lost generate/edit created (one group of ``query.count``), or raise."""
-
-        def fetch() -> Iterator[Mapping[str, Any]]:
-            return pages(
-                lambda cursor: self.client.list_images(
-                    brand_session_id=query.brand_session_id,
-                    action_type=query.action_type,
-                    limit=PAGE_SIZE,
-                    cursor=cursor,
-                ),
-                "images",
-            )
-
-        def decide(records: list[Mapping[str, Any]], window: tuple[float, float | None]) -> Decision:
-            return decide_images(image_candidates(records, query, window), query)
-
-        return self.find(query.operation, lost, attempt, fetch, decide)
-
-    def brand(self, url: str, workspace_id: str | None, lost: BaseException, attempt: Attempt) -> Decision:
-        """The brand a lost ``POST /brands`` created (same URL, created in the window), or raise."""
-
-        def fetch() -> Iterator[Mapping[str, Any]]:
-            return pages(
-                lambda cursor: self.client.list_brands(
-                    workspace_id=workspace_id, limit=PAGE_SIZE, cursor=cursor
-                ),
-                "brands",
-            )
-
-        def decide(records: list[Mapping[str, Any]], window: tuple[float, float | None]) -> Decision:
-            return decide_brands(brand_candidates(records, url, workspace_id, window))
-
-        return self.find("brands.create", lost, attempt, fetch, decide)
+            earlier = self.store.get(key)
+        except Exception as exc:  # a store outage must not block the work; say so
+            self.log.warning("Could not read task_state_store (%s); continuing without it", exc)
+            return None
+        return earlier if isinstance(earlier, dict) else None

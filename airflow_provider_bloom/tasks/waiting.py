@@ -5,12 +5,13 @@ read the trigger's event back (shared by the image operators and the image senso
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
+from airflow_provider_bloom.client.retry import is_transient
 from airflow_provider_bloom.exceptions import BloomError
 from airflow_provider_bloom.logic.records import (
     EVENT_STATUSES,
@@ -33,6 +34,8 @@ from airflow_provider_bloom.tasks.base import (
     bloom_errors,
 )
 
+T = TypeVar("T")
+
 
 class ImageCompletionMixin:
     """``wait_for_completion`` / ``deferrable`` for operators that start image work.
@@ -53,6 +56,8 @@ class ImageCompletionMixin:
     include_urls: bool
     defer_after: float = DEFAULT_DEFER_AFTER
     min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS
+    #: What the last brief wait saw end (handed to the trigger by defer_for_images).
+    _settled: Sequence[ImageRecord] = ()
     bloom_conn_id: str
     log: Any
 
@@ -76,11 +81,13 @@ class ImageCompletionMixin:
         """Hand the wait to :class:`BloomImagesTrigger`, freeing the worker slot.
 
         The task resumes in ``execute_complete`` with the trigger's event, which the trigger holds
-        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race).
+        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race). The images the
+        brief wait saw end are handed over (see :meth:`brief_wait`), so the trigger asks only for the rest.
         """
         from airflow_provider_bloom.triggers.images import BloomImagesTrigger
 
         seconds = self.wait_timeout if wait_timeout is None else max(1.0, wait_timeout)
+        wanted = set(image_ids)
         now = time.time()
         deadline = datetime.fromtimestamp(now, timezone.utc) + timedelta(seconds=seconds)
         self.log.info(
@@ -95,6 +102,7 @@ class ImageCompletionMixin:
                 deadline=deadline.timestamp(),
                 poll_timeout=self.poll_timeout,
                 include_urls=self.include_urls,
+                settled=[r for r in self._settled if r["id"] in wanted],
                 not_before=now + self.min_defer_seconds,
             ),
             method_name="execute_complete",
@@ -105,27 +113,34 @@ class ImageCompletionMixin:
     def brief_wait(self, image_ids: Sequence[str]) -> list[dict[str, Any]] | None:
         """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids).
 
-        Returns the records when every image is terminal by then (the task need not defer), else None.
-        A transient error here only means "defer now"; a permanent one fails the task.
+        Returns the records when every image is terminal by then (the task need not defer), else None
+        (see :func:`pre_wait`: a transient error means "defer now"; a permanent one fails the task).
+        The records of the images that did end are kept for :meth:`defer_for_images`, without their
+        signed URLs: with ``include_urls`` none are kept, as the trigger must read every URL itself
+        (a terminal id rides free in the long-poll of the running ones, one more read would not).
         """
+        self._settled = []
         if self.defer_after <= 0:
             return None
         window = max(1, min(self.poll_timeout, int(self.defer_after)))
-        try:
-            with bloom_errors("Waiting for Bloom images"):
-                records = self.hook.wait_for_images(
-                    list(image_ids),
-                    timeout=self.defer_after,
-                    poll_timeout=window,
-                    include_urls=self.include_urls or None,
-                    retry_transient=False,
-                )
-        except BloomError as exc:
-            self.log.info("Could not finish waiting in the worker (%s); deferring", exc)
+        records = pre_wait(
+            self.log,
+            "Waiting for Bloom images",
+            lambda: self.hook.wait_for_images(
+                list(image_ids),
+                timeout=self.defer_after,
+                poll_timeout=window,
+                include_urls=self.include_urls or None,
+                retry_transient=False,
+            ),
+        )
+        if records is None:
             return None
         if all(ImageStatus.is_terminal(r.get("status")) for r in records):
             self.log.info("All %d Bloom image(s) ended within defer_after: no deferral", len(records))
             return records
+        if not self.include_urls:
+            self._settled = [slim_record(r) for r in records if ImageStatus.is_terminal(r.get("status"))]
         return None
 
     def wait_or_defer(self, context: Context, image_ids: Sequence[str]) -> list[ImageRecord]:
@@ -148,6 +163,23 @@ class ImageCompletionMixin:
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         records = images_from_event(event)
         return resolve_images(records, self.on_failure, self.log, include_urls=self.include_urls)
+
+
+def pre_wait(log: Any, what: str, wait: Callable[[], T]) -> T | None:
+    """Run a worker's brief wait before it defers; the one behaviour of every pre-wait.
+
+    Returns what ``wait`` returns; None after a transient error (the caller defers now and the
+    triggerer asks again, with its own backoff). Any other error fails the try as
+    :func:`~airflow_provider_bloom.tasks.base.bloom_errors` decides (permanent: no Airflow retries).
+    """
+    try:
+        with bloom_errors(what):
+            return wait()
+    except BloomError as exc:
+        if not is_transient(exc):
+            raise
+        log.info("Could not finish waiting in the worker (%s); deferring", exc)
+        return None
 
 
 def raise_for_error_event(event: Mapping[str, Any], subject: str) -> None:
@@ -207,6 +239,7 @@ def resolve_images(
 __all__ = [
     "ImageCompletionMixin",
     "images_from_event",
+    "pre_wait",
     "raise_for_error_event",
     "resolve_images",
 ]

@@ -3,7 +3,8 @@
 A :class:`~airflow_provider_bloom.triggers.images.BloomImagesTrigger` or
 :class:`~airflow_provider_bloom.triggers.brands.BloomBrandTrigger` does not send requests itself: it
 hands its ids to the hub of its credential (:func:`hub_for`) and awaits its own result. The hub
-decides what is sent, on one shared ``httpx.AsyncClient``, within one request budget.
+decides what is sent, on one shared :class:`~airflow_provider_bloom.client.transport.AsyncBloomClient`,
+within one request budget.
 
 Keys. A hub is keyed by the event loop, Bloom's base URL, a one-way fingerprint of the key (or of the
 OAuth client) and the budget; two credentials never share a hub, a request or a budget, and no
@@ -36,8 +37,10 @@ is checked every ceil(P/50) seconds: 2 s for 100 waiting triggers, 20 s for 1,00
 measured by ``bench/bench_hub.py`` are in docs/benchmarks.md (requests, 429s, delay from the last terminal
 status to the event, the longest event-loop stall, memory).
 
-The decisions about a wait (pending ids, missing ids, transient errors, backoff) are the I/O-free ones
-of :mod:`airflow_provider_bloom.logic.waiting`, shared with the sync hook and the sensor's poke mode.
+The decisions about a wait (pending ids, missing ids) are the I/O-free ones of
+:mod:`airflow_provider_bloom.logic.waiting`, shared with the sync hook and the sensor's poke mode; which
+errors are transient and how long to back off are the one retry policy of
+:mod:`airflow_provider_bloom.client.retry`, which the client reads too.
 """
 
 from __future__ import annotations
@@ -52,20 +55,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import httpx
-
-from airflow_provider_bloom.client.settings import USER_AGENT, ClientSettings
+from airflow_provider_bloom.client.retry import backoff, is_transient, retry_after
+from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.client.spec import MAX_IDS_PER_CALL
 from airflow_provider_bloom.exceptions import BloomError, BloomImagesMissingError, BloomRateLimitError
 from airflow_provider_bloom.logic.pacing import TokenBucket
 from airflow_provider_bloom.logic.records import BrandEvent, slim_brand
-from airflow_provider_bloom.logic.waiting import (
-    PendingImages,
-    brand_event,
-    brand_timeout_event,
-    error_fields,
-    transient_delay,
-)
+from airflow_provider_bloom.logic.waiting import PendingImages, brand_event, brand_timeout_event, error_fields
 from airflow_provider_bloom.triggers._waiters import (
     BrandWaiter,
     ImageWaiter,
@@ -362,8 +358,7 @@ class WaitHub:
             return  # the jobs stay queued; nothing was done by Bloom
         self.stats["errors"] += 1
         waiters = {id(j.waiter): j.waiter for j in jobs}
-        permanent = not isinstance(exc, BloomError) or exc.permanent
-        if permanent:
+        if not is_transient(exc):
             if len(waiters) == 1:
                 for waiter in waiters.values():
                     self._finish(waiter, exc)
@@ -375,8 +370,11 @@ class WaitHub:
         now = self.clock()
         for job in jobs:
             job.failures += 1
-            job.not_before = now + transient_delay(
-                exc, job.failures, job.waiter.retry_delay, job.waiter.deadline - time.time()
+            job.not_before = now + backoff(
+                job.failures,
+                base=job.waiter.retry_delay,
+                retry_after=retry_after(exc),
+                left=job.waiter.deadline - time.time(),
             )
         log.warning("Transient error in the Bloom wait hub %s (%s); asking again later", self.name, exc)
 
@@ -389,13 +387,7 @@ class WaitHub:
 def _make_client(settings: ClientSettings, max_long_polls: int) -> AsyncBloomClient:
     from airflow_provider_bloom.client.transport import AsyncBloomClient
 
-    http = httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=max_long_polls + 10, max_keepalive_connections=20),
-    )
-    return AsyncBloomClient(settings, client=http)
+    return AsyncBloomClient(settings, max_connections=max_long_polls + 10)
 
 
 # --------------------------------------------------------------------------- registry

@@ -9,10 +9,11 @@ restarting it on another triggerer is harmless.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_bloom.exceptions import BloomImagesMissingError
-from airflow_provider_bloom.logic.records import ImagesEvent, flatten_image_ids
+from airflow_provider_bloom.logic.records import ImagesEvent, flatten_image_ids, slim_record
 from airflow_provider_bloom.logic.waiting import PendingImages
 from airflow_provider_bloom.triggers._base import BloomWaitTrigger
 from airflow_provider_bloom.triggers.hub import WaitHub
@@ -25,6 +26,9 @@ class BloomImagesTrigger(BloomWaitTrigger):
 
     :param image_ids: the ids to wait for (any number; the hub asks for at most 50 per request).
     :param include_urls: ask Bloom for signed download URLs and keep them in the event.
+    :param settled: the small records (:func:`~airflow_provider_bloom.logic.records.slim_record`, never
+        a signed URL) of images already known to be terminal: the worker's brief wait hands them over,
+        so that only the ids still running are asked for. Serialized only when there are some.
 
     ``deadline``, ``bloom_conn_id``, ``poll_timeout``, ``retry_delay`` and ``not_before``: see
     :class:`~airflow_provider_bloom.triggers._base.BloomWaitTrigger`.
@@ -36,15 +40,25 @@ class BloomImagesTrigger(BloomWaitTrigger):
     """
 
     def __init__(
-        self, image_ids: list[str], deadline: float, *, include_urls: bool = False, **kwargs: Any
+        self,
+        image_ids: list[str],
+        deadline: float,
+        *,
+        include_urls: bool = False,
+        settled: Sequence[Mapping[str, Any]] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(deadline=deadline, **kwargs)
         self.image_ids = flatten_image_ids(image_ids, "image_ids")
         self.include_urls = bool(include_urls)
-        self._state = PendingImages(self.image_ids)
+        self.settled = [slim_record(r) for r in settled]
+        self._state: PendingImages
 
     def arguments(self) -> dict[str, Any]:
-        return {"image_ids": list(self.image_ids), "include_urls": self.include_urls}
+        arguments: dict[str, Any] = {"image_ids": list(self.image_ids), "include_urls": self.include_urls}
+        if self.settled:
+            arguments["settled"] = list(self.settled)
+        return arguments
 
     def __repr__(self) -> str:
         return (
@@ -53,7 +67,8 @@ class BloomImagesTrigger(BloomWaitTrigger):
         )
 
     async def wait(self) -> ImagesEvent:
-        self._state = PendingImages(self.image_ids)  # each run starts from nothing known
+        # Built here, once per run: each run starts from what the worker handed over, nothing more.
+        self._state = PendingImages(self.image_ids, self.settled)
         return await super().wait()  # type: ignore[return-value]
 
     async def wait_in(self, hub: WaitHub) -> ImagesEvent:

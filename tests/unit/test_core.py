@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_bloom.client.core import PreparedCall, _ClientCore, caused_by_tls
+from airflow_provider_bloom.client.retry import may_send_again
 from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.exceptions import BloomTransportError
 
@@ -51,7 +52,7 @@ def test_a_transport_failure_decides_retry_and_charge(
     core, operation_id, tls, never_sent, retried, maybe_charged
 ):
     error = _failure(core, operation_id, tls=tls, never_sent=never_sent)
-    assert core.should_retry(error) is retried
+    assert may_send_again(error) is retried
     assert error.maybe_charged is maybe_charged
     assert "127.0.0.1:9" in str(error) and operation_id in str(error)
 

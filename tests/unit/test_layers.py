@@ -2,7 +2,7 @@
 
     exceptions, openapi           the errors; Bloom's OpenAPI document
     logic/                        I/O-free, Airflow-free decisions (statuses, waits, pacing, reconcile,
-                                  prices, batches); of the client it reads only the spec
+                                  prices, batches); of the client it reads only the spec and retry rules
     client/                       Bloom's API with no Airflow: spec checks, the 23 operations, two transports
     hooks/                        the Airflow connection -> a client; the only way into Bloom for tasks
     triggers/                     the triggerer's side of waiting
@@ -11,7 +11,8 @@
     links, lineage, testing       Airflow-facing helpers; emulator/: Bloom's side, no Airflow
 
 A module whose name starts with ``_`` is private to its folder: nothing outside that folder imports it.
-Also: what a fresh interpreter really loads when the triggerer imports our triggers by class path.
+Also: what a fresh interpreter really loads when the triggerer imports our triggers by class path, and that
+operators, sensors and tasks/ reach Bloom only through the hook (nothing below it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,12 +34,13 @@ SOURCE = ROOT / PACKAGE
 _PURE = {"exceptions", "openapi"}
 _LOW = _PURE | {"logic", "client"}
 #: For each area (a folder, or a module at the package root): the areas of ours it may import besides
-#: itself. ``client.spec`` is the one client module logic/ reads (limits such as 50 ids per request).
+#: itself. Of the client, logic/ reads only its two pure rule books: ``client.spec`` (limits such as 50
+#: ids per request) and ``client.retry`` (what is transient, how long to back off).
 ALLOWED: dict[str, set[str]] = {
     "__init__": {"hooks.connection"},
     "exceptions": set(),
     "openapi": set(),
-    "logic": _PURE | {"client.spec"},
+    "logic": _PURE | {"client.spec", "client.retry"},
     "client": _LOW | {"__init__"},
     "hooks": _LOW,
     "triggers": _LOW | {"hooks"},
@@ -153,6 +156,23 @@ def test_every_folder_has_a_layer() -> None:
     assert areas - set(ALLOWED) == set()
 
 
+def planted(
+    tmp_path: Path, module: str, check: Callable[[Path, Path], list[str]], forms: list[str], tail: str = ""
+) -> tuple[list[str], list[str]]:
+    """Plant each of ``forms`` in a copy of ``module`` (a path below the package) and run ``check``:
+    return the forms it missed, and what it finds in the copy with only ``tail`` added."""
+    original = (SOURCE / module).read_text()
+    copy = tmp_path / PACKAGE / module
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    missed = []
+    for form in forms:
+        copy.write_text(original + "\n" + form + "\n")
+        if not check(copy, tmp_path):
+            missed.append(form)
+    copy.write_text(original + "\n" + tail + "\n")
+    return missed, check(copy, tmp_path)
+
+
 def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
     """The AST check sees every form of a wrong import, including a lazy one and a relative one."""
     cases = {
@@ -177,14 +197,9 @@ def test_the_checks_catch_an_upward_import(tmp_path: Path) -> None:
         "emulator/state.py": ["from airflow_provider_bloom.client.core import PreparedCall"],
     }
     for relative, forms in cases.items():
-        original = SOURCE / relative
-        planted = tmp_path / PACKAGE / relative
-        planted.parent.mkdir(parents=True, exist_ok=True)
-        for form in forms:
-            planted.write_text(original.read_text() + "\n" + form + "\n")
-            assert violations(planted, tmp_path), f"{relative}: {form}"
-        planted.write_text(original.read_text())
-        assert violations(planted, tmp_path) == [], relative
+        missed, clean = planted(tmp_path, relative, violations, forms)
+        assert missed == [], relative
+        assert clean == [], relative
 
 
 #: What the triggerer must never load: the worker-side modules.
@@ -221,3 +236,57 @@ def test_the_triggerer_loads_no_operator_or_sensor() -> None:
     assert ours == []
     added = [m for m in modules["new"] if m.startswith("airflow") and ("operator" in m or "sensor" in m)]
     assert added == []
+
+
+#: The task layers (operators, sensors, and what they share): they reach Bloom only through the hook.
+HOOK_USERS = ["operators/*.py", "sensors/*.py", "tasks/*.py"]
+#: What lies below the hook: the transports and the HTTP libraries under them.
+BELOW_THE_HOOK = (f"{PACKAGE}.client.transport", "requests", "urllib3", "httpx")
+#: The hook's attributes that hand out a client.
+CLIENT_ATTRIBUTES = {"client", "single_try_client"}
+
+
+def hook_user_files() -> list[Path]:
+    files = sorted({path for pattern in HOOK_USERS for path in SOURCE.glob(pattern)})
+    assert files, f"no modules found under {SOURCE}"
+    return files
+
+
+def around_the_hook(path: Path, root: Path = ROOT) -> list[str]:
+    """Every import of what lies below the hook (lazy and type-only ones too) and every ``.client``
+    or ``.single_try_client`` attribute read in ``path``."""
+    where = path.relative_to(root)
+    bad = [
+        f"{where}:{line} imports {module}"
+        for line, module, _ in imports_of(path, root)
+        if any(module == top or module.startswith(top + ".") for top in BELOW_THE_HOOK)
+    ]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in CLIENT_ATTRIBUTES:
+            bad.append(f"{where}:{node.lineno} reads .{node.attr}")
+    return bad
+
+
+@pytest.mark.parametrize("path", hook_user_files(), ids=lambda p: str(p.relative_to(SOURCE)))
+def test_operators_sensors_and_tasks_go_through_the_hook(path: Path) -> None:
+    """Operators, sensors and the task layer call hook methods only: no transport, no HTTP library,
+    no client taken from the hook (type-only imports of client types such as ``PreparedCall`` are fine)."""
+    assert around_the_hook(path) == []
+
+
+def test_the_checks_catch_a_way_around_the_hook(tmp_path: Path) -> None:
+    """The hook check sees each way around the hook, lazy ones included, and passes the module as it is."""
+    forms = [
+        "import requests",
+        "from airflow_provider_bloom.client.transport import BloomClient",
+        "from airflow_provider_bloom.client import transport",
+        "from ..client.transport import BloomClient",
+        "def later():\n    import httpx",
+        "import urllib3.exceptions",
+        "def send(self, call):\n    return self.hook.client.execute(call)",
+        "def send(self):\n    return self.hook.single_try_client(connections=2)",
+    ]
+    allowed = "if TYPE_CHECKING:\n    from airflow_provider_bloom.client.core import PreparedCall"
+    missed, clean = planted(tmp_path, "operators/brands.py", around_the_hook, forms, allowed)
+    assert missed == []
+    assert clean == []

@@ -125,3 +125,21 @@ def test_a_read_timeout_leaves_the_window_open():
     cut = BloomTransportError("lost", maybe_charged=True)
     cut.__cause__ = requests.ConnectionError("reset")
     assert is_open_ended(timeout) and not is_open_ended(cut)
+
+
+def test_a_lookup_reads_at_most_max_pages_and_then_says_the_listing_is_incomplete():
+    """The page cap of a lookup: past ``MAX_PAGES`` pages the next page is not asked for at all."""
+    from airflow_provider_bloom.logic.reconcile import MAX_PAGES, IncompleteListing, limited_pages
+
+    asked: list[str | None] = []
+
+    def list_images(cursor: str | None = None) -> dict:
+        asked.append(cursor)
+        return {"images": [], "hasMore": True, "nextCursor": f"c{len(asked)}"}
+
+    page = limited_pages(list_images)
+    for _ in range(MAX_PAGES):
+        page(cursor=None)
+    with pytest.raises(IncompleteListing, match="records were created since the request"):
+        page(cursor="more")
+    assert len(asked) == MAX_PAGES

@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
+from airflow_provider_bloom.client.retry import backoff, is_transient, retry_after
 from airflow_provider_bloom.exceptions import BloomImagesMissingError, BloomRateLimitError, BloomServerError
-from airflow_provider_bloom.logic.waiting import PendingImages, is_transient, transient_delay
+from airflow_provider_bloom.logic.waiting import PendingImages
 
 
 def test_image_wait_tracks_pending_ids_and_orders_records():
@@ -55,9 +56,9 @@ def test_transient_errors_and_their_backoff():
     server = BloomServerError(503, None, "busy")
     assert is_transient(limited) and is_transient(server)
     assert not is_transient(BloomImagesMissingError(["x"]))
-    assert transient_delay(limited, 1, 1.0, left=100) == 7.0
-    assert transient_delay(limited, 1, 1.0, left=2) == 2.0  # never past the deadline
-    delays = [transient_delay(server, n, 1.0, left=100) for n in range(1, 10)]
+    assert backoff(1, base=1.0, retry_after=retry_after(limited), left=100) == 7.0
+    assert backoff(1, base=1.0, retry_after=retry_after(limited), left=2) == 2.0  # never past the deadline
+    delays = [backoff(n, base=1.0, retry_after=retry_after(server), left=100) for n in range(1, 10)]
     assert all(0 <= d <= 30 for d in delays)
     assert delays[-1] >= 15  # grown to the 30 s cap (jitter keeps it within half of it)
 

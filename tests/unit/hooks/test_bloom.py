@@ -11,6 +11,8 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomConflictError,
+    BloomError,
+    BloomInputError,
     BloomNotFoundError,
     BloomPaymentError,
     BloomValidationError,
@@ -179,3 +181,55 @@ def test_every_operation_of_the_spec_was_exercised_over_http():
     """Runs last in this module: the tests above touched all 23 operationIds on the emulator."""
     assert set(operations()) - SEEN == set()
     assert len(operations()) == 23
+
+
+def test_prepare_checks_and_sends_nothing_then_send_sends_once(hook, bloom_emulator):
+    """The hook is the operators' way in: ``prepare`` checks against the spec without I/O, ``send``
+    posts the prepared call once and returns Bloom's payload."""
+    before = bloom_emulator.requests()["by_operation"].get("images.generate", 0)
+    with pytest.raises(BloomInputError) as bad:
+        hook.prepare("images.generate", body={"prompt": ""})
+    assert "prompt" in str(bad.value)
+    call = hook.prepare("images.generate", body={"prompt": "a kite", "variant_count": 2})
+    assert bloom_emulator.requests()["by_operation"].get("images.generate", 0) == before
+    started = hook.send(call)
+    assert len(started["ids"]) == 2
+    assert bloom_emulator.requests()["by_operation"]["images.generate"] == before + 1
+
+
+def test_single_try_sends_each_call_once(hook, bloom_emulator):
+    """The batch operators' sender does not retry: a 503 on a safe GET reaches the caller at once,
+    where ``send`` (the retry policy) rides it out."""
+    call = hook.prepare("account.get")
+    bloom_emulator.add_fault("account.get", "status", count=1, status=503)
+    with hook.single_try(connections=2) as send, pytest.raises(BloomError):
+        send(call)
+    bloom_emulator.add_fault("account.get", "status", count=1, status=503)
+    assert "@" in hook.send(call)["email"]
+
+
+def test_paginate_follows_the_cursor_from_where_asked(hook):
+    ids = [hook.generate_images(f"banner {n}")["ids"][0] for n in range(3)]
+    every = [i["id"] for i in hook.paginate(hook.list_images, "images", limit=1, source="generated")]
+    assert set(ids) <= set(every) and len(every) == len(set(every))
+    first = hook.list_images(limit=1, source="generated")
+    rest = [
+        i["id"]
+        for i in hook.paginate(
+            hook.list_images, "images", limit=1, source="generated", cursor=first["nextCursor"]
+        )
+    ]
+    assert rest == every[1:]
+
+
+def test_open_download_and_observe_answers_through_the_hook(hook):
+    (image,) = generate_and_wait(hook)
+    record = hook.get_image(image["id"])
+    seen = []
+    with hook.observe_answers(seen.append):
+        hook.get_account()
+    assert [e.status for e in seen] == [200] and seen[0].date and seen[0].received >= seen[0].sent
+    with hook.open_download(record["imageUrl"]) as download:
+        assert download.status == 200 and download.headers["content-type"].startswith("image/")
+        assert b"".join(download.chunks())[:8] == b"\x89PNG\r\n\x1a\n"
+    assert hook.absolute_url("/img/x").startswith(hook.settings.base_url.split("/api")[0])

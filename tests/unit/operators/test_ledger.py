@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from typing import Any
@@ -38,62 +37,44 @@ def _ledger(store: _Store, max_tries: int = 1) -> PaidRequestLedger:
     return PaidRequestLedger({"task_state_store": store, "ti": ti, "task": task}, LOG)
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# Each case: how an operator prepares the call, and the payload the earlier versions keyed it by
-# (written out as those call sites built it).
+# Each case: how an operator prepares the call.
 CASES = {
-    "generate": (
-        lambda c: c.prepare("images.generate", body={"prompt": "a kite", "aspect_ratio": "1:1"}),
-        lambda call: call.json,
+    "generate": lambda c: c.prepare("images.generate", body={"prompt": "a kite", "aspect_ratio": "1:1"}),
+    "resize": lambda c: c.prepare("images.resize", path={"id": IMAGE}, body={"target_aspect_ratio": "9:16"}),
+    "upload_url": lambda c: c.prepare("images.upload", body={"image_url": "https://example.com/a.png"}),
+    "upload_file": lambda c: c.prepare("images.uploadFile", body={}, file=PNG),
+    "create_brand": lambda c: c.prepare("brands.create", body={"url": "https://acme.com"}),
+    "logo_url": lambda c: c.prepare(
+        "brands.updateLogo", path={"id": BRAND}, body={"logo_url": "https://acme.com/l.png"}
     ),
-    "resize": (
-        lambda c: c.prepare("images.resize", path={"id": IMAGE}, body={"target_aspect_ratio": "9:16"}),
-        lambda call: {"image_id": IMAGE, **call.json},
-    ),
-    "upload_url": (
-        lambda c: c.prepare("images.upload", body={"image_url": "https://example.com/a.png"}),
-        lambda call: {"image_url": "https://example.com/a.png", "brand": BRAND},
-    ),
-    "upload_file": (
-        lambda c: c.prepare("images.uploadFile", body={}, file=PNG),
-        lambda call: {"sha256": _sha(PNG), "brand": BRAND},
-    ),
-    "create_brand": (
-        lambda c: c.prepare("brands.create", body={"url": "https://acme.com"}),
-        lambda call: dict(url="https://acme.com", workspace_id=None, logo_url=None, collect_images=None),
-    ),
-    "logo_url": (
-        lambda c: c.prepare(
-            "brands.updateLogo", path={"id": BRAND}, body={"logo_url": "https://acme.com/l.png"}
-        ),
-        lambda call: {"brand": BRAND, "url": "https://acme.com/l.png"},
-    ),
-    "logo_file": (
-        lambda c: c.prepare("brands.uploadLogoFile", path={"id": BRAND}, file=PNG),
-        lambda call: {"brand": BRAND, "sha256": _sha(PNG)},
-    ),
+    "logo_file": lambda c: c.prepare("brands.uploadLogoFile", path={"id": BRAND}, file=PNG),
 }
 
 
+class _CountingStore(_Store):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads.append(key)
+        return super().get(key, default)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_an_answer_stored_by_an_earlier_version_is_reused_not_paid_again(case):
-    """A try before an upgrade stored Bloom's answer under the old key: the retry finds it."""
-    prepare, legacy = CASES[case]
-    client = _client(brand_session_id=BRAND, workspace_id=WORKSPACE)
-    call = prepare(client)
-    store = _Store()
-    for max_tries, round_ in ((1, 0), (4, 3)):  # first run, and after a clear (round 3)
-        answer = {"id": f"earlier-{round_}"}
-        store[PaidRequestLedger.key_for(call.op.operation_id, legacy(call), round_)] = answer
-        assert _ledger(store, max_tries).pay(call, _never) == answer
+def test_a_paid_call_reads_one_key_its_own(case):
+    """The ledger looks up one key per paid call (the call's identity and clear round), and a retry
+    finds the answer there: no other keys are read on the way to Bloom."""
+    call = CASES[case](_client(brand_session_id=BRAND, workspace_id=WORKSPACE))
+    store = _CountingStore()
+    answer = _ledger(store).pay(call, lambda: {"id": "new"})
+    assert _ledger(store).pay(call, _never) == answer
+    assert len(store.reads) == 2 and len(set(store.reads)) == 1
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_same_prepared_request_is_paid_once_per_round(case):
-    prepare, _ = CASES[case]
+    prepare = CASES[case]
     client, store, sent = _client(brand_session_id=BRAND), _Store(), []
 
     def send() -> dict[str, Any]:

@@ -142,12 +142,12 @@ def test_two_tasks_losing_identical_requests_at_once_adopt_nothing(bloom_conn):
         op = BloomGenerateImageOperator(
             task_id="gen", prompt="a red kite", variant_count=2, reconcile_timeout=3
         )
-        call = op.hook.client.prepare("images.generate", body=op.build_request())
+        call = op.hook.prepare("images.generate", body=op.build_request())
         body = dict(call.json or {})
 
         def post() -> dict:
             barrier.wait(timeout=10)
-            return op.hook.client.execute(call)
+            return op.hook.send(call)
 
         ledger = PaidRequestLedger({}, op.log)
         try:
