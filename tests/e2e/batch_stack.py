@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from tests.e2e.checks import count_429, run_path
 from tests.e2e.stack import AirflowDeployment, ManagedProcess, start_emulator, wait_until
 
 
@@ -46,7 +47,7 @@ class BatchStack:
         return str(run["dag_run_id"])
 
     def run_path(self, dag_id: str, run_id: str) -> str:
-        return f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+        return run_path(run_id, dag_id)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self.airflow.api.paged(f"{self.run_path(dag_id, run_id)}/taskInstances", "task_instances")
@@ -97,8 +98,7 @@ class BatchStack:
     # -- the emulator -----------------------------------------------------------------------------
     def counters(self) -> dict[str, Any]:
         counters: dict[str, Any] = self.emulator.requests()
-        statuses = counters.get("by_operation_status", {})
-        counters["answered_429"] = sum(int(s.get("429", 0)) for s in statuses.values())
+        counters["answered_429"] = count_429(counters)
         counters["generations"] = int(counters["by_operation"].get("images.generate", 0))
         return counters
 
