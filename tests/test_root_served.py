@@ -11,12 +11,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,7 +24,7 @@ from airflow_provider_bloom.client.spec import load_spec
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from tests.helpers import API_KEY
+from tests.helpers import API_KEY, free_port, serving
 
 PRISM_VERSION = "5.16.0"
 PRISM_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "airflow-provider-bloom"
@@ -36,12 +34,6 @@ def _use(monkeypatch, host: str, **extra: object) -> BloomHook:
     conn = {"conn_type": "bloom", "host": host, "password": API_KEY, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", json.dumps(conn))
     return BloomHook()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a gateway serving Bloom's API at its root ----------------------------------------------------------
@@ -83,15 +75,8 @@ def gateway(bloom_emulator) -> Iterator[tuple[str, list[str]]]:
     parsed = urlparse(bloom_emulator.root_url)
     seen: list[str] = []
     handler = type("Gateway", (_Gateway,), {"upstream": (parsed.hostname, parsed.port), "seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url, seen
 
 
 def test_without_api_path_a_root_served_gateway_says_what_to_set(gateway, monkeypatch):
@@ -162,7 +147,7 @@ def prism(tmp_path_factory) -> Iterator[str]:
     binary = _prism_binary()
     spec = tmp_path_factory.mktemp("prism") / "openapi.json"
     spec.write_text(json.dumps(load_spec()))  # Bloom's document, as bundled in the package
-    port = _free_port()
+    port = free_port()
     log = spec.with_name("prism.log")
     with log.open("w") as out:
         proc = subprocess.Popen(

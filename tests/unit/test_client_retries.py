@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 import requests
 
-from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import (
     BloomRateLimitError,
     BloomServerError,
     BloomTransportError,
 )
+from tests.helpers import fast_settings, free_port
 
 
 def make_client(emulator, key, **overrides) -> BloomClient:
-    settings = dict(
-        base_url=emulator.base_url,
-        api_key=key,
-        brand_session_id=DEFAULT_BRAND_ID,
-        max_retries=3,
-        backoff_base=0.01,
-        backoff_max=0.05,
-        timeout=5,
-    )
-    settings.update(overrides)
-    return BloomClient(ClientSettings(**settings))
+    return BloomClient(fast_settings(emulator.base_url, key, **overrides))
 
 
 def count(emulator, op: str) -> int:
@@ -111,9 +99,7 @@ def test_paid_post_whose_answer_is_lost_is_not_retried(bloom_emulator, bloom_api
 
 def test_paid_post_is_retried_when_the_connection_was_refused(bloom_api_key):
     """Nothing listened, so the request provably never reached Bloom: safe to retry."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     attempts = []
 
     class CountingSession(requests.Session):
@@ -121,13 +107,8 @@ def test_paid_post_is_retried_when_the_connection_was_refused(bloom_api_key):
             attempts.append(request.url)
             return super().send(request, **kwargs)
 
-    settings = ClientSettings(
-        base_url=f"http://127.0.0.1:{port}/api/v1",
-        api_key=bloom_api_key,
-        brand_session_id=DEFAULT_BRAND_ID,
-        max_retries=2,
-        backoff_base=0.01,
-        backoff_max=0.02,
+    settings = fast_settings(
+        f"http://127.0.0.1:{port}/api/v1", bloom_api_key, max_retries=2, backoff_max=0.02
     )
     with pytest.raises(BloomTransportError) as info:
         BloomClient(settings, session=CountingSession()).generate_images("never sent")
@@ -145,14 +126,7 @@ def test_other_4xx_are_never_retried(bloom_emulator, bloom_api_key):
 
 
 async def test_async_client_follows_the_same_policy(bloom_emulator, bloom_api_key):
-    settings = ClientSettings(
-        base_url=bloom_emulator.base_url,
-        api_key=bloom_api_key,
-        brand_session_id=DEFAULT_BRAND_ID,
-        max_retries=3,
-        backoff_base=0.01,
-        backoff_max=0.05,
-    )
+    settings = fast_settings(bloom_emulator.base_url, bloom_api_key)
     bloom_emulator.add_fault("account.get", "status", count=2, status=503)
     bloom_emulator.add_fault("images.generate", "cut_after", count=1)
     async with AsyncBloomClient(settings) as client:

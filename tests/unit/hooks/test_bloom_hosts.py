@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -13,7 +12,7 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomTransportError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.hooks.connection import base_url_from_connection
-from tests.helpers import API_KEY
+from tests.helpers import API_KEY, free_port
 
 
 class _Conn:
@@ -123,9 +122,7 @@ def test_missing_key_says_so(bloom_emulator, monkeypatch):
 
 
 def test_unreachable_host_says_to_check_host_and_port(monkeypatch):
-    with socket.socket() as sock:  # a port that nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port that nothing listens on
     ok, message = _use(monkeypatch, f"http://127.0.0.1:{port}").test_connection()
     assert not ok
     assert f"could not connect to 127.0.0.1:{port}" in message and "host and port" in message
