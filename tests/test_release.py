@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_bloom import __version__
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
-from tests.helpers import API_KEY, REPO, free_port
+from tests.helpers import API_KEY, REPO, conn_json, free_port
 
 pytestmark = pytest.mark.release
 
@@ -88,14 +87,7 @@ def user_env(venv, tmp_path_factory) -> Iterator[dict[str, str]]:
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(dags),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW_CONN_BLOOM_DEFAULT=json.dumps(
-            {
-                "conn_type": "bloom",
-                "host": f"http://127.0.0.1:{port}",
-                "password": API_KEY,
-                "extra": {"brand_session_id": DEFAULT_BRAND_ID},
-            }
-        ),
+        AIRFLOW_CONN_BLOOM_DEFAULT=conn_json(f"http://127.0.0.1:{port}"),
     )
     emulator = subprocess.Popen(
         [

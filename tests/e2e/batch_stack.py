@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from airflow_provider_bloom.emulator import EmulatorClient
 from tests.e2e.checks import count_429, run_path
 from tests.e2e.stack import AirflowDeployment, ManagedProcess, start_emulator, wait_until
+from tests.helpers import conn_json
 
 
 @dataclass
@@ -143,17 +144,6 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def connection(root_url: str, api_key: str, **extra: Any) -> str:
-    return json.dumps(
-        {
-            "conn_type": "bloom",
-            "host": f"{root_url}/api/v1",
-            "password": api_key,
-            "extra": {"brand_session_id": DEFAULT_BRAND_ID, **extra},
-        }
-    )
-
-
 @contextmanager
 def batch_stack(
     home: Path,
@@ -169,7 +159,8 @@ def batch_stack(
     emulator_process, root_url = start_emulator(log_dir, "--unlimited-credits", *emulator_args)
     api_key = f"bloom_sk_batch_{secrets.token_hex(12)}"
     env = {
-        f"AIRFLOW_CONN_{cid.upper()}": connection(root_url, api_key, **x) for cid, x in connections.items()
+        f"AIRFLOW_CONN_{cid.upper()}": conn_json(f"{root_url}/api/v1", api_key, **x)
+        for cid, x in connections.items()
     }
     airflow = AirflowDeployment(home, {**env, **(extra_env or {})})
     stack = BatchStack(airflow, emulator_process, EmulatorClient(root_url), api_key, home)

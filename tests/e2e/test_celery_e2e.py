@@ -17,7 +17,6 @@ triggerers at once. docker-compose.yaml's ``celery`` profile runs the same comma
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from airflow_provider_bloom.emulator import EmulatorClient
 from tests.e2e.checks import (
     DAG_ID,
     DEMO_SPEED,
@@ -55,6 +54,7 @@ from tests.e2e.stack import (
     start_redis,
     wait_until,
 )
+from tests.helpers import conn_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -107,20 +107,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
         emulator = EmulatorClient(root_url)
         cleanup.callback(emulator.close)
         api_key = f"bloom_sk_e2e_{secrets.token_hex(12)}"
-        connection = {
-            "conn_type": "bloom",
-            "host": f"{root_url}/api/v1",
-            "password": api_key,
-            # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as docs/deployment.md advises.
-            "extra": {
-                "brand_session_id": DEFAULT_BRAND_ID,
-                "wait_requests_per_minute": CELERY_WAIT_REQUESTS_PER_MINUTE,
-            },
-        }
+        # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as docs/deployment.md advises.
+        connection = conn_json(
+            f"{root_url}/api/v1", api_key, wait_requests_per_minute=CELERY_WAIT_REQUESTS_PER_MINUTE
+        )
         airflow = AirflowDeployment(
             home,
             {
-                "AIRFLOW_CONN_BLOOM_DEFAULT": json.dumps(connection),
+                "AIRFLOW_CONN_BLOOM_DEFAULT": connection,
                 **celery_env(broker_url, postgres.celery_result_backend),
                 **TRIGGERER_FAILOVER,
             },

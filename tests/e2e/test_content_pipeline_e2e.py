@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from airflow_provider_bloom.emulator import EmulatorClient
 from tests.e2e.batch_stack import BatchStack as Stack
 from tests.e2e.checks import (
     DAG_ID,
@@ -46,6 +46,7 @@ from tests.e2e.checks import (
     task_logs,
 )
 from tests.e2e.stack import AirflowDeployment, start_emulator, wait_until
+from tests.helpers import conn_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -73,16 +74,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         log_dir, "--generation-seconds", "3", "--generation-jitter", "2", "--validate-responses"
     )
     api_key = f"bloom_sk_e2e_{secrets.token_hex(12)}"
-    connection = {
-        "conn_type": "bloom",
-        "host": f"{root_url}/api/v1",
-        "password": api_key,
-        "extra": {"brand_session_id": DEFAULT_BRAND_ID, "wait_requests_per_minute": WAIT_REQUESTS_PER_MINUTE},
-    }
     airflow = AirflowDeployment(
         home,
         {
-            "AIRFLOW_CONN_BLOOM_DEFAULT": json.dumps(connection),
+            "AIRFLOW_CONN_BLOOM_DEFAULT": conn_json(
+                f"{root_url}/api/v1", api_key, wait_requests_per_minute=WAIT_REQUESTS_PER_MINUTE
+            ),
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             # A killed triggerer's triggers move to a live one once its heartbeat is this old.
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
