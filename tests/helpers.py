@@ -36,6 +36,8 @@ from tests.e2e.stack import free_port as free_port  # a loopback port nothing li
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
 # Airflow and the hook are imported when used: conftest imports this module before the metadata DB exists.
 
 #: The key the emulator's ``bloom_api_key`` fixture hands out (the package's pytest plugin).
@@ -68,6 +70,15 @@ def conn_json(base_url: str, key: str = API_KEY, **extra: object) -> str:
             "extra": {"brand_session_id": DEFAULT_BRAND_ID, **extra},
         }
     )
+
+
+def use_connection(monkeypatch: Any, host: str, key: str = API_KEY, **extra: object) -> BloomHook:
+    """Point ``bloom_default`` at ``host`` with exactly these extras (no brand unless given); its hook."""
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    conn = {"conn_type": "bloom", "host": host, "password": key, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", json.dumps(conn))
+    return BloomHook()
 
 
 def fast_settings(base_url: str, api_key: str = API_KEY, **overrides: Any) -> ClientSettings:
@@ -114,7 +125,7 @@ def by_op(emulator: Any, operation: str) -> int:
 
 
 def list_calls(emulator) -> int:
-    return emulator.requests()["by_operation"].get("images.list", 0)
+    return by_op(emulator, "images.list")
 
 
 @contextmanager
