@@ -8,11 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +27,8 @@ os.environ.pop("AIRFLOW_CONN_BLOOM_DEFAULT", None)
 
 import pytest  # noqa: E402
 
-from tests.airflow_helpers import DagResult, run_dag  # noqa: E402
-from tests.helpers import API_KEY, conn_json  # noqa: E402
+from airflow_provider_bloom.testing import DagResult, ensure_metadata_db, run_dag  # noqa: E402
+from tests.helpers import API_KEY, Run, conn_json, failures_of  # noqa: E402
 from tests.hostile_server import HostileServer, hostile_server  # noqa: E402
 
 __all__ = ["API_KEY", "conn_json"]  # re-exported for `from conftest import ...`; defined in tests/helpers.py
@@ -39,12 +36,7 @@ __all__ = ["API_KEY", "conn_json"]  # re-exported for `from conftest import ...`
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Create the metadata DB once (dag.test() needs it)."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
+    ensure_metadata_db()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -113,15 +105,6 @@ def hostile() -> Iterator[HostileServer]:
 # --------------------------------------------------------------------------- dag_run
 
 
-@dataclass
-class Run:
-    result: DagResult
-    log: str
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.result, name)
-
-
 def _rendered_fields(result: DagResult) -> str:
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.utils.session import create_session
@@ -132,26 +115,30 @@ def _rendered_fields(result: DagResult) -> str:
 
 
 @pytest.fixture(name="dag_run")
-def dag_run_fixture(caplog, capfd, bloom_api_key) -> Iterator[Callable[[Any], Run]]:
-    """``dag_run(dag)`` -> :class:`Run`: runs a DAG with ``dag.test()``, captures every log line (caplog
-    at DEBUG for all loggers, plus the task output dag.test writes to stdout/stderr); after the test, the
-    API key must be absent from logs, XComs and rendered template fields of every run."""
+def dag_run_fixture(caplog, capfd, bloom_api_key) -> Iterator[Callable[..., Run]]:
+    """``dag_run(dag, **test_kwargs)`` -> :class:`~tests.helpers.Run`: runs a DAG with ``dag.test()``
+    (:func:`airflow_provider_bloom.testing.run_dag`), captures every log line (caplog at DEBUG for all
+    loggers, plus the task output dag.test writes to stdout/stderr) and the failure messages of a
+    :func:`~tests.helpers.bloom_dag`; after the test, the API key must be absent from logs, failure
+    messages, XComs and rendered template fields of every run."""
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
 
-    def run(dag: Any) -> Run:
+    def run(dag: Any, **test_kwargs: Any) -> Run:
+        failures_of(dag.dag_id)  # left by an earlier run of the same DAG id
         start = len(caplog.records)
-        result = run_dag(dag)
+        result = run_dag(dag, **test_kwargs)
+        errors = failures_of(dag.dag_id)
         out, err = capfd.readouterr()
         log = out + err + "\n".join(_record_text(r) for r in caplog.records[start:])
-        seen.extend([log, repr(result.xcoms()), _rendered_fields(result)])
-        return Run(result, log)
+        seen.extend([log, repr(errors), repr(result.xcoms()), _rendered_fields(result)])
+        return Run(**vars(result), log=log, errors=errors)
 
     yield run
     out, err = capfd.readouterr()
     seen.extend([out, err, "\n".join(_record_text(r) for r in caplog.records)])
     leaks = [text for text in seen if bloom_api_key in text]
-    assert not leaks, "the API key leaked into a log line, an XCom or a rendered field"
+    assert not leaks, "the API key leaked into a log line, a failure message, an XCom or a rendered field"
 
 
 def _record_text(record: logging.LogRecord) -> str:

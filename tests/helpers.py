@@ -1,5 +1,6 @@
-"""What the tests share, one copy each: the connection in the environment, the dag.test() helpers,
-small builders of test data and the constants several test modules use.
+"""What the tests share, one copy each: the connection in the environment, the DAG builder and the
+result of a run (the ``dag_run`` fixture in ``conftest.py`` runs it), small builders of test data and the
+constants several test modules use.
 
 Fixtures live in ``conftest.py``; this module holds plain functions and constants.
 """
@@ -7,28 +8,35 @@ Fixtures live in ``conftest.py``; this module holds plain functions and constant
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.util
 import json
 import re
 import struct
+import threading
 import time
-import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 
+from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.pytest_plugin import TEST_API_KEY
-from tests.airflow_helpers import DagResult
-from tests.airflow_helpers import run_dag as run_dag_and_collect
+from airflow_provider_bloom.testing import DagResult
 from tests.e2e.stack import REPO as REPO  # the repository root, one copy for all tests
+from tests.e2e.stack import free_port as free_port  # a loopback port nothing listens on yet
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
+
+    from airflow_provider_bloom.hooks.bloom import BloomHook
 
 # Airflow and the hook are imported when used: conftest imports this module before the metadata DB exists.
 
@@ -64,7 +72,36 @@ def conn_json(base_url: str, key: str = API_KEY, **extra: object) -> str:
     )
 
 
+def use_connection(monkeypatch: Any, host: str, key: str = API_KEY, **extra: object) -> BloomHook:
+    """Point ``bloom_default`` at ``host`` with exactly these extras (no brand unless given); its hook."""
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    conn = {"conn_type": "bloom", "host": host, "password": key, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", json.dumps(conn))
+    return BloomHook()
+
+
+def fast_settings(base_url: str, api_key: str = API_KEY, **overrides: Any) -> ClientSettings:
+    """Client settings for a loopback server: three retries 10 to 50 ms apart, a 5-second timeout and
+    the emulator's brand (``overrides`` change any of them)."""
+    values: dict[str, Any] = {
+        "brand_session_id": DEFAULT_BRAND_ID,
+        "max_retries": 3,
+        "backoff_base": 0.01,
+        "backoff_max": 0.05,
+        "timeout": 5,
+        **overrides,
+    }
+    return ClientSettings(base_url=base_url, api_key=api_key, **values)
+
+
 # --------------------------------------------------------------------------- counting on the emulator
+
+
+def import_string(dotted_path: str) -> Any:
+    """``module.Name`` -> the object (Airflow's own helper moved between 3.1 and 3.3)."""
+    module, name = dotted_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
 
 
 def load_module(path: Path, name: str) -> ModuleType:
@@ -88,7 +125,21 @@ def by_op(emulator: Any, operation: str) -> int:
 
 
 def list_calls(emulator) -> int:
-    return emulator.requests()["by_operation"].get("images.list", 0)
+    return by_op(emulator, "images.list")
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port from a thread; yields the server's base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --------------------------------------------------------------------------- triggers
@@ -108,18 +159,6 @@ async def until(predicate, what: str, limit: float = 10.0) -> None:
 
 
 # --------------------------------------------------------------------------- image bytes
-
-
-def tiny_png(width: int = 8, height: int = 8, seed: int = 0) -> bytes:
-    raw = b"".join(b"\0" + bytes([seed % 256, y % 256, 0]) * width for y in range(height))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -160,41 +199,29 @@ def bloom_dag(name: str, **default_args: Any) -> DAG:
     return DAG(dag_id, schedule=None, start_date=pendulum.datetime(2024, 1, 1), default_args=args)
 
 
-@dataclass
-class Outcome:
-    """What a run did, per task: state, try number, return value and failure messages."""
+def failures_of(dag_id: str) -> dict[str, list[str]]:
+    """Take the failure messages ``bloom_dag``'s callbacks recorded for ``dag_id``, by task."""
+    return {task: _FAILURES.pop((d, task)) for (d, task) in list(_FAILURES) if d == dag_id}
 
-    result: DagResult
+
+@dataclass
+class Run(DagResult):
+    """What a ``dag_run`` run did: :class:`DagResult` plus its log and its tasks' failure messages."""
+
+    log: str = ""
+    #: task_id -> the messages of its failed tries (DAGs made by :func:`bloom_dag` record them)
     errors: dict[str, list[str]] = field(default_factory=dict)
 
     @property
-    def state(self) -> str:
-        return self.result.state
-
-    @property
     def states(self) -> dict[str, str | None]:
-        return {task: state for (task, _), (state, _) in self.result.tasks.items()}
+        return {task: state for (task, _), (state, _) in self.tasks.items()}
 
     @property
     def tries(self) -> dict[str, int]:
-        return {task: tries for (task, _), (_, tries) in self.result.tasks.items()}
-
-    @property
-    def xcom(self) -> dict[str, Any]:
-        return {task: self.result.xcom(task) for (task, _) in self.result.tasks}
+        return {task: tries for (task, _), (_, tries) in self.tasks.items()}
 
     def error(self, task_id: str) -> str:
         return "\n".join(self.errors.get(task_id, []))
-
-
-def run_dag(dag: DAG, **test_kwargs: Any) -> Outcome:
-    """``airflow_helpers.run_dag`` plus the failure messages recorded by ``bloom_dag``'s callbacks."""
-    for key in [k for k in _FAILURES if k[0] == dag.dag_id]:
-        del _FAILURES[key]
-    result = run_dag_and_collect(dag, **test_kwargs)
-    errors = {task: msgs for (dag_id, task), msgs in _FAILURES.items() if dag_id == dag.dag_id}
-    assert API_KEY not in repr(result.xcoms()) + repr(errors), "the API key leaked into an XCom or an error"
-    return Outcome(result, errors)
 
 
 def completed_images(n: int = 1, prompt: str = "a lighthouse at dawn", **kwargs: Any) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -18,8 +17,10 @@ from airflow_provider_bloom.emulator import (
     DEFAULT_BRAND_ID,
 )
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from tests.airflow_helpers import DagResult, run_dag
+from airflow_provider_bloom.testing import DagResult
+from tests.e2e.checks import paid
 from tests.e2e.stack import DAGS_FOLDER
+from tests.helpers import load_module
 
 EXAMPLES = {
     "bloom_content_pipeline",
@@ -44,23 +45,7 @@ def dagbag() -> Any:
 
 
 def import_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", DAGS_FOLDER / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def paid(emulator: Any) -> dict[str, int]:
-    counters = emulator.requests()
-    by_operation = counters["by_operation"]
-    return {
-        "total": counters["paid_posts"],
-        **{
-            op: by_operation.get(op, 0)
-            for op in ("images.generate", "images.resize", "images.removeBackground")
-        },
-    }
+    return load_module(DAGS_FOLDER / f"{name}.py", f"example_{name}")
 
 
 def test_every_example_parses_without_import_errors(dagbag: Any) -> None:
@@ -83,8 +68,8 @@ def test_content_pipeline_prompts_file_has_about_a_dozen_rows_covering_every_cha
     assert all(r["aspect_ratio"] != "9:16" for r in rows if r["channel"] == "story")  # else nothing to resize
 
 
-def run_content_pipeline(dagbag: Any, output: Path, **conf: Any) -> DagResult:
-    return run_dag(dagbag.get_dag("bloom_content_pipeline"), run_conf={"output": str(output), **conf})
+def run_content_pipeline(dag_run: Any, dagbag: Any, output: Path, **conf: Any) -> DagResult:
+    return dag_run(dagbag.get_dag("bloom_content_pipeline"), run_conf={"output": str(output), **conf})
 
 
 def manifest_of(result: DagResult) -> list[dict[str, Any]]:
@@ -96,9 +81,9 @@ def manifest_of(result: DagResult) -> list[dict[str, Any]]:
 
 
 def test_content_pipeline_generates_post_processes_and_downloads(
-    dagbag: Any, bloom_conn: Any, tmp_path: Path
+    dagbag: Any, bloom_conn: Any, dag_run: Any, tmp_path: Path
 ) -> None:
-    result = run_content_pipeline(dagbag, tmp_path)
+    result = run_content_pipeline(dag_run, dagbag, tmp_path)
 
     assert result.state == "success"
     entries = manifest_of(result)
@@ -144,11 +129,15 @@ def test_content_pipeline_generates_post_processes_and_downloads(
     assert report["matches"] is True
 
 
-def test_content_pipeline_updates_its_asset(dagbag: Any, bloom_conn: Any, tmp_path: Path) -> None:
+def test_content_pipeline_updates_its_asset(
+    dagbag: Any, bloom_conn: Any, dag_run: Any, tmp_path: Path
+) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    result = run_content_pipeline(dagbag, tmp_path, prompts_file=str(write_prompts(tmp_path, FEW_ROWS)))
+    result = run_content_pipeline(
+        dag_run, dagbag, tmp_path, prompts_file=str(write_prompts(tmp_path, FEW_ROWS))
+    )
     assert result.state == "success"
     with create_session() as session:
         events = (
@@ -178,10 +167,10 @@ def write_prompts(folder: Path, rows: list[tuple[str, str, str, str]]) -> Path:
 
 
 def test_content_pipeline_reports_failed_images_and_skips_empty_channels(
-    dagbag: Any, bloom_conn: Any, tmp_path: Path
+    dagbag: Any, bloom_conn: Any, dag_run: Any, tmp_path: Path
 ) -> None:
     result = run_content_pipeline(
-        dagbag, tmp_path / "out", prompts_file=str(write_prompts(tmp_path, FEW_ROWS))
+        dag_run, dagbag, tmp_path / "out", prompts_file=str(write_prompts(tmp_path, FEW_ROWS))
     )
 
     assert result.state == "success"
@@ -197,10 +186,12 @@ def test_content_pipeline_reports_failed_images_and_skips_empty_channels(
 
 
 def test_content_pipeline_checks_the_prompts_file_before_spending(
-    dagbag: Any, bloom_conn: Any, tmp_path: Path
+    dagbag: Any, bloom_conn: Any, dag_run: Any, tmp_path: Path
 ) -> None:
     rows = [*FEW_ROWS, ("A sunset over the bay", "4:7", "2K", "feed")]
-    result = run_content_pipeline(dagbag, tmp_path / "out", prompts_file=str(write_prompts(tmp_path, rows)))
+    result = run_content_pipeline(
+        dag_run, dagbag, tmp_path / "out", prompts_file=str(write_prompts(tmp_path, rows))
+    )
 
     assert result.state == "failed"
     assert result.state_of("read_batch") == "failed"
@@ -211,10 +202,10 @@ def test_content_pipeline_checks_the_prompts_file_before_spending(
 
 
 def test_content_pipeline_stops_before_spending_when_credits_are_short(
-    dagbag: Any, bloom_conn: Any, tmp_path: Path
+    dagbag: Any, bloom_conn: Any, dag_run: Any, tmp_path: Path
 ) -> None:
     bloom_conn.set_credits(5)
-    result = run_content_pipeline(dagbag, tmp_path)
+    result = run_content_pipeline(dag_run, dagbag, tmp_path)
 
     assert result.state == "failed"
     assert result.state_of("check_credits") == "failed"
@@ -223,9 +214,9 @@ def test_content_pipeline_stops_before_spending_when_credits_are_short(
 
 
 def test_brand_onboarding_creates_waits_and_generates_with_the_new_brand(
-    dagbag: Any, bloom_conn: Any
+    dagbag: Any, bloom_conn: Any, dag_run: Any
 ) -> None:
-    result = run_dag(
+    result = dag_run(
         dagbag.get_dag("bloom_brand_onboarding"), run_conf={"brand_url": "https://acme-rockets.com"}
     )
 
@@ -240,9 +231,11 @@ def test_brand_onboarding_creates_waits_and_generates_with_the_new_brand(
     assert paid(bloom_conn)["images.generate"] == 1
 
 
-def test_brand_onboarding_fails_clearly_when_bloom_cannot_read_the_site(dagbag: Any, bloom_conn: Any) -> None:
+def test_brand_onboarding_fails_clearly_when_bloom_cannot_read_the_site(
+    dagbag: Any, bloom_conn: Any, dag_run: Any
+) -> None:
     url = f"https://{BRAND_FAIL_MARKER}.example.com"
-    result = run_dag(dagbag.get_dag("bloom_brand_onboarding"), run_conf={"brand_url": url})
+    result = dag_run(dagbag.get_dag("bloom_brand_onboarding"), run_conf={"brand_url": url})
 
     assert result.state == "failed"
     assert result.state_of("wait_for_brand") == "failed"
@@ -252,13 +245,13 @@ def test_brand_onboarding_fails_clearly_when_bloom_cannot_read_the_site(dagbag: 
 
 @pytest.mark.parametrize("with_logo", [False, True])
 def test_brand_onboarding_needs_a_logo_before_generating(
-    dagbag: Any, bloom_conn: Any, with_logo: bool
+    dagbag: Any, bloom_conn: Any, dag_run: Any, with_logo: bool
 ) -> None:
     """Bloom generates only with a `ready` brand: without a logo the DAG stops at the sensor, unpaid."""
     conf: dict[str, Any] = {"brand_url": f"https://{BRAND_LOGO_REQUIRED_MARKER}.example.com"}
     if with_logo:
         conf["logo_url"] = "https://acme.example.com/logo.png"
-    result = run_dag(dagbag.get_dag("bloom_brand_onboarding"), run_conf=conf)
+    result = dag_run(dagbag.get_dag("bloom_brand_onboarding"), run_conf=conf)
 
     if with_logo:
         assert result.state == "success"
@@ -270,9 +263,11 @@ def test_brand_onboarding_needs_a_logo_before_generating(
         assert paid(bloom_conn)["images.generate"] == 0
 
 
-def test_batch_collect_fires_everything_then_collects_with_one_sensor(dagbag: Any, bloom_conn: Any) -> None:
+def test_batch_collect_fires_everything_then_collects_with_one_sensor(
+    dagbag: Any, bloom_conn: Any, dag_run: Any
+) -> None:
     prompts = ["A red kite", "A blue boat", f"A banned thing {CONTENT_SAFETY_MARKER}"]
-    result = run_dag(
+    result = dag_run(
         dagbag.get_dag("bloom_batch_collect"),
         run_conf={"prompts": prompts, "variant_count": 2, "aspect_ratio": "4:5"},
     )
@@ -290,7 +285,7 @@ def test_batch_collect_fires_everything_then_collects_with_one_sensor(dagbag: An
 
 
 def test_the_nightly_catalogue_runs_three_thousand_rows_in_five_tasks(
-    dagbag: Any, bloom_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dagbag: Any, bloom_conn: Any, dag_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shipped 3,000-row catalogue, every step one task, against the emulator with its limit off and
     a connection budget to match (the pace at Bloom's real limit is measured in bench/bench_batch.py)."""
@@ -300,7 +295,7 @@ def test_the_nightly_catalogue_runs_three_thousand_rows_in_five_tasks(
         "AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, requests_per_minute=60000)
     )
     bloom_conn.set_credits(100_000)
-    result = run_dag(dagbag.get_dag("bloom_catalogue_nightly"), run_conf={"output": str(tmp_path)})
+    result = dag_run(dagbag.get_dag("bloom_catalogue_nightly"), run_conf={"output": str(tmp_path)})
 
     assert result.state == "success"
     assert {t: result.tries_of(t) for t in ("generate", "resize_stories", "cut_out_products")} == {

@@ -9,14 +9,13 @@ pytest in a fresh ``AIRFLOW_HOME`` (only the package's own pytest plugin, not th
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO, run_dag
+from tests.helpers import REPO, load_module
 
 SNIPPETS = REPO / "docs" / "snippets"
 
@@ -43,14 +42,11 @@ def test_the_readme_example_is_the_tested_snippet():
     )
 
 
-def test_the_readme_example_dag_runs(bloom_conn):
-    spec = importlib.util.spec_from_file_location("readme_hello_dag", SNIPPETS / "hello_dag.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    outcome = run_dag(module.dag)
+def test_the_readme_example_dag_runs(bloom_conn, dag_run):
+    module = load_module(SNIPPETS / "hello_dag.py", "readme_hello_dag")
+    outcome = dag_run(module.dag)
     assert outcome.state == "success", outcome.errors
-    images = outcome.xcom["wait"]
+    images = outcome.xcom("wait")
     assert [image["status"] for image in images] == ["completed", "completed"]
     assert bloom_conn.requests()["paid_posts"] == 2
 

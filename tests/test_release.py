@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_bloom import __version__
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
-from tests.helpers import API_KEY, REPO
+from tests.helpers import API_KEY, REPO, conn_json, free_port
 
 pytestmark = pytest.mark.release
 
@@ -72,12 +71,6 @@ def venv(dist, tmp_path_factory) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def user_env(venv, tmp_path_factory) -> Iterator[dict[str, str]]:
     """An Airflow home with the README's example DAG, and the wheel's emulator on loopback."""
@@ -88,20 +81,13 @@ def user_env(venv, tmp_path_factory) -> Iterator[dict[str, str]]:
     example = re.search(r"## An example DAG.*?```python\n(.*?)\n```", readme, re.DOTALL)
     assert example, "the README's example DAG block moved"
     (dags / "bloom_hello.py").write_text(example.group(1) + "\n")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON", "BLOOM"))}
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(dags),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW_CONN_BLOOM_DEFAULT=json.dumps(
-            {
-                "conn_type": "bloom",
-                "host": f"http://127.0.0.1:{port}",
-                "password": API_KEY,
-                "extra": {"brand_session_id": DEFAULT_BRAND_ID},
-            }
-        ),
+        AIRFLOW_CONN_BLOOM_DEFAULT=conn_json(f"http://127.0.0.1:{port}"),
     )
     emulator = subprocess.Popen(
         [

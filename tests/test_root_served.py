@@ -11,12 +11,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,23 +23,10 @@ import pytest
 from airflow_provider_bloom.client.spec import load_spec
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.hooks.bloom import BloomHook
-from tests.helpers import API_KEY
+from tests.helpers import free_port, serving, use_connection
 
 PRISM_VERSION = "5.16.0"
 PRISM_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "airflow-provider-bloom"
-
-
-def _use(monkeypatch, host: str, **extra: object) -> BloomHook:
-    conn = {"conn_type": "bloom", "host": host, "password": API_KEY, "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", json.dumps(conn))
-    return BloomHook()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a gateway serving Bloom's API at its root ----------------------------------------------------------
@@ -83,20 +68,13 @@ def gateway(bloom_emulator) -> Iterator[tuple[str, list[str]]]:
     parsed = urlparse(bloom_emulator.root_url)
     seen: list[str] = []
     handler = type("Gateway", (_Gateway,), {"upstream": (parsed.hostname, parsed.port), "seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url, seen
 
 
 def test_without_api_path_a_root_served_gateway_says_what_to_set(gateway, monkeypatch):
     url, _ = gateway
-    ok, message = _use(monkeypatch, url).test_connection()
+    ok, message = use_connection(monkeypatch, url).test_connection()
     assert not ok
     assert "NOT_FOUND" in message and "set the extra api_path to /" in message
 
@@ -104,7 +82,7 @@ def test_without_api_path_a_root_served_gateway_says_what_to_set(gateway, monkey
 @pytest.mark.parametrize("api_path", ["/", ""])
 def test_a_root_served_gateway_is_reached_with_api_path(bloom_emulator, gateway, monkeypatch, api_path):
     url, seen = gateway
-    hook = _use(monkeypatch, url, api_path=api_path, brand_session_id=DEFAULT_BRAND_ID)
+    hook = use_connection(monkeypatch, url, api_path=api_path, brand_session_id=DEFAULT_BRAND_ID)
     assert hook.settings.base_url == url
     ok, message = hook.test_connection()
     assert ok, message
@@ -117,7 +95,7 @@ def test_a_root_served_gateway_is_reached_with_api_path(bloom_emulator, gateway,
 
 async def test_the_async_client_of_the_triggers_uses_api_path_too(bloom_emulator, gateway, monkeypatch):
     url, seen = gateway
-    hook = _use(monkeypatch, url, api_path="/")
+    hook = use_connection(monkeypatch, url, api_path="/")
     client = await hook.aget_client()
     try:
         account = await client.get_account()
@@ -132,19 +110,19 @@ async def test_the_async_client_of_the_triggers_uses_api_path_too(bloom_emulator
     [(None, "/api/v1"), ("/", ""), ("", ""), ("api/v2/", "/api/v2"), ("/bloom/api/v1", "/bloom/api/v1")],
 )
 def test_api_path_is_added_to_a_base_url_without_path(monkeypatch, api_path, expected):
-    hook = _use(monkeypatch, "https://gateway.example", api_path=api_path)
+    hook = use_connection(monkeypatch, "https://gateway.example", api_path=api_path)
     assert hook.settings.base_url == "https://gateway.example" + expected
 
 
 def test_a_base_url_with_a_path_is_used_as_typed(monkeypatch):
-    hook = _use(monkeypatch, "https://gateway.example/bloom", api_path="/")
+    hook = use_connection(monkeypatch, "https://gateway.example/bloom", api_path="/")
     assert hook.settings.base_url == "https://gateway.example/bloom"
 
 
 @pytest.mark.parametrize("bad", ["https://x.example/api", "/api?v=1", "/api v1", "/api#x", 3])
 def test_a_bad_api_path_is_named_before_anything_is_sent(monkeypatch, bad):
     with pytest.raises(BloomInputError, match="api_path"):
-        _use(monkeypatch, "https://gateway.example", api_path=bad).settings  # noqa: B018
+        use_connection(monkeypatch, "https://gateway.example", api_path=bad).settings  # noqa: B018
 
 
 # -- Stoplight Prism mocking Bloom's own spec ------------------------------------------------------------
@@ -162,7 +140,7 @@ def prism(tmp_path_factory) -> Iterator[str]:
     binary = _prism_binary()
     spec = tmp_path_factory.mktemp("prism") / "openapi.json"
     spec.write_text(json.dumps(load_spec()))  # Bloom's document, as bundled in the package
-    port = _free_port()
+    port = free_port()
     log = spec.with_name("prism.log")
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -183,12 +161,12 @@ def prism(tmp_path_factory) -> Iterator[str]:
 
 
 def test_prism_as_a_new_user_types_it_answers_404(prism, monkeypatch):
-    ok, message = _use(monkeypatch, prism).test_connection()
+    ok, message = use_connection(monkeypatch, prism).test_connection()
     assert not ok and "404" in message and "api_path" in message
 
 
 def test_prism_mocking_blooms_spec_is_reached_with_api_path(prism, monkeypatch):
-    hook = _use(monkeypatch, prism, api_path="/", brand_session_id=DEFAULT_BRAND_ID)
+    hook = use_connection(monkeypatch, prism, api_path="/", brand_session_id=DEFAULT_BRAND_ID)
     ok, message = hook.test_connection()
     assert ok, message
     started = hook.generate_images("a kite over the dunes", aspect_ratio="16:9")

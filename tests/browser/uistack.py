@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.stack import REPO, load_script
+from tests.helpers import conn_json
 
 _local = load_script("local_stack")
 ManagedProcess = _local.ManagedProcess
@@ -131,15 +132,8 @@ class UiStack:
 
     def add_connection(self, conn_id: str, key: str) -> None:
         """The connection the browser test saves through the form, added by the CLI instead."""
-        from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
-
-        conn = {
-            "conn_type": "bloom",
-            "host": self.emulator_url,
-            "password": key,
-            "extra": {"brand_session_id": DEFAULT_BRAND_ID},
-        }
-        added = self.airflow("connections", "add", conn_id, "--conn-json", json.dumps(conn))
+        conn = conn_json(self.emulator_url, key)
+        added = self.airflow("connections", "add", conn_id, "--conn-json", conn)
         assert added.returncode == 0, added.stderr[-2000:]
 
     def tails(self) -> str:

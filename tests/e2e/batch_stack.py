@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from airflow_provider_bloom.emulator import EmulatorClient
+from tests.e2e.checks import count_429, run_path
 from tests.e2e.stack import AirflowDeployment, ManagedProcess, start_emulator, wait_until
+from tests.helpers import conn_json
 
 
 @dataclass
@@ -46,7 +48,7 @@ class BatchStack:
         return str(run["dag_run_id"])
 
     def run_path(self, dag_id: str, run_id: str) -> str:
-        return f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+        return run_path(run_id, dag_id)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self.airflow.api.paged(f"{self.run_path(dag_id, run_id)}/taskInstances", "task_instances")
@@ -97,8 +99,7 @@ class BatchStack:
     # -- the emulator -----------------------------------------------------------------------------
     def counters(self) -> dict[str, Any]:
         counters: dict[str, Any] = self.emulator.requests()
-        statuses = counters.get("by_operation_status", {})
-        counters["answered_429"] = sum(int(s.get("429", 0)) for s in statuses.values())
+        counters["answered_429"] = count_429(counters)
         counters["generations"] = int(counters["by_operation"].get("images.generate", 0))
         return counters
 
@@ -143,17 +144,6 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def connection(root_url: str, api_key: str, **extra: Any) -> str:
-    return json.dumps(
-        {
-            "conn_type": "bloom",
-            "host": f"{root_url}/api/v1",
-            "password": api_key,
-            "extra": {"brand_session_id": DEFAULT_BRAND_ID, **extra},
-        }
-    )
-
-
 @contextmanager
 def batch_stack(
     home: Path,
@@ -169,7 +159,8 @@ def batch_stack(
     emulator_process, root_url = start_emulator(log_dir, "--unlimited-credits", *emulator_args)
     api_key = f"bloom_sk_batch_{secrets.token_hex(12)}"
     env = {
-        f"AIRFLOW_CONN_{cid.upper()}": connection(root_url, api_key, **x) for cid, x in connections.items()
+        f"AIRFLOW_CONN_{cid.upper()}": conn_json(f"{root_url}/api/v1", api_key, **x)
+        for cid, x in connections.items()
     }
     airflow = AirflowDeployment(home, {**env, **(extra_env or {})})
     stack = BatchStack(airflow, emulator_process, EmulatorClient(root_url), api_key, home)

@@ -17,19 +17,28 @@ triggerers at once. docker-compose.yaml's ``celery`` profile runs the same comma
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
+from airflow_provider_bloom.emulator import EmulatorClient
+from tests.e2e.checks import (
+    DAG_ID,
+    DEMO_SPEED,
+    PLANNED,
+    WAITING_TASKS,
+    answered_429,
+    assert_key_in_no_file,
+    paid,
+    printing_logs_on_failure,
+    run_path,
+    task_logs,
+)
 from tests.e2e.stack import (
     CELERY,
     CELERY_TRIGGERERS,
@@ -45,19 +54,13 @@ from tests.e2e.stack import (
     start_redis,
     wait_until,
 )
+from tests.helpers import conn_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-DAG_ID = "bloom_content_pipeline"
-#: Planned paid requests for the shipped prompts file: 12 generations, 4 story resizes, 3 cut-outs.
-PLANNED = {"images.generate": 12, "images.resize": 4, "images.removeBackground": 3}
-#: The speed of `make demo` (scripts/demo.py): 3-5 s per image, like a fast real generation.
-DEMO_SPEED = {"generation_seconds": 3.0, "generation_jitter": 2.0}
 #: Longer than the operators' and sensors' in-worker wait (``defer_after``, 10 s by default), so the batch
 #: wait defers to a triggerer and there is a trigger to kill; at the demo's speed the waits end in the worker.
 SLOWER_THAN_DEFER_AFTER = {"generation_seconds": 20.0, "generation_jitter": 0.0}
-#: The tasks that wait for Bloom (and may defer to a triggerer).
-WAITING_TASKS = ("generate", "resize_stories", "remove_backgrounds")
 #: Bloom waits deferred to a triggerer that has claimed them (``trigger.triggerer_id`` set).
 HELD_WAITS = """
     SELECT ti.task_id, ti.map_index, t.id, t.triggerer_id
@@ -84,15 +87,6 @@ class CeleryStack:
         return "\n".join(parts)
 
 
-@contextlib.contextmanager
-def printing_logs_on_failure(stack: CeleryStack) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        print(stack.report())
-        raise
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
     ensure_system_deps()
@@ -113,20 +107,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
         emulator = EmulatorClient(root_url)
         cleanup.callback(emulator.close)
         api_key = f"bloom_sk_e2e_{secrets.token_hex(12)}"
-        connection = {
-            "conn_type": "bloom",
-            "host": f"{root_url}/api/v1",
-            "password": api_key,
-            # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as docs/deployment.md advises.
-            "extra": {
-                "brand_session_id": DEFAULT_BRAND_ID,
-                "wait_requests_per_minute": CELERY_WAIT_REQUESTS_PER_MINUTE,
-            },
-        }
+        # Each triggerer has its own wait hub: 120 / (triggerers + 1) each, as docs/deployment.md advises.
+        connection = conn_json(
+            f"{root_url}/api/v1", api_key, wait_requests_per_minute=CELERY_WAIT_REQUESTS_PER_MINUTE
+        )
         airflow = AirflowDeployment(
             home,
             {
-                "AIRFLOW_CONN_BLOOM_DEFAULT": json.dumps(connection),
+                "AIRFLOW_CONN_BLOOM_DEFAULT": connection,
                 **celery_env(broker_url, postgres.celery_result_backend),
                 **TRIGGERER_FAILOVER,
             },
@@ -148,10 +136,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryStack]:
             )
             airflow.api.send("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
         yield result
-
-
-def run_path(run_id: str) -> str:
-    return f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
 
 
 def ti_key(task_id: str, map_index: int) -> str:
@@ -189,26 +173,11 @@ def trigger_logs(stack: CeleryStack, run_id: str, key: str) -> dict[int, str]:
     }
 
 
-def answered_429(stack: CeleryStack) -> int:
-    statuses = stack.emulator.requests()["by_operation_status"]
-    return sum(int(by_status.get("429", 0)) for by_status in statuses.values())
-
-
-def paid(stack: CeleryStack) -> dict[str, Any]:
-    counters = stack.emulator.requests()
-    by_operation = counters["by_operation"]
-    return {"total": counters["paid_posts"], **{op: by_operation.get(op, 0) for op in PLANNED}}
-
-
 def assert_key_nowhere(stack: CeleryStack) -> None:
     """No task or trigger log, nor any process's output, holds the API key."""
-    logs = [p for p in (stack.home / "logs").rglob("*") if p.is_file()]
-    logs += [p for p in (stack.home / "process-logs").glob("*.log")]
-    # The task logs hold the operators' own lines (so the key check below reads real output).
-    worked = re.compile(r"Bloom accepted the generation|Submitted [\d,]+/[\d,]+ rows \(100%\)")
-    assert any(worked.search(p.read_text(errors="replace")) for p in logs)
-    for path in logs:
-        assert stack.api_key not in path.read_text(errors="replace"), f"API key in {path}"
+    assert_key_in_no_file(
+        stack.api_key, task_logs(stack.home) + list((stack.home / "process-logs").glob("*.log"))
+    )
 
 
 @dataclass
@@ -263,8 +232,10 @@ def assert_one_clean_run(stack: CeleryStack, result: RunResult, output: Path) ->
     worker_log = stack.airflow.processes["celery-worker"].log_path.read_text(errors="replace")
     assert all(t["id"] in worker_log for t in result.tis if t["state"] == "success")
     assert len(list(output.rglob("*.png"))) == 12 and len(list(output.rglob("manifest.json"))) == 1
-    assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}
-    assert answered_429(stack) == 0  # two triggerers' hubs and the worker's POSTs stayed within the limit
+    assert paid(stack.emulator) == {"total": sum(PLANNED.values()), **PLANNED}
+    assert (
+        answered_429(stack.emulator) == 0
+    )  # two triggerers' hubs and the worker's POSTs stayed within the limit
     assert stack.emulator.violations() == []
 
 
@@ -315,7 +286,7 @@ def test_celery_run_survives_the_triggerer_holding_the_waits_being_killed(
             held = wait_until("Bloom waits held by a triggerer", waits_started, 240, interval=0.05)
             job = next(iter(held.values()))
             name = {job_id: name for name, job_id in airflow.triggerer_jobs.items()}[job]
-            paid_before_kill = paid(stack)
+            paid_before_kill = paid(stack.emulator)
             airflow.processes[name].kill()  # SIGKILL to its process group: no clean shutdown
             killed_at = time.monotonic()
             stack.emulator.configure(**DEMO_SPEED)  # the post-processing after it at the demo's speed again

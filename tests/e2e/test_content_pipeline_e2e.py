@@ -20,11 +20,9 @@ tests/test_examples.py:
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,17 +31,27 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorClient
-from tests.e2e.stack import AirflowDeployment, ManagedProcess, start_emulator, wait_until
+from airflow_provider_bloom.emulator import EmulatorClient
+from tests.e2e.batch_stack import BatchStack as Stack
+from tests.e2e.checks import (
+    DAG_ID,
+    DEMO_SPEED,
+    PLANNED,
+    WAITING_TASKS,
+    answered_429,
+    assert_key_in_no_file,
+    paid,
+    printing_logs_on_failure,
+    run_path,
+    task_logs,
+)
+from tests.e2e.stack import AirflowDeployment, start_emulator, wait_until
+from tests.helpers import conn_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-DAG_ID = "bloom_content_pipeline"
 #: Slots of the LocalExecutor. More deferred tasks than this wait at once, so none holds a slot.
 PARALLELISM = 3
-#: Planned paid requests for the shipped prompts file: 12 generations, 4 story resizes, 3 cut-outs.
-PLANNED = {"images.generate": 12, "images.resize": 4, "images.removeBackground": 3}
-WAITING_TASKS = ("generate", "resize_stories", "remove_backgrounds")
 SCALE_DAG_ID = "bloom_scale_waits"
 #: Tasks the scale DAG defers at once (one generation each).
 SCALE_TASKS = 100
@@ -53,27 +61,7 @@ SCALE_TASKS = 100
 #: of the hub's lists), so the hub gets 12: the docs' advice to size the budget by what the workers send
 #: on the same key (120 - 105 = 15, less the hub's burst).
 WAIT_REQUESTS_PER_MINUTE = 12
-#: The speed of `make demo` (scripts/demo.py): 3-5 s per image, like a fast real generation.
-DEMO_SPEED = {"generation_seconds": 3.0, "generation_jitter": 2.0}
 ACTIVE = {"scheduled", "queued", "running", "deferred", "up_for_retry", "up_for_reschedule", "restarting"}
-
-
-@dataclass
-class Stack:
-    airflow: AirflowDeployment
-    emulator_process: ManagedProcess
-    emulator: EmulatorClient
-    api_key: str
-    home: Path
-
-    def report(self) -> str:
-        return "\n".join(
-            [
-                self.airflow.logs_report(),
-                f"----- emulator ({self.emulator_process.log_path}) -----",
-                self.emulator_process.tail(),
-            ]
-        )
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +74,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         log_dir, "--generation-seconds", "3", "--generation-jitter", "2", "--validate-responses"
     )
     api_key = f"bloom_sk_e2e_{secrets.token_hex(12)}"
-    connection = {
-        "conn_type": "bloom",
-        "host": f"{root_url}/api/v1",
-        "password": api_key,
-        "extra": {"brand_session_id": DEFAULT_BRAND_ID, "wait_requests_per_minute": WAIT_REQUESTS_PER_MINUTE},
-    }
     airflow = AirflowDeployment(
         home,
         {
-            "AIRFLOW_CONN_BLOOM_DEFAULT": json.dumps(connection),
+            "AIRFLOW_CONN_BLOOM_DEFAULT": conn_json(
+                f"{root_url}/api/v1", api_key, wait_requests_per_minute=WAIT_REQUESTS_PER_MINUTE
+            ),
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             # A killed triggerer's triggers move to a live one once its heartbeat is this old.
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
@@ -122,15 +106,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         emulator_process.stop()
 
 
-@contextmanager
-def printing_logs_on_failure(stack: Stack) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        print(stack.report())
-        raise
-
-
 @dataclass
 class RunWatch:
     """What polling the run showed: every state each task instance was seen in, and samples."""
@@ -141,10 +116,6 @@ class RunWatch:
 
 def ti_key(ti: dict[str, Any]) -> str:
     return ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"
-
-
-def run_path(run_id: str, dag_id: str = DAG_ID) -> str:
-    return f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
 
 
 def trigger_run(stack: Stack, output: Path | None = None, dag_id: str = DAG_ID, **conf: Any) -> str:
@@ -217,12 +188,6 @@ def most_at_once(spans: dict[str, tuple[datetime, datetime]]) -> int:
     return best
 
 
-def paid(stack: Stack) -> dict[str, Any]:
-    counters = stack.emulator.requests()
-    by_operation = counters["by_operation"]
-    return {"total": counters["paid_posts"], **{op: by_operation.get(op, 0) for op in PLANNED}}
-
-
 def xcom_value(stack: Stack, run_id: str, task_id: str) -> Any:
     value = stack.airflow.api.get(f"{run_path(run_id)}/taskInstances/{task_id}/xcomEntries/return_value")
     entries = value["value"]
@@ -267,13 +232,7 @@ def trigger_logs(stack: Stack, run_id: str, task_id: str) -> dict[int, str]:
 
 def assert_key_nowhere(stack: Stack, run_id: str) -> None:
     """No task log (worker or triggerer side), XCom or rendered field holds the API key."""
-    logs = [p for p in (stack.home / "logs").rglob("*") if p.is_file()]
-    assert logs, "no task logs were written"
-    # The task logs hold the operators' own lines (so the key check below reads real output).
-    worked = re.compile(r"Bloom accepted the generation|Submitted [\d,]+/[\d,]+ rows \(100%\)")
-    assert any(worked.search(p.read_text(errors="replace")) for p in logs)
-    for path in logs:
-        assert stack.api_key not in path.read_text(errors="replace"), f"API key in {path}"
+    assert_key_in_no_file(stack.api_key, task_logs(stack.home))
     for ti in task_instances(stack, run_id):
         assert stack.api_key not in json.dumps(ti.get("rendered_fields")), ti_key(ti)
         base = f"{run_path(run_id)}/taskInstances/{ti['task_id']}"
@@ -287,11 +246,6 @@ def assert_key_nowhere(stack: Stack, run_id: str) -> None:
 
 def all_tries(stack: Stack, run_id: str, dag_id: str = DAG_ID) -> dict[str, int]:
     return {ti_key(ti): ti["try_number"] for ti in task_instances(stack, run_id, dag_id)}
-
-
-def answered_429(stack: Stack) -> int:
-    statuses = stack.emulator.requests()["by_operation_status"]
-    return sum(int(by_status.get("429", 0)) for by_status in statuses.values())
 
 
 @pytest.mark.timeout(600)
@@ -321,11 +275,14 @@ def test_pipeline_at_the_demos_speed_succeeds_three_times_in_a_row(stack: Stack,
         print(
             f"e2e: run {attempt}: waits that deferred: {deferred or 'none'} (the others ended in the worker)"
         )
-        assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}  # exactly one POST per image
+        assert paid(stack.emulator) == {
+            "total": sum(PLANNED.values()),
+            **PLANNED,
+        }  # exactly one POST per image
         # The run's credits report (XComs of every task, read in a real deployment) = the balance drop.
         report = xcom_value(stack, run_id, "credits_report")
         assert report["credits"] == 21 == report["balance_drop"] and report["matches"] is True, report
-        assert answered_429(stack) == 0
+        assert answered_429(stack.emulator) == 0
         assert stack.emulator.violations() == []
     assert_key_nowhere(stack, run_id)
 
@@ -413,7 +370,7 @@ def test_pipeline_survives_a_triggerer_killed_while_the_batch_is_deferred(
         first = wait_until("the batch's long-poll, held by the triggerer", long_poll_held, 180, 0.25)
         # Wait economy: twelve images, one long-poll held by the triggerer's hub, no per-image polling.
         assert stack.emulator.health()["waiting"] == 1
-        paid_before_crash = paid(stack)
+        paid_before_crash = paid(stack.emulator)
         triggerer.kill()  # SIGKILL to its process group: no clean shutdown, no goodbye to the emulator
         triggerer.start()
         stack.emulator.configure(**DEMO_SPEED)  # what follows the batch wait runs at the demo's speed
@@ -438,6 +395,6 @@ def test_pipeline_survives_a_triggerer_killed_while_the_batch_is_deferred(
     assert "Trigger fired event" not in logs[first] and "starting" in logs[first]
     assert "Trigger fired event" in logs[second]
     assert_files_written(entries, output)
-    assert paid(stack) == {"total": sum(PLANNED.values()), **PLANNED}  # nothing paid twice
+    assert paid(stack.emulator) == {"total": sum(PLANNED.values()), **PLANNED}  # nothing paid twice
     assert stack.emulator.violations() == []
     assert_key_nowhere(stack, run_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,17 +11,11 @@ import time
 import httpx
 
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers import free_port
 
 
 def test_cli_serves_logs_and_stops_with_waits_in_flight() -> None:
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",

@@ -8,12 +8,10 @@ import time
 
 import pytest
 
-from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.client.transport import BloomClient
-from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.emulator.faults import FAULT_KINDS
 from airflow_provider_bloom.exceptions import BloomServerError, BloomTransportError
-from tests.helpers import REPO
+from tests.helpers import REPO, fast_settings
 
 EMULATOR_PAGE = (REPO / "docs" / "emulator.md").read_text()
 GENERATE = "images.generate"
@@ -39,16 +37,7 @@ def test_each_fault_kind_on_a_paid_post(
     bloom_emulator, bloom_api_key, name, fault, error, posts, effective, statuses
 ):
     bloom_emulator.add_fault(GENERATE, fault.pop("kind"), **fault)
-    client = BloomClient(
-        ClientSettings(
-            base_url=bloom_emulator.base_url,
-            api_key=bloom_api_key,
-            brand_session_id=DEFAULT_BRAND_ID,
-            timeout=1.5,
-            backoff_base=0.01,
-            backoff_max=0.02,
-        )
-    )
+    client = BloomClient(fast_settings(bloom_emulator.base_url, bloom_api_key, timeout=1.5, backoff_max=0.02))
     if error is None:
         assert client.generate_images("a kite")["ids"]
     else:

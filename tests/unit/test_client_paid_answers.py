@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 from airflow.exceptions import AirflowFailException
 
-from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.client.spec import operations
 from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
+from airflow_provider_bloom.emulator.png import make_png
 from airflow_provider_bloom.exceptions import BloomError, BloomServerError
 from airflow_provider_bloom.tasks.base import bloom_errors
-from tests.helpers import API_KEY, tiny_png
+from tests.helpers import fast_settings
 from tests.hostile_server import Answer, HostileServer, json_answer
 
 IMAGE = str(uuid.UUID(int=1))
 TOKEN = str(uuid.UUID(int=2))
-PNG = tiny_png()
+PNG = make_png(8, 8)
 
 CALLS: dict[str, Callable[[Any], Any]] = {
     "images.generate": lambda c: c.generate_images("a cat", brand_session_id=DEFAULT_BRAND_ID),
@@ -93,27 +93,14 @@ ANSWERS: dict[str, Callable[[str], Answer]] = {
 }
 
 
-def settings(base_url: str, **overrides: Any) -> ClientSettings:
-    values: dict[str, Any] = dict(
-        base_url=base_url,
-        api_key=API_KEY,
-        max_retries=3,
-        backoff_base=0.001,
-        backoff_max=0.005,
-        timeout=5,
-    )
-    values.update(overrides)
-    return ClientSettings(**values)
-
-
 def call_sync(base_url: str, op: str) -> Any:
-    with BloomClient(settings(base_url)) as client:
+    with BloomClient(fast_settings(base_url)) as client:
         return CALLS[op](client)
 
 
 def call_async(base_url: str, op: str) -> Any:
     async def run() -> Any:
-        async with AsyncBloomClient(settings(base_url)) as client:
+        async with AsyncBloomClient(fast_settings(base_url)) as client:
             return await CALLS[op](client)
 
     return asyncio.run(run())
@@ -178,12 +165,12 @@ def test_a_safe_call_with_a_malformed_answer_is_retried_then_refused(hostile: Ho
     )
 
     async def run_async() -> Any:
-        async with AsyncBloomClient(settings(hostile.base_url)) as c:
+        async with AsyncBloomClient(fast_settings(hostile.base_url)) as c:
             return await c.delete_brand(DEFAULT_BRAND_ID)
 
     with pytest.raises(BloomServerError, match="data.id must be a UUID") as info:
         if client == "sync":
-            BloomClient(settings(hostile.base_url)).delete_brand(DEFAULT_BRAND_ID)
+            BloomClient(fast_settings(hostile.base_url)).delete_brand(DEFAULT_BRAND_ID)
         else:
             asyncio.run(run_async())
     assert not info.value.maybe_charged and info.value.code == "INVALID_ANSWER"
@@ -196,8 +183,8 @@ def test_a_safe_call_with_a_malformed_answer_is_retried_then_refused(hostile: Ho
 @pytest.fixture
 def emulator_calls(bloom_emulator, bloom_api_key):
     """Real arguments for each paid operation on the emulator (an existing image, fresh tokens)."""
-    client = BloomClient(settings(bloom_emulator.base_url, api_key=bloom_api_key))
-    image_id = client.upload_image_file(tiny_png(600, 600), brand_session_id=DEFAULT_BRAND_ID)["id"]
+    client = BloomClient(fast_settings(bloom_emulator.base_url, bloom_api_key))
+    image_id = client.upload_image_file(make_png(600, 600), brand_session_id=DEFAULT_BRAND_ID)["id"]
     image_token = bloom_emulator.mint_upload_token("image", brand_id=DEFAULT_BRAND_ID)
     logo_token = bloom_emulator.mint_upload_token("logo", brand_id=DEFAULT_BRAND_ID)
     calls: dict[str, Callable[[Any], Any]] = dict(CALLS)
@@ -208,11 +195,13 @@ def emulator_calls(bloom_emulator, bloom_api_key):
     )
     calls["images.vectorize"] = lambda c: c.vectorize_image(image_id, brand_session_id=DEFAULT_BRAND_ID)
     calls["images.uploadFile"] = lambda c: c.upload_image_file(
-        tiny_png(9, 9, 7), brand_session_id=DEFAULT_BRAND_ID
+        make_png(9, 9, tint=7), brand_session_id=DEFAULT_BRAND_ID
     )
-    calls["images.uploadFileSigned"] = lambda c: c.upload_image_file_signed(image_token, tiny_png(9, 9, 8))
+    calls["images.uploadFileSigned"] = lambda c: c.upload_image_file_signed(
+        image_token, make_png(9, 9, tint=8)
+    )
     calls["brands.uploadLogoFileSigned"] = lambda c: c.upload_brand_logo_file_signed(
-        DEFAULT_BRAND_ID, logo_token, tiny_png(9, 9, 9)
+        DEFAULT_BRAND_ID, logo_token, make_png(9, 9, tint=9)
     )
     client.close()
     return calls
@@ -227,11 +216,11 @@ def test_emulator_faults_on_each_paid_call(bloom_emulator, bloom_api_key, emulat
     before = bloom_emulator.requests()["by_operation"].get(op, 0)
 
     def run_sync() -> Any:
-        with BloomClient(settings(bloom_emulator.base_url, api_key=bloom_api_key)) as c:
+        with BloomClient(fast_settings(bloom_emulator.base_url, bloom_api_key)) as c:
             return emulator_calls[op](c)
 
     async def run_async() -> Any:
-        async with AsyncBloomClient(settings(bloom_emulator.base_url, api_key=bloom_api_key)) as c:
+        async with AsyncBloomClient(fast_settings(bloom_emulator.base_url, bloom_api_key)) as c:
             return await emulator_calls[op](c)
 
     with pytest.raises(BloomError) as info:

@@ -8,6 +8,7 @@ import pytest
 
 from airflow_provider_bloom.client.spec import operations
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
+from airflow_provider_bloom.emulator.png import make_png
 from airflow_provider_bloom.exceptions import (
     BloomAuthError,
     BloomConflictError,
@@ -18,7 +19,6 @@ from airflow_provider_bloom.exceptions import (
     BloomValidationError,
 )
 from airflow_provider_bloom.hooks.bloom import BloomHook
-from tests.helpers import tiny_png
 
 
 @pytest.fixture
@@ -108,19 +108,19 @@ def test_delete_one_and_many(hook):
 
 
 def test_uploads_by_file_path_bytes_fileobj_url_and_signed_token(hook, bloom_conn, tmp_path):
-    png = tiny_png(seed=1)
+    png = make_png(8, 8, tint=1)
     path = tmp_path / "ref.png"
     path.write_bytes(png)
     first = hook.upload_image_file(str(path))
     assert first["existing"] is False and first["mimeType"] == "image/png"
     again = hook.upload_image_file(io.BytesIO(png))
     assert again["existing"] is True and again["id"] == first["id"]
-    other = hook.upload_image_file(tiny_png(seed=2))
+    other = hook.upload_image_file(make_png(8, 8, tint=2))
     assert other["id"] != first["id"]
     by_url = hook.upload_image("https://cdn.example.com/reference.png")  # the emulator never leaves loopback
     assert by_url["id"] and by_url["existing"] is False
     token = bloom_conn.mint_upload_token("image", brand_id=DEFAULT_BRAND_ID)
-    signed = hook.upload_image_file_signed(token, tiny_png(seed=3))
+    signed = hook.upload_image_file_signed(token, make_png(8, 8, tint=3))
     assert signed["id"] and signed["existing"] is False
     # uploaded images work as references
     started = hook.generate_images("in this style", reference_image_ids=[first["id"], signed["id"]])
@@ -150,7 +150,7 @@ def test_brand_lifecycle(hook, bloom_conn):
     )
     assert hook.upload_brand_logo_file(created["id"], svg)["id"] == created["id"]
     token = bloom_conn.mint_upload_token("logo", brand_id=created["id"])
-    assert hook.upload_brand_logo_file_signed(created["id"], token, tiny_png())["id"] == created["id"]
+    assert hook.upload_brand_logo_file_signed(created["id"], token, make_png(8, 8))["id"] == created["id"]
     assert hook.delete_brand(created["id"])["id"] == created["id"]
     with pytest.raises(BloomNotFoundError) as gone:
         hook.get_brand(created["id"])

@@ -13,7 +13,7 @@ from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomAuthError, BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.hooks.connection import settings_from_connection
-from tests.helpers import API_KEY, conn_json
+from tests.helpers import API_KEY, conn_json, fast_settings
 
 
 def test_uri_connection_with_extras(monkeypatch, bloom_emulator):
@@ -124,9 +124,7 @@ async def test_async_operations_used_by_triggers(bloom_conn):
 
 def test_key_never_in_reprs_messages_or_logs(bloom_emulator, caplog):
     caplog.set_level(logging.DEBUG)
-    settings = ClientSettings(
-        base_url=bloom_emulator.base_url, api_key=API_KEY, max_retries=1, backoff_base=0.01
-    )
+    settings = fast_settings(bloom_emulator.base_url, max_retries=1)
     client = BloomClient(settings)
     bloom_emulator.add_fault("account.get", "status", count=1, status=503)
     client.get_account()

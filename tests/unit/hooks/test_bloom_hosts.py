@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import socket
-
 import pytest
 
 from airflow_provider_bloom.client.settings import ClientSettings
 from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID
 from airflow_provider_bloom.exceptions import BloomTransportError
-from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.hooks.connection import base_url_from_connection
-from tests.helpers import API_KEY
+from tests.helpers import API_KEY, free_port, use_connection
 
 
 class _Conn:
@@ -41,31 +37,23 @@ def test_base_url_from_what_people_type(host, port, schema, extras, expected):
     assert base_url_from_connection(_Conn(host, port, schema), extras) == expected
 
 
-def _use(monkeypatch, host: str, key: str = API_KEY, **extra: object) -> BloomHook:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_BLOOM_DEFAULT",
-        json.dumps({"conn_type": "bloom", "host": host, "password": key, "extra": extra}),
-    )
-    return BloomHook()
-
-
 def _hostport(bloom_emulator) -> str:
     return bloom_emulator.root_url.split("://", 1)[1]  # 127.0.0.1:PORT
 
 
 def test_a_url_without_path_works(bloom_emulator, monkeypatch):
-    ok, message = _use(monkeypatch, bloom_emulator.root_url).test_connection()
+    ok, message = use_connection(monkeypatch, bloom_emulator.root_url).test_connection()
     assert ok, message
     assert message == f"Connected to Bloom at {bloom_emulator.base_url} as dev@emulator.local"
 
 
 def test_a_loopback_host_without_scheme_works(bloom_emulator, monkeypatch):
-    ok, message = _use(monkeypatch, _hostport(bloom_emulator)).test_connection()
+    ok, message = use_connection(monkeypatch, _hostport(bloom_emulator)).test_connection()
     assert ok, message
 
 
 def test_tls_against_plain_http_says_so_and_sends_nothing(bloom_emulator, monkeypatch):
-    hook = _use(monkeypatch, f"https://{_hostport(bloom_emulator)}/api/v1")
+    hook = use_connection(monkeypatch, f"https://{_hostport(bloom_emulator)}/api/v1")
     ok, message = hook.test_connection()
     assert not ok
     assert "plain HTTP" in message and "http://" in message and "nothing was sent" in message
@@ -106,32 +94,30 @@ def test_tls_failure_is_not_retried(bloom_emulator):
 
 
 def test_wrong_path_says_where_the_api_lives(bloom_emulator, monkeypatch):
-    ok, message = _use(monkeypatch, f"{bloom_emulator.root_url}/v1").test_connection()
+    ok, message = use_connection(monkeypatch, f"{bloom_emulator.root_url}/v1").test_connection()
     assert not ok
     assert "NOT_FOUND" in message and "ending in /api/v1" in message
 
 
 def test_wrong_key_says_to_check_the_key(bloom_emulator, monkeypatch):
-    ok, message = _use(monkeypatch, bloom_emulator.base_url, key="bloom_nope").test_connection()
+    ok, message = use_connection(monkeypatch, bloom_emulator.base_url, key="bloom_nope").test_connection()
     assert not ok
     assert "UNAUTHORIZED" in message and "check the API key" in message and "bloom_nope" not in message
 
 
 def test_missing_key_says_so(bloom_emulator, monkeypatch):
-    ok, message = _use(monkeypatch, bloom_emulator.base_url, key="").test_connection()
+    ok, message = use_connection(monkeypatch, bloom_emulator.base_url, key="").test_connection()
     assert not ok and "no API key is set" in message
 
 
 def test_unreachable_host_says_to_check_host_and_port(monkeypatch):
-    with socket.socket() as sock:  # a port that nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ok, message = _use(monkeypatch, f"http://127.0.0.1:{port}").test_connection()
+    port = free_port()  # a port that nothing listens on
+    ok, message = use_connection(monkeypatch, f"http://127.0.0.1:{port}").test_connection()
     assert not ok
     assert f"could not connect to 127.0.0.1:{port}" in message and "host and port" in message
     assert "may have been charged" not in message
 
 
 def test_bad_extra_is_named(bloom_emulator, monkeypatch):
-    ok, message = _use(monkeypatch, bloom_emulator.base_url, timeout="soon").test_connection()
+    ok, message = use_connection(monkeypatch, bloom_emulator.base_url, timeout="soon").test_connection()
     assert not ok and "timeout" in message and message.startswith("The connection is not valid")

@@ -17,12 +17,12 @@ from airflow_provider_bloom.operators.brands import (
     BloomUpdateBrandLogoOperator,
 )
 from airflow_provider_bloom.sensors.brands import BloomBrandSensor
-from tests.helpers import bloom_dag, by_op, run_dag
+from tests.helpers import bloom_dag, by_op
 
 UUID_LEN = 36
 
 
-def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
+def test_onboarding_to_ready_then_list_and_delete(bloom_conn, dag_run, request):
     bloom_conn.configure(brand_ready_seconds=2.0)  # long enough for the sensors to really wait
     with bloom_dag(request.node.name) as dag:
         create = BloomCreateBrandOperator(task_id="create", url="https://acme-{{ ds_nodash }}.example.com")
@@ -43,25 +43,25 @@ def test_onboarding_to_ready_then_list_and_delete(bloom_conn, request, capfd):
         )
         delete_strict = BloomDeleteBrandOperator(task_id="delete_strict", brand_id=create.output)
         create >> deferred >> poked >> listed >> delete >> delete_again >> delete_strict
-    out = run_dag(dag)
-    assert "Pausing task as DEFERRED" in capfd.readouterr().out  # the trigger did the waiting
+    out = dag_run(dag)
+    assert "Pausing task as DEFERRED" in out.log  # the trigger did the waiting
 
-    brand_id = out.xcom["create"]
+    brand_id = out.xcom("create")
     assert isinstance(brand_id, str) and len(brand_id) == UUID_LEN
     for task in ("wait_poke", "wait_deferred"):
         assert out.states[task] == "success", out.errors
-        assert out.xcom[task]["id"] == brand_id and out.xcom[task]["status"] == "ready"
-        assert out.xcom[task]["url"].startswith("https://acme-")
-    assert {b["id"] for b in out.xcom["list"]} >= {brand_id, DEFAULT_BRAND_ID}
-    assert {b["status"] for b in out.xcom["list"]} == {"ready"}
-    assert out.xcom["delete"]["id"] == brand_id and out.xcom["delete"]["deleted"] is True
-    assert out.xcom["delete_again"] == {"id": brand_id, "name": None, "deleted": False}
+        assert out.xcom(task)["id"] == brand_id and out.xcom(task)["status"] == "ready"
+        assert out.xcom(task)["url"].startswith("https://acme-")
+    assert {b["id"] for b in out.xcom("list")} >= {brand_id, DEFAULT_BRAND_ID}
+    assert {b["status"] for b in out.xcom("list")} == {"ready"}
+    assert out.xcom("delete")["id"] == brand_id and out.xcom("delete")["deleted"] is True
+    assert out.xcom("delete_again") == {"id": brand_id, "name": None, "deleted": False}
     assert out.states["delete_strict"] == "failed" and out.tries["delete_strict"] == 1
     assert "BRAND_NOT_FOUND" in out.error("delete_strict")
     assert by_op(bloom_conn, "brands.create") == 1
 
 
-def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, request, capfd):
+def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, dag_run, request):
     bloom_conn.configure(brand_ready_seconds=2.0)
     with bloom_dag(request.node.name) as dag:
         create = BloomCreateBrandOperator(task_id="create", url="https://fail-brand.example.com")
@@ -77,9 +77,9 @@ def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, req
         BloomBrandSensor(
             task_id="unknown", brand_id=str(uuid.uuid4()), deferrable=True, defer_after=0, min_defer_seconds=0
         )
-    out = run_dag(dag)
+    out = dag_run(dag)
 
-    assert "Pausing task as DEFERRED" in capfd.readouterr().out
+    assert "Pausing task as DEFERRED" in out.log
     for task in ("poke", "deferred"):
         assert out.states[task] == "failed" and out.tries[task] == 1, out.errors
         assert "failed to onboard: Bloom SCRAPE_FAILED" in out.error(task)
@@ -91,7 +91,9 @@ def test_onboarding_that_fails_fails_the_sensor_with_blooms_code(bloom_conn, req
     assert by_op(bloom_conn, "brands.create") == 1
 
 
-def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloom_conn, tmp_path, request):
+def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(
+    bloom_conn, dag_run, tmp_path, request
+):
     logo_png = tmp_path / "logo.png"
     logo_png.write_bytes(make_png(256, 256))
     logo_svg = tmp_path / "logo.svg"
@@ -137,20 +139,20 @@ def test_logo_required_says_what_to_do_and_a_new_logo_makes_the_brand_ready(bloo
         create >> [strict, lenient]
         lenient >> by_url >> ready >> by_file
         by_token >> token_ready
-    out = run_dag(dag)
+    out = dag_run(dag)
 
-    brand_id = out.xcom["create"]
+    brand_id = out.xcom("create")
     assert out.states["strict"] == "failed" and out.tries["strict"] == 1
     message = out.error("strict")
     assert f"Bloom brand {brand_id}" in message and "needs a logo" in message
     assert f"BloomUpdateBrandLogoOperator(brand_id='{brand_id}'" in message
     # Bloom cannot generate with a logo_required brand: the advice never says to go on without one.
     assert "without a logo" not in message and "409 BRAND_NOT_READY" in message
-    assert out.states["lenient"] == "success" and out.xcom["lenient"]["status"] == "logo_required"
-    assert out.xcom["by_url"]["id"] == brand_id
-    assert out.states["ready"] == "success" and out.xcom["ready"]["status"] == "ready"
-    assert out.xcom["ready"]["logoUrl"]
-    assert out.states["by_file"] == "success" and out.xcom["by_file"]["id"] == brand_id
+    assert out.states["lenient"] == "success" and out.xcom("lenient")["status"] == "logo_required"
+    assert out.xcom("by_url")["id"] == brand_id
+    assert out.states["ready"] == "success" and out.xcom("ready")["status"] == "ready"
+    assert out.xcom("ready")["logoUrl"]
+    assert out.states["by_file"] == "success" and out.xcom("by_file")["id"] == brand_id
     assert out.states["token_ready"] == "success", out.errors
     assert "INVALID_LOGO" in out.error("invalid_logo")
     assert "pass exactly one of them" in out.error("both")

@@ -6,7 +6,7 @@ import pytest
 
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.operators.credits import BloomAccountOperator, estimate_credits
-from tests.helpers import bloom_dag, run_dag
+from tests.helpers import bloom_dag
 
 
 @pytest.mark.parametrize(
@@ -40,18 +40,18 @@ def test_estimate_credits_rejects_what_bloom_would(kwargs, field):
     assert err.value.field == field
 
 
-def test_account_operator_reports_account_workspaces_and_credits(bloom_conn, request):
+def test_account_operator_reports_account_workspaces_and_credits(bloom_conn, dag_run, request):
     bloom_conn.set_credits(42)
     with bloom_dag(request.node.name) as dag:
         BloomAccountOperator(task_id="account")
         BloomAccountOperator(task_id="team", workspace_id="ws_emulated_team", include_credits=True)
         BloomAccountOperator(task_id="unknown_ws", workspace_id="ws_nope")
-    out = run_dag(dag)
-    account = out.xcom["account"]
+    out = dag_run(dag)
+    account = out.xcom("account")
     assert account["email"] == "dev@emulator.local"
     assert account["credits"] == {"balance": 42, "unlimited": False}
     assert {w["id"] for w in account["workspaces"]} >= {None, "ws_emulated_team"}
     assert [w["is_personal"] for w in account["workspaces"]].count(True) == 1
-    assert out.states["team"] == "success" and "credits" in out.xcom["team"]
+    assert out.states["team"] == "success" and "credits" in out.xcom("team")
     assert out.states["unknown_ws"] == "failed" and out.tries["unknown_ws"] == 1
     assert "WORKSPACE" in out.error("unknown_ws") or "404" in out.error("unknown_ws")

@@ -8,11 +8,9 @@ the emulator's signed download URLs are pointed at it with ``download_base_url``
 
 from __future__ import annotations
 
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -22,19 +20,13 @@ from airflow_provider_bloom.emulator.png import make_png, make_svg
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator, render_name
-from tests.helpers import bloom_dag, completed_images, conn_json, png_size, run_dag, svg_size
+from tests.helpers import bloom_dag, completed_images, conn_json, free_port, png_size, serving, svg_size
 
 DS = "{{ ds }}"
 
 
 def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".part")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -55,17 +47,13 @@ def storage_host() -> Iterator[tuple[str, dict[str, tuple[str, bytes]]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", answers
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, answers
 
 
-def test_downloads_real_png_and_svg_files_without_sending_the_key_elsewhere(bloom_conn, tmp_path, request):
+def test_downloads_real_png_and_svg_files_without_sending_the_key_elsewhere(
+    bloom_conn, dag_run, tmp_path, request
+):
     port = bloom_conn.base_url.split(":")[2].split("/")[0]
     bloom_conn.configure(download_base_url=f"http://localhost:{port}")  # another host name for the files
     square, wide = completed_images(1, aspect_ratio="1:1") + completed_images(1, aspect_ratio="16:9")
@@ -79,10 +67,10 @@ def test_downloads_real_png_and_svg_files_without_sending_the_key_elsewhere(bloo
             destination=ObjectStoragePath(f"file://{out_dir}"),
             name_template=DS + "/{image_id}.png",
         )
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     assert out.states["download"] == "success", out.errors
-    paths = out.xcom["download"]
+    paths = out.xcom("download")
     (day,) = [p.name for p in out_dir.iterdir()]
     expected = [f"{square['id']}.png", f"{wide['id']}.png", f"{vector['id']}.svg"]
     assert paths == [f"file://{out_dir}/{day}/{name}" for name in expected]
@@ -112,7 +100,7 @@ def test_downloads_real_png_and_svg_files_without_sending_the_key_elsewhere(bloo
     assert {extra["bloom_image_id"] for _, extra in events} == {square["id"], wide["id"], vector["id"]}
 
 
-def test_existing_files_are_kept_unless_overwrite(bloom_conn, tmp_path, request):
+def test_existing_files_are_kept_unless_overwrite(bloom_conn, dag_run, tmp_path, request):
     (image,) = completed_images(1)
     target = tmp_path / f"{image['id']}.png"
     target.write_bytes(b"an older file")
@@ -122,13 +110,13 @@ def test_existing_files_are_kept_unless_overwrite(bloom_conn, tmp_path, request)
             task_id="replace", image_ids=image, destination=str(tmp_path), overwrite=True, asset_alias=None
         )
         keep >> replace
-    out = run_dag(dag)
-    assert out.xcom["keep"] == out.xcom["replace"] == [f"file://{target}"]
+    out = dag_run(dag)
+    assert out.xcom("keep") == out.xcom("replace") == [f"file://{target}"]
     assert png_size(target.read_bytes()) == (image["width"], image["height"])
     assert bloom_conn.requests()["file_requests"] == 1  # 'keep' downloaded nothing
 
 
-def test_bad_inputs_and_broken_downloads_never_leave_a_file(bloom_conn, tmp_path, request):
+def test_bad_inputs_and_broken_downloads_never_leave_a_file(bloom_conn, dag_run, tmp_path, request):
     good, other = completed_images(2)
     (failed,) = completed_images(1, prompt="[content_safety] no")
     bloom_conn.configure(generation_seconds=600)
@@ -157,7 +145,7 @@ def test_bad_inputs_and_broken_downloads_never_leave_a_file(bloom_conn, tmp_path
             destination=str(dirs["traversal"]),
             name_template="{{ '../' }}x",
         )
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     assert out.states["cut"] == "success" and out.tries["cut"] == 2  # a broken transfer is retried...
     assert f"image {good['id']}: the download" in out.error("cut") and "broke off" in out.error("cut")
@@ -178,7 +166,7 @@ def test_bad_inputs_and_broken_downloads_never_leave_a_file(bloom_conn, tmp_path
 
 
 def test_an_unreachable_storage_host_fails_naming_the_image_after_a_retry(
-    bloom_conn, tmp_path, monkeypatch, request
+    bloom_conn, dag_run, tmp_path, monkeypatch, request
 ):
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
     (image,) = completed_images(1)
@@ -186,14 +174,14 @@ def test_an_unreachable_storage_host_fails_naming_the_image_after_a_retry(
     bloom_conn.configure(download_base_url=f"http://127.0.0.1:{closed}")
     with bloom_dag(request.node.name) as dag:
         BloomDownloadImagesOperator(task_id="download", image_ids=image, destination=str(tmp_path))
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["download"] == "failed" and out.tries["download"] == 2  # transient: retried
     assert f"image {image['id']}: download (from 127.0.0.1:" in out.error("download")
     assert "failed: could not connect" in out.error("download")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_content_type_and_magic_bytes_must_agree(bloom_conn, storage_host, tmp_path, request):
+def test_content_type_and_magic_bytes_must_agree(bloom_conn, dag_run, storage_host, tmp_path, request):
     host, answers = storage_host
     html, liar, plain = completed_images(3)
     answers[html["id"]] = ("text/html; charset=utf-8", b"<html><body>Access denied</body></html>")
@@ -205,7 +193,7 @@ def test_content_type_and_magic_bytes_must_agree(bloom_conn, storage_host, tmp_p
             BloomDownloadImagesOperator(
                 task_id=f"t_{image['id'][:8]}", image_ids=image, destination=str(tmp_path)
             )
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     html_task, liar_task, plain_task = (f"t_{i['id'][:8]}" for i in (html, liar, plain))
     assert f"image {html['id']}: the server sent 'text/html', not an image" in out.error(html_task)

@@ -23,13 +23,13 @@ from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.links import image_links
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.tasks.ledger import PaidRequestLedger
-from tests.helpers import NO_RETRY_WANTED, START, conn_json
+from tests.helpers import NO_RETRY_WANTED, START, by_op, conn_json
 
 HAS_TASK_STATE_STORE = Version(airflow.__version__) >= Version("3.3")
 
 
 def generations(emulator) -> int:
-    return emulator.requests()["by_operation"].get("images.generate", 0)
+    return by_op(emulator, "images.generate")
 
 
 # --------------------------------------------------------------------------- generation

@@ -19,7 +19,7 @@ from airflow_provider_bloom.operators.images import (
     BloomResizeImageOperator,
     BloomVectorizeImageOperator,
 )
-from tests.helpers import bloom_dag, by_op, completed_images, conn_json, run_dag
+from tests.helpers import bloom_dag, by_op, completed_images, conn_json
 
 
 def images(ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -31,7 +31,7 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 # --------------------------------------------------------------------------- post-processing
 
 
-def test_post_processing_operators_take_ids_or_records_and_return_new_ids(bloom_conn, request):
+def test_post_processing_operators_take_ids_or_records_and_return_new_ids(bloom_conn, dag_run, request):
     sources = completed_images(2, aspect_ratio="1:1")
     first, second = (r["id"] for r in sources)
     with bloom_dag(request.node.name, params={"image": first, "colour": "teal"}) as dag:
@@ -48,23 +48,23 @@ def test_post_processing_operators_take_ids_or_records_and_return_new_ids(bloom_
             prompt="make the sky {{ params.colour }}",
             reference_image_ids=[{"id": second}],
         )
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     assert out.states == dict.fromkeys(("resize", "remove_bg", "vectorize", "edit"), "success"), out.errors
-    resized = out.xcom["resize"]
+    resized = out.xcom("resize")
     assert len(resized) == 2 and all(UUID_RE.match(i) for i in resized) and not set(resized) & {first, second}
     found = images(resized)
     assert {found[i]["actionType"] for i in resized} == {"resize"}
     assert {found[i]["aspectRatio"] for i in resized} == {"9:16"}
 
-    removed = out.xcom["remove_bg"]  # waited: the finished records
+    removed = out.xcom("remove_bg")  # waited: the finished records
     assert [r["status"] for r in removed] == ["completed", "completed"]
     assert {r["actionType"] for r in removed} == {"remove-background"}
 
-    (vector,) = out.xcom["vectorize"]  # waited in the triggerer
+    (vector,) = out.xcom("vectorize")  # waited in the triggerer
     assert vector["status"] == "completed" and vector["actionType"] == "vectorize"
 
-    (edited,) = out.xcom["edit"]
+    (edited,) = out.xcom("edit")
     record = BloomHook().get_image(edited)
     assert record["actionType"] == "edit" and record["prompt"] == "make the sky teal"
 
@@ -80,13 +80,13 @@ def test_post_processing_operators_take_ids_or_records_and_return_new_ids(bloom_
         "edit": [edited],
     }
     for task, new_ids in made.items():
-        links = [out.result.xcom(task, link.xcom_key) for link in image_links()]
+        links = [out.xcom(task, link.xcom_key) for link in image_links()]
         expected = [f"{bloom_conn.root_url}/img/{i}" for i in new_ids]
         assert links[: len(expected)] == expected, task
         assert not any(links[len(expected) :]), task  # Airflow stores "" for the rest: no button
 
 
-def test_post_processing_refuses_bad_inputs_before_spending(bloom_conn, request):
+def test_post_processing_refuses_bad_inputs_before_spending(bloom_conn, dag_run, request):
     (done,) = completed_images(1, aspect_ratio="1:1")
     (failed,) = completed_images(1, prompt="[content_safety] a forbidden thing")
     hook = BloomHook()
@@ -107,7 +107,7 @@ def test_post_processing_refuses_bad_inputs_before_spending(bloom_conn, request)
         BloomResizeImageOperator(task_id="bad_ratio", image_ids=done, target_aspect_ratio="{{ '9:17' }}")
         BloomResizeImageOperator(task_id="svg", image_ids=vector, target_aspect_ratio="16:9")
         BloomEditImageOperator(task_id="empty_prompt", image_ids=done, prompt="{{ '' }}")
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     assert set(out.states.values()) == {"failed"}
     assert set(out.tries.values()) == {1}, "bad input must fail without Airflow retries"
@@ -137,12 +137,12 @@ def test_literal_arguments_are_checked_when_the_dag_is_parsed():
         BloomVectorizeImageOperator(task_id="v", image_ids=str(uuid.uuid4()), on_failure="explode")
 
 
-def test_permanent_failure_mid_batch_names_the_image_and_keeps_what_was_created(bloom_conn, request):
+def test_permanent_failure_mid_batch_names_the_image_and_keeps_what_was_created(bloom_conn, dag_run, request):
     first, second = completed_images(2)
     bloom_conn.set_credits(1)  # one remove-background can be paid, the second cannot
     with bloom_dag(request.node.name) as dag:
         BloomRemoveBackgroundOperator(task_id="remove_bg", image_ids=[first, second])
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     assert out.states["remove_bg"] == "failed" and out.tries["remove_bg"] == 1
     message = out.error("remove_bg")
@@ -152,17 +152,17 @@ def test_permanent_failure_mid_batch_names_the_image_and_keeps_what_was_created(
     assert f"already created: ['{created[0]['id']}']" in message
 
 
-def test_a_retry_after_a_transient_error_does_not_pay_again(bloom_conn, monkeypatch, request):
+def test_a_retry_after_a_transient_error_does_not_pay_again(bloom_conn, dag_run, monkeypatch, request):
     monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, max_retries=0))
     first, second = completed_images(2, aspect_ratio="1:1")
     bloom_conn.add_fault("images.resize", "delay", delay_seconds=0)  # the first resize passes...
     bloom_conn.add_fault("images.resize", "status", status=429)  # ...the second is rate limited
     with bloom_dag(request.node.name) as dag:
         BloomResizeImageOperator(task_id="resize", image_ids=[first, second], target_aspect_ratio="16:9")
-    out = run_dag(dag)
+    out = dag_run(dag)
 
     assert out.states["resize"] == "success" and out.tries["resize"] == 2
     assert "TOO_MANY_REQUESTS" in out.error("resize")  # try 1 failed on the second image
     resized = BloomHook().list_images(action_type="resize")["images"]
-    assert sorted(r["id"] for r in resized) == sorted(out.xcom["resize"])  # two images, not three
+    assert sorted(r["id"] for r in resized) == sorted(out.xcom("resize"))  # two images, not three
     assert by_op(bloom_conn, "images.resize") == 3  # 1 accepted + 1 refused in try 1, 1 in try 2

@@ -29,7 +29,7 @@ from airflow_provider_bloom.operators.images import (
 )
 from airflow_provider_bloom.operators.library import BloomUploadImageOperator
 from airflow_provider_bloom.tasks.ledger import PaidRequestLedger
-from tests.helpers import START, bloom_dag, by_op, completed_images, conn_json, run_dag
+from tests.helpers import START, bloom_dag, by_op, completed_images, conn_json
 
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
 #: Every way of losing the answer after Bloom acted, as emulator faults.
@@ -179,17 +179,17 @@ def test_two_tasks_losing_identical_requests_at_once_adopt_nothing(bloom_conn):
 
 
 @pytest.mark.parametrize("fault", LOST_AFTER_EFFECT)
-def test_edit_recovers_the_image_of_a_lost_answer(bloom_conn, request, fault):
+def test_edit_recovers_the_image_of_a_lost_answer(bloom_conn, dag_run, request, fault):
     sources = [r["id"] for r in completed_images(2, aspect_ratio="3:2")]
     bloom_conn.add_fault("images.edit", "delay", delay_seconds=0)  # the first edit is answered
     bloom_conn.add_fault("images.edit", **fault)  # the second one's answer is lost
     with bloom_dag(request.node.name) as dag:
         BloomEditImageOperator(task_id="edit", image_ids=sources, prompt="make it night")
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["edit"] == "success" and out.tries["edit"] == 1, out.errors
     edits = _generated(bloom_conn, "edit")
     by_parent = {r["parent_id"]: r["id"] for r in edits}
-    assert out.xcom["edit"] == [by_parent[sources[0]], by_parent[sources[1]]]
+    assert out.xcom("edit") == [by_parent[sources[0]], by_parent[sources[1]]]
     assert by_op(bloom_conn, "images.edit") == 2 and bloom_conn.requests()["paid_posts_effective"] == 3
     _expect_corruption_only(bloom_conn, fault, "images.edit")
 
@@ -202,14 +202,14 @@ def test_edit_recovers_the_image_of_a_lost_answer(bloom_conn, request, fault):
         (BloomVectorizeImageOperator, "vectorize", {}),
     ],
 )
-def test_post_processing_fails_listing_what_it_found(bloom_conn, request, operator, action, kwargs):
+def test_post_processing_fails_listing_what_it_found(bloom_conn, dag_run, request, operator, action, kwargs):
     """A resize/remove-background/vectorize result has no prompt and no source id in Bloom's list:
     it cannot be tied to its request, so the task fails without retries and lists it."""
     (source,) = [r["id"] for r in completed_images(1)]
     bloom_conn.add_fault(f"images.{_OPERATIONS[action]}", "cut_after")
     with bloom_dag(request.node.name) as dag:
         operator(task_id="post", image_ids=[source], **kwargs)
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["post"] == "failed" and out.tries["post"] == 1
     (made,) = [r["id"] for r in _generated(bloom_conn, action)]
     assert made in out.error("post") and "cannot be told apart" in out.error("post")
@@ -224,7 +224,9 @@ _OPERATIONS = {"resize": "resize", "remove-background": "removeBackground", "vec
 
 @pytest.mark.parametrize("fault", LOST_AFTER_EFFECT)
 @pytest.mark.parametrize("by", ["file", "url"])
-def test_a_lost_upload_is_sent_once_more_and_bloom_answers_existing(bloom_conn, tmp_path, request, fault, by):
+def test_a_lost_upload_is_sent_once_more_and_bloom_answers_existing(
+    bloom_conn, dag_run, tmp_path, request, fault, by
+):
     path = tmp_path / "hero.png"
     path.write_bytes(make_png(640, 480, tint=3))
     source = str(path) if by == "file" else "https://cdn.example.com/hero.png"
@@ -232,15 +234,15 @@ def test_a_lost_upload_is_sent_once_more_and_bloom_answers_existing(bloom_conn, 
     bloom_conn.add_fault(operation, **fault)
     with bloom_dag(request.node.name) as dag:
         BloomUploadImageOperator(task_id="upload", images=[source])
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["upload"] == "success" and out.tries["upload"] == 1, out.errors
     uploaded = [r["id"] for r in bloom_conn.image_records() if r["source"] == "uploaded"]
-    assert out.xcom["upload"]["image_ids"] == uploaded and len(uploaded) == 1
+    assert out.xcom("upload")["image_ids"] == uploaded and len(uploaded) == 1
     assert by_op(bloom_conn, operation) == 2  # sent once more, Bloom reused the identical image
     _expect_corruption_only(bloom_conn, fault, operation)
 
 
-def test_a_lost_signed_upload_is_not_sent_again(bloom_conn, tmp_path, request):
+def test_a_lost_signed_upload_is_not_sent_again(bloom_conn, dag_run, tmp_path, request):
     """The signed-upload token is single-use and the lost request may have spent it."""
     path = tmp_path / "signed.png"
     path.write_bytes(make_png(320, 200, tint=9))
@@ -248,7 +250,7 @@ def test_a_lost_signed_upload_is_not_sent_again(bloom_conn, tmp_path, request):
     bloom_conn.add_fault("images.uploadFileSigned", "cut_after")
     with bloom_dag(request.node.name) as dag:
         BloomUploadImageOperator(task_id="upload", images=[path], upload_tokens=[token])
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["upload"] == "failed" and out.tries["upload"] == 1
     assert by_op(bloom_conn, "images.uploadFileSigned") == 1
 
@@ -257,16 +259,16 @@ def test_a_lost_signed_upload_is_not_sent_again(bloom_conn, tmp_path, request):
 
 
 @pytest.mark.parametrize("fault", LOST_AFTER_EFFECT)
-def test_brand_creation_recovers_the_brand_of_a_lost_answer(bloom_conn, request, fault):
+def test_brand_creation_recovers_the_brand_of_a_lost_answer(bloom_conn, dag_run, request, fault):
     url = "https://lost-answer.example.com"
     BloomHook().create_brand(url="https://other.example.com")  # another brand created meanwhile
     bloom_conn.add_fault("brands.create", **fault)
     with bloom_dag(request.node.name) as dag:
         BloomCreateBrandOperator(task_id="create", url=url)
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["create"] == "success" and out.tries["create"] == 1, out.errors
     (brand,) = [b for b in BloomHook().iter_brands() if b["url"] == url]
-    assert out.xcom["create"] == brand["id"]
+    assert out.xcom("create") == brand["id"]
     assert by_op(bloom_conn, "brands.create") == 2  # the other brand's and this one: never re-sent
     _expect_corruption_only(bloom_conn, fault, "brands.create")
 

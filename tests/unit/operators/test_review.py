@@ -457,9 +457,10 @@ PROMPTS = ["a teal bicycle", "a lemon tart", "a paper boat"]
 
 
 @needs_33
-def test_review_example_edits_with_the_reviewers_words_and_publishes_only_approved(bloom_conn, tmp_path):
+def test_review_example_edits_with_the_reviewers_words_and_publishes_only_approved(
+    bloom_conn, dag_run, tmp_path
+):
     from airflow_provider_bloom.hooks.bloom import BloomHook
-    from tests.helpers import run_dag
 
     dag = _example_dag()
     form = {"reject": "1: off-brand", "edit": "2: warmer light"}
@@ -471,12 +472,12 @@ def test_review_example_edits_with_the_reviewers_words_and_publishes_only_approv
         _answer_when_parked(dag.dag_id, "review_1", first, seen_1),
         _answer_when_parked(dag.dag_id, "review_2", second, seen_2),
     ]
-    run = run_dag(dag, run_conf={"prompts": PROMPTS, "output": str(tmp_path)})
+    run = dag_run(dag, run_conf={"prompts": PROMPTS, "output": str(tmp_path)})
     for thread in threads:
         thread.join(5)
     assert run.state == "success", run.errors
     assert seen_1["body"].count("![image") == 3 and seen_2["body"].count("![image") == 1
-    reviewed = run.xcom["review_2"]
+    reviewed = run.xcom("review_2")
     records = from_jsonl(Path(reviewed["manifest_path"].removeprefix("file://")).read_text())
     by_prompt = {r["prompt"]: r for r in records}
     rejected, edited, approved = (by_prompt[p] for p in PROMPTS)
@@ -492,15 +493,13 @@ def test_review_example_edits_with_the_reviewers_words_and_publishes_only_approv
     # Only the approved images were downloaded.
     files = sorted(p.name for p in tmp_path.rglob("files/*"))
     assert files == sorted(f"{r['image_ids'][0]}.png" for r in (approved, edited))
-    assert run.xcom["report"]["decisions"] == {"approved": 2, "rejected": 1, "edit_requested": 0}
+    assert run.xcom("report")["decisions"] == {"approved": 2, "rejected": 1, "edit_requested": 0}
 
 
-def test_review_example_runs_with_nobody_present_when_review_is_off(bloom_conn, tmp_path):
-    from tests.helpers import run_dag
-
-    run = run_dag(_example_dag(), run_conf={"prompts": PROMPTS[:2], "output": str(tmp_path), "review": False})
+def test_review_example_runs_with_nobody_present_when_review_is_off(bloom_conn, dag_run, tmp_path):
+    run = dag_run(_example_dag(), run_conf={"prompts": PROMPTS[:2], "output": str(tmp_path), "review": False})
     assert run.state == "success", run.errors
-    result = run.xcom["review_1"]
+    result = run.xcom("review_1")
     assert result["auto_approved"] is True and len(result["approved"]) == 2
     assert len(list(tmp_path.rglob("files/*.png"))) == 2
 

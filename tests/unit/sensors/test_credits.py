@@ -6,10 +6,10 @@ import threading
 
 from airflow_provider_bloom.operators.images import BloomGenerateImageOperator
 from airflow_provider_bloom.sensors.credits import BloomCreditsSensor
-from tests.helpers import bloom_dag, by_op, run_dag
+from tests.helpers import bloom_dag, by_op
 
 
-def test_a_credits_check_stops_a_batch_that_cannot_be_paid(bloom_conn, request):
+def test_a_credits_check_stops_a_batch_that_cannot_be_paid(bloom_conn, dag_run, request):
     bloom_conn.set_credits(5)
     prompts = ["a red kite", "a blue kite", "a green kite"]
     with bloom_dag(request.node.name, params={"n": 3}) as dag:
@@ -18,9 +18,9 @@ def test_a_credits_check_stops_a_batch_that_cannot_be_paid(bloom_conn, request):
         BloomCreditsSensor(task_id="skipped", required_credits="{{ 9 }}", soft_fail=True)
         short >> BloomGenerateImageOperator(task_id="batch", prompt="a kite")
         BloomCreditsSensor(task_id="bad", required_credits="{{ 'lots' }}")
-    out = run_dag(dag)
+    out = dag_run(dag)
 
-    assert out.states["enough"] == "success" and out.xcom["enough"] == {
+    assert out.states["enough"] == "success" and out.xcom("enough") == {
         "balance": 5,
         "unlimited": False,
         "required": 5.0,
@@ -36,20 +36,20 @@ def test_a_credits_check_stops_a_batch_that_cannot_be_paid(bloom_conn, request):
     assert by_op(bloom_conn, "images.generate") == 0
 
 
-def test_prompts_rendered_from_a_template_are_counted(bloom_conn, request):
+def test_prompts_rendered_from_a_template_are_counted(bloom_conn, dag_run, request):
     bloom_conn.set_credits(100)
     with bloom_dag(request.node.name, params={"prompts": ["x", "y", "z", "w"]}) as dag:
         BloomCreditsSensor(task_id="check", prompts="{{ params.prompts | length }}", variant_count=2)
-    out = run_dag(dag)
-    assert out.xcom["check"]["required"] == 8.0
+    out = dag_run(dag)
+    assert out.xcom("check")["required"] == 8.0
 
 
-def test_unlimited_accounts_pass_and_a_top_up_ends_the_wait(bloom_conn, request):
+def test_unlimited_accounts_pass_and_a_top_up_ends_the_wait(bloom_conn, dag_run, request):
     bloom_conn.set_credits(0, unlimited=True)
     with bloom_dag(request.node.name + "_unlimited") as dag:
         BloomCreditsSensor(task_id="check", prompts=1000, image_size="4K", variant_count=5)
-    out = run_dag(dag)
-    assert out.states["check"] == "success" and out.xcom["check"]["unlimited"] is True
+    out = dag_run(dag)
+    assert out.states["check"] == "success" and out.xcom("check")["unlimited"] is True
 
     bloom_conn.set_credits(1)
     checks_before = by_op(bloom_conn, "credits.get")
@@ -66,18 +66,18 @@ def test_unlimited_accounts_pass_and_a_top_up_ends_the_wait(bloom_conn, request)
         BloomCreditsSensor(task_id="wait", prompts=10, wait_for_top_up=True, poke_interval=0.1, timeout=60)
     admin.start()
     try:
-        out = run_dag(dag)
+        out = dag_run(dag)
     finally:
         stop.set()
-    assert out.states["wait"] == "success" and out.xcom["wait"]["balance"] == 50
+    assert out.states["wait"] == "success" and out.xcom("wait")["balance"] == 50
     assert by_op(bloom_conn, "credits.get") >= checks_before + 2  # a short poke, then one after the top-up
 
 
-def test_waiting_for_a_top_up_times_out_with_the_numbers(bloom_conn, request):
+def test_waiting_for_a_top_up_times_out_with_the_numbers(bloom_conn, dag_run, request):
     bloom_conn.set_credits(2)
     with bloom_dag(request.node.name) as dag:
         BloomCreditsSensor(task_id="wait", prompts=4, wait_for_top_up=True, poke_interval=0.1, timeout=0.5)
-    out = run_dag(dag)
+    out = dag_run(dag)
     assert out.states["wait"] == "failed" and out.tries["wait"] == 1  # a sensor timeout is not retried
     assert "AirflowSensorTimeout" in out.error("wait")
     assert "balance is 2 credits but the planned batch needs 4" in out.error("wait")

@@ -8,8 +8,7 @@ import uuid
 
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.triggers.brands import BloomBrandTrigger
-from tests.airflow_helpers import import_string
-from tests.helpers import API_KEY, conn_json, events_of
+from tests.helpers import API_KEY, conn_json, events_of, import_string
 
 
 def test_trigger_serializes_only_primitives_and_never_the_key(bloom_conn):

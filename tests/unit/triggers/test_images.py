@@ -12,9 +12,8 @@ import pytest
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.bloom import BloomHook
 from airflow_provider_bloom.triggers.images import BloomImagesTrigger
-from tests.airflow_helpers import import_string
 from tests.helpers import RECORD_FIELDS as SLIM_FIELDS
-from tests.helpers import conn_json, events_of, list_calls, until
+from tests.helpers import conn_json, events_of, import_string, list_calls, until
 
 
 def generate(prompt: str = "a lighthouse at dawn", n: int = 1) -> list[str]:
