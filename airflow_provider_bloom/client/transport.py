@@ -232,7 +232,10 @@ class AsyncBloomClient(_ClientCore, BloomOperations[Awaitable[JSON]]):
         return self.execute(self.prepare(operation_id, **parts))
 
     async def execute(self, call: PreparedCall, *, retry: bool = True) -> JSON:
-        """Send ``call`` under the retry policy; after a 401 on OAuth, once more with a fresh token."""
+        """Send ``call`` under the retry policy; after a 401 on OAuth, once more with a fresh token.
+
+        ``retry=False``: send it once, for a caller that backs off within its own deadline (a wait).
+        """
         try:
             return await tenacity.AsyncRetrying(**self.retry_kwargs(retry=retry))(self._send_once, call)
         except BloomAuthError as exc:
