@@ -2,7 +2,7 @@
 
 :class:`_ClientCore` builds and checks requests from the spec, turns answers into
 Bloom's ``data`` or the matching error, redacts credentials, classifies transport
-failures and holds the retry policy (tenacity):
+failures and runs the one retry policy of :mod:`.retry` in tenacity's loop:
 
 * safe calls (GET, DELETE, logo PUTs, search): retried on 429, 5xx, timeouts
   and connection errors, with the one backoff of :mod:`.retry` (jittered
