@@ -16,6 +16,7 @@ thread-safe: the batch operators share one between their threads).
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -74,13 +75,50 @@ def _token_request(core: _ClientCore) -> dict[str, Any]:
     return {"url": settings.token_url, "data": core._token_form(), "timeout": _timeout(settings.timeout)}
 
 
+#: The content codings a download accepts, and zlib's window bits for each.
+_CODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+ACCEPT_ENCODING = "gzip, deflate"
+
+
 def _decoded_chunks(resp: httpx.Response, size: int) -> Iterator[bytes]:
-    """The decoded body of a streamed answer, each network read in pieces of at most ``size`` bytes."""
+    """The decoded body of a streamed answer, in pieces of at most ``size`` bytes as the network brings them.
+
+    Decoded here, ``size`` bytes at a time, rather than by httpx, which inflates a whole network read at
+    once: a few kilobytes of gzip can hold gigabytes, and the caller's size cap must see them come in.
+    """
+    coding = (resp.headers.get("content-encoding") or "identity").strip().lower()
     try:
-        for data in resp.iter_bytes():
-            for start in range(0, len(data), size):
-                yield data[start : start + size]
-    except httpx.DecodingError as exc:
+        if coding == "identity":
+            for data in resp.iter_raw():
+                for start in range(0, len(data), size):
+                    yield data[start : start + size]
+            return
+        if coding not in _CODINGS:
+            raise zlib.error(f"unsupported content coding {coding!r}")
+        inflater = zlib.decompressobj(_CODINGS[coding])
+        fed = ended = False  # fed: bytes went into this inflater; ended: a whole member came out
+        for data in resp.iter_raw():
+            while data:
+                try:
+                    out = inflater.decompress(data, size)
+                except zlib.error:
+                    if ended:  # what follows a complete member is not another one: ignored, as urllib3 does
+                        return
+                    if fed or coding != "deflate":
+                        raise
+                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, without zlib's header
+                    out = inflater.decompress(data, size)
+                fed = True
+                if inflater.eof and inflater.unused_data:  # several gzip members: the next starts here
+                    data, inflater = inflater.unused_data, zlib.decompressobj(_CODINGS[coding])
+                    fed, ended = False, True
+                else:
+                    data = inflater.unconsumed_tail
+                if out:
+                    yield out
+        if fed and not inflater.eof:
+            raise zlib.error("the compressed body ends before its end marker")
+    except zlib.error as exc:
         raise BloomDownloadError(
             f"the server's {resp.headers.get('content-encoding')} body could not be decoded", permanent=False
         ) from exc
@@ -162,7 +200,10 @@ class BloomClient(_ClientCore, BloomOperations[JSON]):
             for _ in range(MAX_REDIRECTS + 1):
                 headers = self._auth_headers() if self.credentials_allowed(current) else {}
                 request = self.http.build_request(
-                    "GET", current, headers=headers, timeout=_timeout(timeout or self.settings.timeout)
+                    "GET",
+                    current,
+                    headers={**headers, "Accept-Encoding": ACCEPT_ENCODING},
+                    timeout=_timeout(timeout or self.settings.timeout),
                 )
                 try:
                     resp = self.http.send(request, stream=True)
