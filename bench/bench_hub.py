@@ -83,7 +83,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run_scenario(emulator: Any, n: int, sizes: tuple[int, int], spread: float) -> dict[str, Any]:
     from airflow_provider_bloom.hooks.bloom import BloomHook
-    from airflow_provider_bloom.triggers.hub import forget_connections
+    from airflow_provider_bloom.triggers.connections import forget_connections
     from airflow_provider_bloom.triggers.images import BloomImagesTrigger
 
     forget_connections()

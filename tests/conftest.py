@@ -89,7 +89,7 @@ def airflow_home() -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_connection_lookups():
     """Tests change connections between them: the triggers' short lookup cache must not carry over."""
-    from airflow_provider_bloom.triggers.hub import forget_connections
+    from airflow_provider_bloom.triggers.connections import forget_connections
 
     forget_connections()
     yield

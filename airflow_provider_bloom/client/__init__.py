@@ -4,8 +4,8 @@
 - :mod:`.operations`: the 23 operations as methods, declared once for both clients and the hook;
 - :mod:`.core`: what both transports share: building and checking a request, reading an answer,
   redacting credentials, and the one retry policy (:mod:`.retry`);
-- :mod:`.transport`: :class:`~.transport.BloomClient` (requests) and :class:`~.transport.AsyncBloomClient`
-  (httpx), each a thin loop around those decisions;
+- :mod:`.transport`: :class:`~.transport.BloomClient` and :class:`~.transport.AsyncBloomClient`, both
+  on httpx (one library, one error classification), each a thin loop around those decisions;
 - :mod:`.settings`: what a client is configured with; :mod:`.files`: file inputs and uploads.
 
 Nothing here is imported eagerly: a DAG file that imports an operator loads no HTTP stack.

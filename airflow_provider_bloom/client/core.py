@@ -1,8 +1,8 @@
-"""The client's shared decisions, for both transports (requests and httpx).
+"""The client's shared decisions, for both transports (``httpx.Client`` and ``httpx.AsyncClient``).
 
 :class:`_ClientCore` builds and checks requests from the spec, turns answers into
 Bloom's ``data`` or the matching error, redacts credentials, classifies transport
-failures and holds the retry policy (tenacity):
+failures and runs the one retry policy of :mod:`.retry` in tenacity's loop:
 
 * safe calls (GET, DELETE, logo PUTs, search): retried on 429, 5xx, timeouts
   and connection errors, with the one backoff of :mod:`.retry` (jittered
@@ -77,7 +77,7 @@ class PreparedCall:
         return f"<PreparedCall {self.op.method} {self.url}>"
 
     def request_args(self) -> dict[str, Any]:
-        """Return the arguments both ``requests`` and ``httpx`` take to send this call."""
+        """Return the arguments ``httpx``'s clients take to send this call."""
         files = None
         if self.upload is not None:
             files = {"file": (self.upload.filename, self.upload.content, self.upload.mime)}

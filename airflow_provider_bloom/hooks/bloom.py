@@ -33,7 +33,7 @@ from airflow_provider_bloom.hooks.connection import (
 from airflow_provider_bloom.logic.records import BrandStatus
 from airflow_provider_bloom.logic.waiting import PendingImages, check_poll_timeout, wait_window
 
-# The client (and requests under it) is imported when a client is built, not when a DAG file is
+# The client (and httpx under it) is imported when a client is built, not when a DAG file is
 # parsed: an operator module only needs this hook's class.
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -135,16 +135,10 @@ class BloomHook(BaseHook, BloomOperations[JSON]):
     def single_try_client(self, connections: int = 10) -> BloomClient:
         """A new client that sends each request once (no retries), with ``connections`` pooled
         connections: for callers that pace and retry themselves, from several threads (the batch
-        operators). Close it when done."""
-        import requests
-
+        operators; the client is thread-safe). Close it when done."""
         from airflow_provider_bloom.client.transport import BloomClient
 
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return BloomClient(replace(self.settings, max_retries=0), session=session)
+        return BloomClient(replace(self.settings, max_retries=0), max_connections=max(1, connections))
 
     async def aget_settings(self) -> ClientSettings:
         """Settings from an async connection lookup: safe inside the triggerer's event loop.

@@ -28,8 +28,6 @@ from airflow_provider_bloom.exceptions import (
     BloomInputError,
 )
 from airflow_provider_bloom.logic.records import (
-    BRAND_RECORD_FIELDS,
-    EVENT_STATUSES,
     BrandEvent,
     BrandRecord,
     BrandStatus,
@@ -43,9 +41,7 @@ from airflow_provider_bloom.logic.records import (
     slim_record,
 )
 
-__all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earlier imports
-    "BRAND_RECORD_FIELDS",
-    "EVENT_STATUSES",
+__all__ = [
     "PendingImages",
     "brand_event",
     "brand_timeout_event",
@@ -54,7 +50,6 @@ __all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earl
     "check_retry_delay",
     "error_fields",
     "event_error",
-    "slim_brand",
     "wait_window",
 ]
 

@@ -70,15 +70,13 @@ from airflow_provider_bloom.triggers._waiters import (
     WaitOptions,
     sequence,
 )
-from airflow_provider_bloom.triggers.connections import connection_settings, forget_connections
 
 if TYPE_CHECKING:
     from airflow_provider_bloom.client.transport import AsyncBloomClient
 
 log = logging.getLogger(__name__)
 
-# connection_settings and forget_connections: kept importable from here (earlier imports)
-__all__ = ["WaitHub", "WaitOptions", "active_hubs", "connection_settings", "forget_connections", "hub_for"]
+__all__ = ["WaitHub", "WaitOptions", "active_hubs", "hub_for"]
 
 #: Long-polls held at once by one hub (the connection pool is sized for them).
 MAX_LONG_POLLS = 100

@@ -51,4 +51,4 @@ def test_building_a_client_from_the_hook_loads_the_transport(monkeypatch):
     )
     client = BloomHook().client
     assert isinstance(client, client_module.BloomClient)
-    assert client.session.trust_env is False
+    assert client.http.trust_env is False

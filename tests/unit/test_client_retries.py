@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
 from airflow_provider_bloom.exceptions import (
@@ -98,16 +97,19 @@ def test_paid_post_is_retried_when_the_connection_was_refused(bloom_api_key):
     port = free_port()
     attempts = []
 
-    class CountingSession(requests.Session):
-        def send(self, request, **kwargs):
-            attempts.append(request.url)
-            return super().send(request, **kwargs)
-
     settings = fast_settings(
         f"http://127.0.0.1:{port}/api/v1", bloom_api_key, max_retries=2, backoff_max=0.02
     )
+    client = BloomClient(settings)
+    send = client.http.send
+
+    def counting(request, **kwargs):
+        attempts.append(request.url)
+        return send(request, **kwargs)
+
+    client.http.send = counting  # type: ignore[method-assign]
     with pytest.raises(BloomTransportError) as info:
-        BloomClient(settings, session=CountingSession()).generate_images("never sent")
+        client.generate_images("never sent")
     assert not info.value.maybe_charged
     assert len(attempts) == 3
 

@@ -118,12 +118,12 @@ def test_brands_match_by_url_and_window():
 
 
 def test_a_read_timeout_leaves_the_window_open():
-    import requests
+    import httpx
 
     timeout = BloomTransportError("lost", maybe_charged=True)
-    timeout.__cause__ = requests.ReadTimeout("read timed out")
+    timeout.__cause__ = httpx.ReadTimeout("read timed out")
     cut = BloomTransportError("lost", maybe_charged=True)
-    cut.__cause__ = requests.ConnectionError("reset")
+    cut.__cause__ = httpx.ReadError("reset")
     assert is_open_ended(timeout) and not is_open_ended(cut)
 
 

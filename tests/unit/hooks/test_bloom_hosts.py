@@ -81,13 +81,13 @@ def test_tls_failure_is_not_retried(bloom_emulator):
     settings = ClientSettings(base_url=f"https://{_hostport(bloom_emulator)}/api/v1", api_key=API_KEY)
     client = BloomClient(settings)
     attempts = []
-    send = client.session.request
+    send = client.http.send
 
     def counting(*args, **kwargs):
         attempts.append(args)
         return send(*args, **kwargs)
 
-    client.session.request = counting  # type: ignore[method-assign]
+    client.http.send = counting  # type: ignore[method-assign]
     with pytest.raises(BloomTransportError):
         client.get_account()
     assert len(attempts) == 1
