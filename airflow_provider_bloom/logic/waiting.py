@@ -31,8 +31,6 @@ from airflow_provider_bloom.exceptions import (
     BloomInputError,
 )
 from airflow_provider_bloom.logic.records import (
-    BRAND_RECORD_FIELDS,
-    EVENT_STATUSES,
     BrandEvent,
     BrandRecord,
     BrandStatus,
@@ -49,9 +47,7 @@ from airflow_provider_bloom.logic.records import (
 #: Longest pause between re-issues after a transient error.
 MAX_RETRY_DELAY = 30.0
 
-__all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earlier imports
-    "BRAND_RECORD_FIELDS",
-    "EVENT_STATUSES",
+__all__ = [
     "PendingImages",
     "brand_event",
     "brand_timeout_event",
@@ -61,7 +57,6 @@ __all__ = [  # EVENT_STATUSES, BRAND_RECORD_FIELDS and slim_brand: kept for earl
     "error_fields",
     "event_error",
     "is_transient",
-    "slim_brand",
     "transient_delay",
     "wait_window",
 ]
