@@ -16,7 +16,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
-from airflow_provider_bloom.logic.prices import PAID_OPERATIONS, credits_for, kind_of
+from airflow_provider_bloom.logic.prices import CHARGED_OPERATIONS, credits_for, kind_of
 from airflow_provider_bloom.logic.reconcile import (
     DEFAULT_RECONCILE_TIMEOUT,
     DEFAULT_TOLERANCE,
@@ -318,7 +318,7 @@ class PaidRequestLedger:
             legacy = [self.key_for(operation, p, self.round) for p in legacy_payloads(call)]
         credits = (
             credits_for(operation, call.json or {}, source_size, self.prices)
-            if self.meter is not None and operation in PAID_OPERATIONS
+            if self.meter is not None and operation in CHARGED_OPERATIONS
             else None
         )
         return self.run(
