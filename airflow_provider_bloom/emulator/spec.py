@@ -130,9 +130,6 @@ class OperationSpec(OperationKey):
         """The credential is a single-use token in the path, not an API key."""
         return self.operation_id in UNAUTHENTICATED_OPERATIONS
 
-    def declares(self, status: int) -> bool:
-        return status in self.responses
-
     @functools.cached_property
     def defined_errors(self) -> dict[int, dict[str, str]]:
         """status -> {code: default message} of the spec's ``defined: true`` errors."""
