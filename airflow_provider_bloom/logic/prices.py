@@ -58,19 +58,20 @@ ASSUMED_PRICES: dict[str, Price] = {
 }
 DEFAULT_PRICES: dict[str, Price] = {**PUBLISHED_PRICES, **ASSUMED_PRICES}
 
-_ALIASES: dict[str, str] = {}
+#: Every spelling a price override may use for an operation (lower case) -> its operation id.
+_SPELLINGS: dict[str, str] = {}
 for _op, _kind in CHARGED_OPERATIONS.items():
-    _ALIASES[_op.lower()] = _op
-    _ALIASES[_kind] = _op
-    _ALIASES[_kind.replace("_", "")] = _op
-    _ALIASES[_kind.replace("_", "-")] = _op
-    _ALIASES["images." + _kind] = _op
-    _ALIASES["images." + _kind.replace("_", "-")] = _op
+    _SPELLINGS[_op.lower()] = _op
+    _SPELLINGS[_kind] = _op
+    _SPELLINGS[_kind.replace("_", "")] = _op
+    _SPELLINGS[_kind.replace("_", "-")] = _op
+    _SPELLINGS["images." + _kind] = _op
+    _SPELLINGS["images." + _kind.replace("_", "-")] = _op
 
 
 def operation_id(name: str) -> str:
     """The operation id of a charged operation named by its id or short name; raise for any other."""
-    op = _ALIASES.get(str(name).strip().lower())
+    op = _SPELLINGS.get(str(name).strip().lower())
     if op is None:
         raise BloomInputError(
             "operation",
