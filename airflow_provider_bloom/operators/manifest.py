@@ -10,13 +10,9 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.lineage import (
-    asset_extra,
-    from_manifest_record,
-    manifest_location,
-    storage_dataset,
-)
+from airflow_provider_bloom.lineage import manifest_location, storage_dataset
 from airflow_provider_bloom.logic.batch.manifest import image_records, manifest_text
+from airflow_provider_bloom.logic.provenance import asset_extra, from_manifest_record, manifest_images
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -121,7 +117,7 @@ class BloomWriteManifestOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the batch manifest in, the per-image manifest out, the images' provenance."""
-        from airflow_provider_bloom.lineage import manifest_images, operator_lineage
+        from airflow_provider_bloom.lineage import operator_lineage
 
         source = manifest_location(self.manifest)
         return operator_lineage(
