@@ -1,36 +1,35 @@
-"""Provenance of Bloom images, recorded when the call is made, and its OpenLineage form.
+"""How provenance records travel between tasks (XCom), and their OpenLineage form.
 
-Bloom's image record has no link from an edit, resize, cut-out or SVG to its source, and no model or
-size, so "which prompt and which original made this file" can only be answered from what the provider
-wrote down when it made the call. Every operator that creates images records one **provenance record**
-per new image (:func:`provenance`):
-
-``image_id``, ``operation`` (``images.generate``...), ``action`` (Bloom's ``actionType``: ``generation``,
-``edit``, ``resize``, ``remove-background``, ``vectorize``), ``prompt`` and ``model`` (of the generation or
-edit that made the pixels: a resize keeps its source's), ``image_size``, ``aspect_ratio``,
-``source_image_id`` (the image it was made from), ``lineage`` (every earlier step, oldest first:
-``[{"operation", "image_id"}]``), ``variant_group_id``, ``credits`` (by Bloom's published prices), and
-``review`` (the human review's decision, where there was one).
-
-Single-image operators push their records to XCom (key :data:`PROVENANCE_XCOM_KEY`); a later operator
-finds the records of its source images there (:func:`upstream_provenance`), so a chain carries its
-prompt, model and lineage to the last file. Batch operators keep the same fields in their manifest
-(:mod:`airflow_provider_bloom.logic.batch.manifest`), from which :func:`from_manifest_record` reads them.
+The records themselves, and every rule that builds them from a request, a source or a manifest, are
+in :mod:`airflow_provider_bloom.logic.provenance` (no I/O, no Airflow). This module is the part that
+touches a task: single-image operators push their records to XCom (key :data:`PROVENANCE_XCOM_KEY`);
+a later operator finds the records of its source images there (:func:`upstream_provenance`), so a chain
+carries its prompt, model and lineage to the last file. Batch operators keep the same fields in their
+manifest (:mod:`airflow_provider_bloom.logic.batch.manifest`).
 
 The OpenLineage side (:func:`operator_lineage`, the facet classes) imports the OpenLineage provider
 only when called: this module, and every operator, work without it installed. Facets are bounded:
 the run facet lists at most :data:`MAX_RUN_FACET_IMAGES` images and says how many there were
 (``total``, ``truncated``, and the manifest that lists them all); per-file dataset facets are attached
-to at most :data:`MAX_DATASET_FACETS` outputs; an Asset event's ``extra`` lists at most
-:data:`MAX_EXTRA_IMAGES` images.
+to at most :data:`MAX_DATASET_FACETS` outputs.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from airflow_provider_bloom.logic.provenance import (
+    FIELDS,
+    bounded,
+    derived_provenance,
+    generation_provenance,
+    index,
+    manifest_images,
+    price,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -40,150 +39,11 @@ PROVENANCE_XCOM_KEY = "bloom_provenance"
 #: Names of the facets in OpenLineage events.
 RUN_FACET_NAME = "bloom_provenance"
 DATASET_FACET_NAME = "bloom_image"
-#: Bounds: images listed in the run facet, outputs given a dataset facet, images in an Asset event's extra.
+#: Bounds: images listed in the run facet, outputs given a dataset facet.
 MAX_RUN_FACET_IMAGES = 100
 MAX_DATASET_FACETS = 1000
-MAX_EXTRA_IMAGES = 50
 #: Where the facets' JSON schema is documented (the provider's lineage how-to).
 SCHEMA_URL = "https://github.com/trybloom/airflow-provider-bloom/blob/main/docs/howto/lineage.md"
-#: Bloom's ``actionType`` of each paid operation.
-ACTIONS = {
-    "images.generate": "generation",
-    "images.edit": "edit",
-    "images.resize": "resize",
-    "images.removeBackground": "remove-background",
-    "images.vectorize": "vectorize",
-}
-#: Bloom's defaults when a request leaves them out (its spec: model "pro", imageSize "2K").
-DEFAULT_MODEL = "pro"
-DEFAULT_IMAGE_SIZE = "2K"
-#: The fields of a provenance record, in order.
-FIELDS = (
-    "image_id",
-    "operation",
-    "action",
-    "prompt",
-    "model",
-    "image_size",
-    "aspect_ratio",
-    "source_image_id",
-    "lineage",
-    "variant_group_id",
-    "credits",
-    "review",
-)
-#: Operations whose request chooses the model and size (the others keep their source's).
-_GENERATIVE = ("images.generate", "images.edit")
-#: Provenance fields a step's request may set (a resize sets the ratio through ``target_aspect_ratio``).
-_CHAIN_FIELDS = (
-    ("prompt", ("prompt",)),
-    ("model", ("model",)),
-    ("image_size", ("image_size",)),
-    ("aspect_ratio", ("target_aspect_ratio", "aspect_ratio")),
-)
-
-
-def provenance(
-    image_id: str,
-    operation: str,
-    *,
-    prompt: str | None = None,
-    model: str | None = None,
-    image_size: str | None = None,
-    aspect_ratio: str | None = None,
-    source_image_id: str | None = None,
-    lineage: Sequence[Mapping[str, Any]] = (),
-    variant_group_id: str | None = None,
-    credits: float | None = None,
-    review: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One image's provenance record (see the module's docstring for the fields)."""
-    return {
-        "image_id": str(image_id),
-        "operation": operation,
-        "action": ACTIONS.get(operation, operation),
-        "prompt": prompt,
-        "model": model,
-        "image_size": image_size,
-        "aspect_ratio": aspect_ratio,
-        "source_image_id": source_image_id,
-        "lineage": [dict(step) for step in lineage],
-        "variant_group_id": variant_group_id,
-        "credits": credits,
-        "review": dict(review) if review else None,
-    }
-
-
-def price(
-    operation: str,
-    body: Mapping[str, Any],
-    source_size: str | None = None,
-    prices: Mapping[str, Any] | None = None,
-) -> float | None:
-    """What one request costs by the provider's price list (:mod:`airflow_provider_bloom.logic.prices`;
-    ``prices``: the connection's overrides)."""
-    from airflow_provider_bloom.logic.prices import credits_for
-
-    try:
-        return credits_for(operation, body, source_size=source_size, prices=prices)
-    except (TypeError, ValueError):
-        return None
-
-
-def generation_provenance(
-    body: Mapping[str, Any],
-    ids: Sequence[str],
-    variant_group_id: str | None,
-    credits: float | None = None,
-    prices: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """The records of the images one generation made (``body``: the request as sent, camelCase;
-    ``credits``: what the request cost, by default its price by ``prices``; shared by its variants)."""
-    each = _share(price("images.generate", body, prices=prices) if credits is None else credits, len(ids))
-    return [
-        provenance(
-            image_id,
-            "images.generate",
-            prompt=body.get("prompt"),
-            model=body.get("model") or DEFAULT_MODEL,
-            image_size=body.get("imageSize") or DEFAULT_IMAGE_SIZE,
-            aspect_ratio=body.get("aspectRatio"),
-            variant_group_id=variant_group_id,
-            credits=each,
-        )
-        for image_id in ids
-    ]
-
-
-def derived_provenance(
-    operation: str,
-    body: Mapping[str, Any],
-    image_id: str,
-    source_image_id: str,
-    source: Mapping[str, Any] | None,
-    credits: float | None,
-) -> dict[str, Any]:
-    """The record of an image made from ``source_image_id`` (edit, resize, remove-background, vectorize).
-
-    ``source``: the source's own provenance record when one is known (it carries the prompt, model and
-    lineage of the chain); without it only what this call says is recorded, plus the source's id.
-    """
-    source = source or {}
-    steps = list(source.get("lineage") or [])
-    if source.get("operation"):
-        steps.append({"operation": source["operation"], "image_id": source_image_id})
-    generative = operation in _GENERATIVE
-    return provenance(
-        image_id,
-        operation,
-        prompt=body.get("prompt") if generative else source.get("prompt"),
-        model=(body.get("model") or DEFAULT_MODEL) if generative else source.get("model"),
-        image_size=(body.get("imageSize") or DEFAULT_IMAGE_SIZE) if generative else source.get("image_size"),
-        aspect_ratio=body.get("targetAspectRatio") or source.get("aspect_ratio"),
-        source_image_id=source_image_id,
-        lineage=steps,
-        credits=credits,
-    )
 
 
 def derived_records(
@@ -201,84 +61,6 @@ def derived_records(
         size = (source or {}).get("image_size") or sizes.get(source_id)
         cost = price(task.operation, body, source_size=size, prices=prices)
         out.append(derived_provenance(task.operation, body, new_id, source_id, source, cost))
-    return out
-
-
-def from_manifest_record(record: Mapping[str, Any], image_id: str) -> dict[str, Any]:
-    """The provenance of one image of a batch manifest record.
-
-    The prompt, model, size and ratio are the latest ones along the record's chain: this step's
-    ``request``, then the steps in ``lineage`` (newest first: an edit's prompt, a resize's target
-    ratio), then the row's own fields, then Bloom's defaults where a generation or edit left them out.
-    """
-    operation = str(record.get("operation") or "images.generate")
-    own: Mapping[str, Any] = record["request"] if isinstance(record.get("request"), Mapping) else {}
-    steps = [
-        *(s for s in record.get("lineage") or () if isinstance(s, Mapping)),
-        {**own, "operation": operation},
-    ]
-    found: dict[str, Any] = {}
-    for step in reversed(steps):
-        for key, names in _CHAIN_FIELDS:
-            value = next((step[n] for n in names if step.get(n) is not None), None)
-            if key not in found and value is not None:
-                found[key] = value
-    generative = any(step.get("operation") in _GENERATIVE for step in steps) or "prompt" in record
-    ids = record.get("image_ids") or []
-    return provenance(
-        image_id,
-        operation,
-        prompt=found.get("prompt", record.get("prompt")),
-        model=found.get("model") or record.get("model") or (DEFAULT_MODEL if generative else None),
-        image_size=found.get("image_size")
-        or record.get("image_size")
-        or (DEFAULT_IMAGE_SIZE if generative else None),
-        aspect_ratio=found.get("aspect_ratio") or record.get("aspect_ratio"),
-        source_image_id=record.get("source_image_id"),
-        lineage=[{"operation": s.get("operation"), "image_id": s.get("image_id")} for s in steps[:-1]],
-        variant_group_id=record.get("variant_group_id"),
-        credits=_share(record.get("credits"), len(ids) or 1),
-        review=record.get("review") if isinstance(record.get("review"), Mapping) else None,
-    )
-
-
-def from_bloom_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What Bloom's own record of an image tells: prompt, ratio, action, variant group (no model,
-    size or source)."""
-    action = record.get("actionType")
-    operation = next((op for op, name in ACTIONS.items() if name == action), str(action or "unknown"))
-    out = provenance(
-        str(record.get("id")),
-        operation,
-        prompt=record.get("prompt"),
-        aspect_ratio=record.get("aspectRatio"),
-        variant_group_id=record.get("variantGroupId"),
-    )
-    if action is None:
-        out["action"] = record.get("source")  # uploaded / scraped images carry no action
-    return out
-
-
-def merged(recorded: Mapping[str, Any] | None, bloom: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``recorded`` (what the provider wrote down) with gaps filled from Bloom's record."""
-    out = dict(bloom or {})
-    for key, value in (recorded or {}).items():
-        if value not in (None, [], {}) or key not in out:
-            out[key] = value
-    return out
-
-
-def index(records: Iterable[Any]) -> dict[str, dict[str, Any]]:
-    """Provenance records by image id (lists, nested lists of XCom pulls, and None are accepted)."""
-    out: dict[str, dict[str, Any]] = {}
-    stack = [records]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            if item.get("image_id"):
-                out.setdefault(str(item["image_id"]), dict(item))
-        elif isinstance(item, (list, tuple)):
-            stack.extend(reversed(item))
     return out
 
 
@@ -328,22 +110,6 @@ def recorded_provenance(task: Any, task_instance: Any) -> list[dict[str, Any]]:
         except Exception:
             records = None
     return list(index([records]).values())
-
-
-def bounded(images: Sequence[Mapping[str, Any]], limit: int) -> dict[str, Any]:
-    """At most ``limit`` records, and how many there were: ``{"images", "total", "truncated"}``."""
-    return {
-        "images": [dict(i) for i in images[:limit]],
-        "total": len(images),
-        "truncated": len(images) > limit,
-    }
-
-
-def asset_extra(records: Sequence[Mapping[str, Any]], **more: Any) -> dict[str, Any]:
-    """An Asset event's ``extra``: one image's record as is, or a bounded list (:data:`MAX_EXTRA_IMAGES`)."""
-    if len(records) == 1 and not more:
-        return {"bloom_image_id": records[0].get("image_id"), "bloom_provenance": dict(records[0])}
-    return {**more, "bloom_provenance": bounded(records, MAX_EXTRA_IMAGES)}
 
 
 # --------------------------------------------------------------------------- dataset names
@@ -475,11 +241,6 @@ def image_work_lineage(task: Any, task_instance: Any) -> OperatorLineage:
     )
 
 
-def manifest_images(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The provenance of every image a batch manifest's records name (carried-through ones included)."""
-    return [from_manifest_record(r, str(i)) for r in records for i in r.get("image_ids") or ()]
-
-
 def manifest_location(value: Any, suffixes: tuple[str, ...] = ()) -> str | None:
     """Where a batch input lives (a summary's manifest, a path or URL; ending in one of ``suffixes``
     when given), or None for inline input (rows, ids, records)."""
@@ -541,40 +302,20 @@ def _as_path(location: str) -> Any:
         return location
 
 
-def _share(credits: Any, count: int) -> float | None:
-    if credits is None or isinstance(credits, bool) or not isinstance(credits, (int, float)):
-        return None
-    each = credits / max(count, 1)
-    return int(each) if float(each).is_integer() else round(each, 4)
-
-
 __all__ = [
-    "ACTIONS",
     "DATASET_FACET_NAME",
-    "FIELDS",
     "MAX_DATASET_FACETS",
-    "MAX_EXTRA_IMAGES",
     "MAX_RUN_FACET_IMAGES",
     "PROVENANCE_XCOM_KEY",
     "RUN_FACET_NAME",
     "append_provenance",
-    "asset_extra",
     "attempt_records",
     "batch_lineage",
     "bloom_dataset",
-    "derived_provenance",
     "derived_records",
     "download_lineage",
-    "from_bloom_record",
-    "from_manifest_record",
-    "generation_provenance",
     "image_work_lineage",
-    "index",
-    "manifest_images",
-    "merged",
     "operator_lineage",
-    "price",
-    "provenance",
     "record_provenance",
     "storage_dataset",
     "upstream_provenance",

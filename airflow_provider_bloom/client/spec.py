@@ -25,8 +25,13 @@ MAX_IDS_PER_CALL = 50
 MAX_WAIT_SECONDS = 295
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
-# POSTs that start paid or stateful work and cannot be deduplicated (Bloom has no
-# idempotency key): they are retried only when the request provably never reached Bloom.
+#: The paid requests: those never sent twice, because Bloom has no idempotency key and a second
+#: send would pay or create again. They are every POST but the read-only ``images.search`` (each
+#: creates an image or a brand; five of them also cost credits, see
+#: :data:`~airflow_provider_bloom.logic.prices.CHARGED_OPERATIONS`), and the signed logo PUT, whose
+#: single-use token a second send would find spent. The other two logo PUTs replace the logo and may
+#: be repeated. A paid request is sent again only when it provably never reached Bloom or was
+#: answered 429. The emulator counts the same list (its ``paid_posts``).
 PAID_OPERATIONS = frozenset(
     {
         "images.generate",
@@ -41,7 +46,7 @@ PAID_OPERATIONS = frozenset(
         "brands.uploadLogoFileSigned",
     }
 )
-# Signed uploads carry a single-use token in the path instead of credentials.
+#: Signed uploads: a single-use token in the path is the credential, no API key is sent (or expected).
 UNAUTHENTICATED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
 
 # \Z, not $: "$" also matches before a trailing newline, so "<uuid>\n" would pass.
@@ -82,6 +87,7 @@ class Operation(OperationKey):
 
     @property
     def paid(self) -> bool:
+        """Never sent twice (:data:`PAID_OPERATIONS`); not the same as costing credits."""
         return self.operation_id in PAID_OPERATIONS
 
     @property

@@ -14,16 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_provider_bloom.client.spec import OAUTH_TOKEN_PATH
 from airflow_provider_bloom.emulator import admin, spec
 from airflow_provider_bloom.emulator.auth import authenticate, valid_oauth_client
 from airflow_provider_bloom.emulator.config import EmulatorConfig
 from airflow_provider_bloom.emulator.errors import EmulatorError, bad_request, dumps, generic_code
 from airflow_provider_bloom.emulator.handlers import HANDLERS, Call, Handler
-from airflow_provider_bloom.emulator.middleware import (
-    OAUTH_TOKEN_PATH,
-    OPERATION_SCOPE_KEY,
-    EmulatorMiddleware,
-)
+from airflow_provider_bloom.emulator.middleware import OPERATION_SCOPE_KEY, EmulatorMiddleware
 from airflow_provider_bloom.emulator.runtime import Emulator
 from airflow_provider_bloom.emulator.validation import check_form, check_json_body, check_params, read_form
 from airflow_provider_bloom.emulator.views import UrlContext

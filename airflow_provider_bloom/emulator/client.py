@@ -51,10 +51,6 @@ class EmulatorClient:
         result: dict[str, Any] = self._admin("POST", "/config", json=fields)
         return result
 
-    def get_config(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._admin("GET", "/config")
-        return result
-
     def set_credits(
         self, balance: float, workspace_id: str | None = None, unlimited: bool = False
     ) -> dict[str, Any]:

@@ -196,10 +196,6 @@ class EmulatorConfig:
         """Whether ``images.upload`` may really fetch ``url`` (its origin is in ``fetch_url_origins``)."""
         return _origin(url) in {_origin(o) for o in self.fetch_url_origins}
 
-    @property
-    def rate_limit_enabled(self) -> bool:
-        return bool(self.rate_limit_per_minute)
-
 
 def _origin(url: str) -> str:
     """``scheme://host:port`` of a URL, lower-cased, with the default port spelled out."""

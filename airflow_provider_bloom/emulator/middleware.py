@@ -15,6 +15,7 @@ from email.utils import formatdate
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from airflow_provider_bloom.client.spec import OAUTH_TOKEN_PATH
 from airflow_provider_bloom.emulator import spec
 from airflow_provider_bloom.emulator.auth import credential
 from airflow_provider_bloom.emulator.errors import EmulatorError, dumps, unwrap
@@ -23,8 +24,6 @@ from airflow_provider_bloom.emulator.observe import Violation, key_fingerprint, 
 from airflow_provider_bloom.emulator.runtime import FILE_DOWNLOAD, FILE_REDIRECT, OAUTH_TOKEN, Emulator
 
 OPERATION_SCOPE_KEY = "bloom.emulator.operation"
-ADMIN_PREFIX = "/_emulator"
-OAUTH_TOKEN_PATH = "/api/auth/oauth2/token"
 CUT = "cut"
 
 

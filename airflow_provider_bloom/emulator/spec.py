@@ -1,6 +1,6 @@
 """Bloom's OpenAPI document, indexed for the emulator: routes, input schemas, response schemas.
 
-The document is the package's ``spec/openapi.json`` loaded at runtime; nothing here
+The document is the package's ``openapi/openapi.json`` loaded at runtime; nothing here
 repeats a limit, an enum or an error code by hand.
 """
 
@@ -17,15 +17,11 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
+from airflow_provider_bloom.client.spec import PAID_OPERATIONS, UNAUTHENTICATED_OPERATIONS
 from airflow_provider_bloom.openapi import OperationKey, read_document
 
 API_PREFIX = "/api/v1"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-
-#: The one POST that neither costs credits nor stores anything; every other POST counts as paid.
-FREE_POSTS = frozenset({"images.search"})
-#: Operations whose credential is a token in the path, not an API key.
-SIGNED_OPERATIONS = frozenset({"images.uploadFileSigned", "brands.uploadLogoFileSigned"})
 
 # \Z, not $: "$" also matches before a trailing newline.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
@@ -126,15 +122,13 @@ class OperationSpec(OperationKey):
 
     @property
     def paid(self) -> bool:
-        """Costs credits or stores something (counted as ``paid_posts``): every POST but search."""
-        return self.method == "POST" and self.operation_id not in FREE_POSTS
+        """A request the client never sends twice (counted as ``paid_posts``): the client's own list."""
+        return self.operation_id in PAID_OPERATIONS
 
     @property
     def signed(self) -> bool:
-        return self.operation_id in SIGNED_OPERATIONS
-
-    def declares(self, status: int) -> bool:
-        return status in self.responses
+        """The credential is a single-use token in the path, not an API key."""
+        return self.operation_id in UNAUTHENTICATED_OPERATIONS
 
     @functools.cached_property
     def defined_errors(self) -> dict[int, dict[str, str]]:

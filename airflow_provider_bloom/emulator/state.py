@@ -2,7 +2,7 @@
 
 Pure Python (no web framework): every Bloom rule that is not about HTTP lives here and
 raises :class:`EmulatorError` with the spec's status and code. Statuses are derived from
-timestamps (see :mod:`records`), so nothing runs in the background.
+timestamps (see :mod:`~airflow_provider_bloom.emulator.stored`), so nothing runs in the background.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What each paid Bloom call costs, in credits: the one price list of the provider (no I/O).
+"""What a Bloom call costs, in credits: the one price list of the provider (no I/O).
 
 Bloom's answers carry no cost, so the provider computes it from the request and a price list:
 
@@ -28,8 +28,11 @@ from typing import Any, TypeAlias
 
 from airflow_provider_bloom.exceptions import BloomInputError
 
-#: Bloom's paid operations (operation id -> short name, the "kind" used in reports).
-PAID_OPERATIONS: dict[str, str] = {
+#: The operations that cost credits ("charged"; operation id -> short name, the "kind" used in
+#: reports): the five that declare 402 ``INSUFFICIENT_CREDITS``. They are among the paid requests
+#: (:data:`~airflow_provider_bloom.client.spec.PAID_OPERATIONS`, never sent twice), which also hold
+#: the uploads and the brand creation: those create something but cost nothing.
+CHARGED_OPERATIONS: dict[str, str] = {
     "images.generate": "generate",
     "images.edit": "edit",
     "images.resize": "resize",
@@ -55,30 +58,32 @@ ASSUMED_PRICES: dict[str, Price] = {
 }
 DEFAULT_PRICES: dict[str, Price] = {**PUBLISHED_PRICES, **ASSUMED_PRICES}
 
-_ALIASES: dict[str, str] = {}
-for _op, _kind in PAID_OPERATIONS.items():
-    _ALIASES[_op.lower()] = _op
-    _ALIASES[_kind] = _op
-    _ALIASES[_kind.replace("_", "")] = _op
-    _ALIASES[_kind.replace("_", "-")] = _op
-    _ALIASES["images." + _kind] = _op
-    _ALIASES["images." + _kind.replace("_", "-")] = _op
+#: Every spelling a price override may use for an operation (lower case) -> its operation id.
+_SPELLINGS: dict[str, str] = {}
+for _op, _kind in CHARGED_OPERATIONS.items():
+    _SPELLINGS[_op.lower()] = _op
+    _SPELLINGS[_kind] = _op
+    _SPELLINGS[_kind.replace("_", "")] = _op
+    _SPELLINGS[_kind.replace("_", "-")] = _op
+    _SPELLINGS["images." + _kind] = _op
+    _SPELLINGS["images." + _kind.replace("_", "-")] = _op
 
 
 def operation_id(name: str) -> str:
-    """The operation id of a paid operation named by its id or short name; raise for any other."""
-    op = _ALIASES.get(str(name).strip().lower())
+    """The operation id of a charged operation named by its id or short name; raise for any other."""
+    op = _SPELLINGS.get(str(name).strip().lower())
     if op is None:
         raise BloomInputError(
             "operation",
-            f"{name!r} is not a paid Bloom operation; use one of {', '.join(PAID_OPERATIONS)}",
+            f"{name!r} is not a paid Bloom operation that costs credits; "
+            f"use one of {', '.join(CHARGED_OPERATIONS)}",
         )
     return op
 
 
 def kind_of(operation: str) -> str:
-    """The short name of a paid operation (``generate``, ``edit``, ``resize``...), used in reports."""
-    return PAID_OPERATIONS[operation_id(operation)]
+    """The short name of a charged operation (``generate``, ``edit``, ``resize``...), used in reports."""
+    return CHARGED_OPERATIONS[operation_id(operation)]
 
 
 def _check_credits(field: str, value: Any) -> int:
@@ -149,7 +154,7 @@ def credits_for(
     source_size: str | None = None,
     prices: Mapping[str, Price] | None = None,
 ) -> int:
-    """Credits one paid request costs.
+    """Credits one charged request costs (one of :data:`CHARGED_OPERATIONS`).
 
     :param operation: the operation id (``images.generate``...) or its short name (``generate``...).
     :param body: the request body in Bloom's camelCase (``imageSize``, ``variantCount``); missing fields
@@ -177,9 +182,9 @@ def is_assumed(operation: str, prices: Mapping[str, Price] | None = None) -> boo
 
 __all__ = [
     "ASSUMED_PRICES",
+    "CHARGED_OPERATIONS",
     "DEFAULT_PRICES",
     "IMAGE_SIZES",
-    "PAID_OPERATIONS",
     "PUBLISHED_PRICES",
     "Price",
     "credits_for",

@@ -27,11 +27,6 @@ class _StatusEnum(str, Enum):
         return str(self.value)
 
     @classmethod
-    def terminal(cls) -> frozenset[str]:
-        """The statuses that end a wait (see :data:`TERMINAL`)."""
-        return TERMINAL[cls]
-
-    @classmethod
     def is_terminal(cls, status: object) -> bool:
         """True when ``status`` (a member or the plain string from Bloom) ends the wait."""
         return isinstance(status, str) and status in TERMINAL[cls]

@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from airflow_provider_bloom.exceptions import BloomDownloadError, BloomError, BloomInputError
-from airflow_provider_bloom.lineage import (
+from airflow_provider_bloom.lineage import storage_dataset, upstream_provenance
+from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
+from airflow_provider_bloom.logic.batch.manifest import completed_images, summary, to_jsonl
+from airflow_provider_bloom.logic.provenance import (
     asset_extra,
     from_bloom_record,
     from_manifest_record,
     merged,
-    storage_dataset,
-    upstream_provenance,
 )
-from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
-from airflow_provider_bloom.logic.batch.manifest import completed_images, summary, to_jsonl
 from airflow_provider_bloom.logic.records import ImageStatus, flatten_image_ids
 from airflow_provider_bloom.operators._batch import storage_path
 from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, known_at_parse_time

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
-from airflow_provider_bloom.lineage import generation_provenance, record_provenance
+from airflow_provider_bloom.lineage import record_provenance
+from airflow_provider_bloom.logic.provenance import generation_provenance
 from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery
 from airflow_provider_bloom.logic.records import ImageStatus
 from airflow_provider_bloom.operators._image_work import (

@@ -10,13 +10,9 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.lineage import (
-    asset_extra,
-    from_manifest_record,
-    manifest_location,
-    storage_dataset,
-)
+from airflow_provider_bloom.lineage import manifest_location, storage_dataset
 from airflow_provider_bloom.logic.batch.manifest import image_records, manifest_text
+from airflow_provider_bloom.logic.provenance import asset_extra, manifest_images
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -101,7 +97,7 @@ class BloomWriteManifestOperator(BaseOperator):
             )
         done = [e for e in entries if e["status"] == "completed"]
         extra = asset_extra(
-            [from_manifest_record(r, str(i)) for r in records for i in r.get("image_ids") or ()][:1000],
+            manifest_images(records)[:1000],
             manifest=str(self.path),
             images=completed,
         )
@@ -121,7 +117,7 @@ class BloomWriteManifestOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the batch manifest in, the per-image manifest out, the images' provenance."""
-        from airflow_provider_bloom.lineage import manifest_images, operator_lineage
+        from airflow_provider_bloom.lineage import operator_lineage
 
         source = manifest_location(self.manifest)
         return operator_lineage(

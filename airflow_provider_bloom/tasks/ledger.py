@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomServerError
-from airflow_provider_bloom.logic.prices import PAID_OPERATIONS, credits_for, kind_of
+from airflow_provider_bloom.logic.prices import CHARGED_OPERATIONS, credits_for, kind_of
 from airflow_provider_bloom.logic.reconcile import Attempt, answer_lost, is_open_ended
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class PaidRequestLedger:
             payload = {**payload, "attempt": attempt}
         credits = (
             credits_for(operation, call.json or {}, source_size, self.prices)
-            if self.meter is not None and operation in PAID_OPERATIONS
+            if self.meter is not None and operation in CHARGED_OPERATIONS
             else None
         )
         return self.run(

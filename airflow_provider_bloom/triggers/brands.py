@@ -17,14 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_bloom.client.spec import check_uuid
-from airflow_provider_bloom.logic.records import BRAND_RECORD_FIELDS, EVENT_STATUSES, BrandEvent, slim_brand
+from airflow_provider_bloom.logic.records import BrandEvent, slim_brand
 from airflow_provider_bloom.logic.waiting import error_fields
 from airflow_provider_bloom.triggers._base import BloomWaitTrigger
 from airflow_provider_bloom.triggers.hub import WaitHub
 
-#: The same tuple as :data:`airflow_provider_bloom.logic.records.EVENT_STATUSES` (an earlier name).
-BRAND_EVENT_STATUSES = EVENT_STATUSES
-__all__ = ["BRAND_EVENT_STATUSES", "BRAND_RECORD_FIELDS", "BloomBrandTrigger", "slim_brand"]
+__all__ = ["BloomBrandTrigger"]
 
 
 class BloomBrandTrigger(BloomWaitTrigger):

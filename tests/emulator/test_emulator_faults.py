@@ -12,7 +12,9 @@ import httpx
 import pytest
 import requests
 
+from airflow_provider_bloom.client.spec import PAID_OPERATIONS
 from airflow_provider_bloom.emulator import DEFAULT_BRAND_ID, EmulatorAdminError, key_fingerprint
+from airflow_provider_bloom.emulator.png import make_png
 from airflow_provider_bloom.emulator.server import EmulatorServer
 
 from ._helpers import data, error, generate
@@ -170,6 +172,22 @@ def test_counters_and_reset(bloom_emulator: EmulatorServer, api: httpx.Client, b
     assert data(api.get("/account"))["email"]  # the fault went with the reset
     assert data(api.get("/credits"))["balance"] == 1000
     assert bloom_emulator.image_records() and _generated(bloom_emulator) == 0
+
+
+def test_paid_posts_counts_the_clients_paid_list(bloom_emulator: EmulatorServer, api: httpx.Client) -> None:
+    """``paid_posts`` counts what the client never sends twice: the signed logo PUT, not search nor PUT."""
+    generate(api)
+    logo = {"file": ("logo.png", make_png(64, 64), "image/png")}
+    data(api.post("/images/search", json={"brandSessionId": DEFAULT_BRAND_ID, "query": "logo"}))
+    data(api.put(f"/brands/{DEFAULT_BRAND_ID}/logo", json={"logoUrl": "https://acme.example/logo.png"}), 202)
+    data(api.put(f"/brands/{DEFAULT_BRAND_ID}/logo/file", files=logo), 202)
+    assert bloom_emulator.requests()["paid_posts"] == 1
+    token = bloom_emulator.mint_upload_token("logo", brand_id=DEFAULT_BRAND_ID)
+    signed = f"{bloom_emulator.base_url}/brands/{DEFAULT_BRAND_ID}/logo/file/signed/{token}"
+    data(httpx.put(signed, files=logo), 202)
+    seen = bloom_emulator.requests()
+    assert "brands.uploadLogoFileSigned" in PAID_OPERATIONS
+    assert (seen["paid_posts"], seen["paid_posts_effective"]) == (2, 2)
 
 
 def test_admin_rejects_bad_requests(bloom_emulator: EmulatorServer) -> None:

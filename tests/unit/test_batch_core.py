@@ -13,7 +13,6 @@ from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.logic.batch.journal import (
     CHECKPOINT_EVERY,
     Journal,
-    MemoryStore,
     read_events,
     replay,
     status_events,
@@ -29,6 +28,20 @@ from airflow_provider_bloom.logic.batch.rows import (
 )
 from airflow_provider_bloom.logic.prices import credits_for
 from airflow_provider_bloom.operators._batch import batch_bucket
+
+
+class MemoryStore:
+    """A :class:`~airflow_provider_bloom.logic.batch.journal.SegmentStore` in memory."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[dict]] = {}
+
+    def get(self, name: str) -> list[dict] | None:
+        return self.values.get(name)
+
+    def put(self, name: str, events: list[dict]) -> None:
+        self.values[name] = list(events)
+
 
 # --------------------------------------------------------------------------- rows
 

@@ -1,14 +1,19 @@
-"""Provenance records (airflow_provider_bloom.lineage) and the per-image manifest (batch.manifest)."""
+"""Provenance records (logic.provenance), their OpenLineage form (lineage) and the per-image manifest
+(logic.batch.manifest)."""
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_bloom import lineage
+from airflow_provider_bloom.logic import provenance
 from airflow_provider_bloom.logic.batch.journal import RowState
 from airflow_provider_bloom.logic.batch.manifest import IMAGE_FIELDS, derived_base, image_records, step_record
 
@@ -22,11 +27,11 @@ def chain() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         "aspectRatio": "3:4",
         "variantCount": 2,
     }
-    first, second = lineage.generation_provenance(body, ["g1", "g2"], "vg")
-    edited = lineage.derived_provenance(
+    first, second = provenance.generation_provenance(body, ["g1", "g2"], "vg")
+    edited = provenance.derived_provenance(
         "images.edit", {"prompt": "make it blue", "brandSessionId": "b"}, "e1", "g2", second, 1
     )
-    resized = lineage.derived_provenance(
+    resized = provenance.derived_provenance(
         "images.resize", {"targetAspectRatio": "9:16"}, "r1", "e1", edited, 1
     )
     assert first["image_id"] == "g1"
@@ -50,7 +55,7 @@ def test_a_generation_records_its_request_and_shares_its_price_between_variants(
         "review": None,
     }
     # Bloom's defaults where the request named none.
-    (plain,) = lineage.generation_provenance({"prompt": "p"}, ["x"], None)
+    (plain,) = provenance.generation_provenance({"prompt": "p"}, ["x"], None)
     assert (plain["model"], plain["image_size"], plain["credits"]) == ("pro", "2K", 1)
 
 
@@ -79,13 +84,13 @@ def test_each_derived_image_names_its_source_and_the_whole_chain() -> None:
         {"operation": "images.edit", "image_id": "e1"},
     ]
     # Without the source's record (an id from elsewhere), only what the call says, plus the source id.
-    alone = lineage.derived_provenance("images.removeBackground", {}, "c1", "u9", None, 1)
+    alone = provenance.derived_provenance("images.removeBackground", {}, "c1", "u9", None, 1)
     assert alone["source_image_id"] == "u9" and alone["prompt"] is None and alone["lineage"] == []
 
 
 def test_provenance_pushed_upstream_is_found_by_image_id() -> None:
     generated, edited, _ = chain()
-    found = lineage.index([[[generated], None], [edited], "not a record", {"no": "id"}])
+    found = provenance.index([[[generated], None], [edited], "not a record", {"no": "id"}])
     assert set(found) == {"g2", "e1"} and found["e1"]["source_image_id"] == "g2"
 
 
@@ -208,7 +213,7 @@ def test_a_review_decision_is_part_of_the_provenance() -> None:
     records[3]["review"] = {**review, "timed_out": False}
     (entry,) = [e for e in image_records(records) if e["image_id"] == "g3"]
     assert entry["review"]["decision"] == "approved" and entry["review"]["by"] == "ana"
-    assert lineage.from_manifest_record(records[3], "g3")["review"] == entry["review"]
+    assert provenance.from_manifest_record(records[3], "g3")["review"] == entry["review"]
 
 
 def test_dataset_names_follow_the_openlineage_naming_spec() -> None:
@@ -228,11 +233,12 @@ def test_dataset_names_follow_the_openlineage_naming_spec() -> None:
 
 
 def test_asset_extras_and_facets_stay_bounded() -> None:
-    many = [lineage.provenance(f"i{n}", "images.generate", prompt="p" * 2000) for n in range(250)]
-    extra = lineage.asset_extra(many, manifest="m")
-    assert extra["manifest"] == "m" and len(extra["bloom_provenance"]["images"]) == lineage.MAX_EXTRA_IMAGES
+    many = [provenance.provenance(f"i{n}", "images.generate", prompt="p" * 2000) for n in range(250)]
+    extra = provenance.asset_extra(many, manifest="m")
+    assert extra["manifest"] == "m"
+    assert len(extra["bloom_provenance"]["images"]) == provenance.MAX_EXTRA_IMAGES
     assert extra["bloom_provenance"]["total"] == 250 and extra["bloom_provenance"]["truncated"]
-    assert lineage.asset_extra(many[:1]) == {"bloom_image_id": "i0", "bloom_provenance": many[0]}
+    assert provenance.asset_extra(many[:1]) == {"bloom_image_id": "i0", "bloom_provenance": many[0]}
 
     pytest.importorskip("airflow.providers.openlineage")
     facet = lineage.run_facet(many, manifest="s3://b/m.jsonl")
@@ -271,3 +277,41 @@ def test_the_manifest_operator_checks_its_input_and_fails_when_nothing_completed
         "credits": 2 + 2 + 0 + 2,  # r1 and r2: half the generation + a resize each; g3: a 4K image
         "files": 0,
     }
+
+
+#: What the pure logic may import of the package.
+LOW = {"logic", "exceptions", "client"}
+
+
+def test_the_provenance_rules_and_the_manifest_load_no_airflow_and_nothing_above_logic() -> None:
+    """The provenance rules are pure logic: the batch manifest reads them without loading lineage.py,
+    an operator or Airflow (a fresh interpreter, so nothing loaded before counts)."""
+    probe = (
+        "import json, sys\n"
+        "import airflow_provider_bloom.logic.provenance, airflow_provider_bloom.logic.batch.manifest\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    logic = root / "airflow_provider_bloom" / "logic"
+    for path in [logic / "provenance.py", *sorted((logic / "batch").glob("*.py"))]:  # lazy imports too
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module.split(".")[:2]
+                assert top[0] != "airflow" and (top[0] != "airflow_provider_bloom" or top[1] in LOW), (
+                    f"{path.name}:{node.lineno} imports {node.module}"
+                )
+    run = [sys.executable, "-c", probe]
+    done = subprocess.run(run, cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [m for m in loaded if m == "airflow" or m.startswith("airflow.")] == []
+    ours = {m for m in loaded if m.startswith("airflow_provider_bloom.")}
+    assert ours <= {
+        "airflow_provider_bloom.exceptions",
+        "airflow_provider_bloom.logic",
+        "airflow_provider_bloom.logic.batch",
+        "airflow_provider_bloom.logic.batch.journal",
+        "airflow_provider_bloom.logic.batch.manifest",
+        "airflow_provider_bloom.logic.prices",
+        "airflow_provider_bloom.logic.provenance",
+    }, sorted(ours)

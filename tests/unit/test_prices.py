@@ -5,10 +5,42 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from airflow_provider_bloom.client import spec as client_spec
+from airflow_provider_bloom.emulator import spec as emulator_spec
 from airflow_provider_bloom.emulator.server import EmulatorServer
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.hooks.connection import settings_from_connection
-from airflow_provider_bloom.logic.prices import credits_for, is_assumed, kind_of, parse_prices
+from airflow_provider_bloom.logic.prices import (
+    CHARGED_OPERATIONS,
+    credits_for,
+    is_assumed,
+    kind_of,
+    parse_prices,
+)
+
+
+def test_paid_and_charged_are_one_list_each_read_by_the_client_and_the_emulator() -> None:
+    """Paid (never sent twice) and charged (costs credits) are two notions, each one list.
+
+    The client and the emulator (its ``paid_posts``) agree on every operation of the document; the
+    paid list is what the document describes (every POST but the read-only search, and every request
+    behind a single-use token: the signed logo PUT), and the charged ones are those that declare 402.
+    """
+    client_ops = client_spec.operations()
+    emulator_ops = emulator_spec.operations()
+    assert set(client_ops) == set(emulator_ops) and len(client_ops) == 23
+    paid = {name for name, op in client_ops.items() if op.paid}
+    assert paid == {name for name, op in emulator_ops.items() if op.paid} == client_spec.PAID_OPERATIONS
+    assert {name for name, op in client_ops.items() if not op.authenticated} == {
+        name for name, op in emulator_ops.items() if op.signed
+    }
+    single_use = {name for name, op in client_ops.items() if not op.authenticated}
+    posts = {name for name, op in client_ops.items() if op.method == "POST"}
+    assert paid == (posts - {"images.search"}) | single_use
+    assert {name for name in paid if client_ops[name].method == "PUT"} == {"brands.uploadLogoFileSigned"}
+    charged = {name for name, op in client_ops.items() if "402" in op.responses}
+    assert set(CHARGED_OPERATIONS) == charged and charged < paid
+    assert len(paid) == 10 and len(charged) == 5
 
 
 @pytest.mark.parametrize(

@@ -59,21 +59,6 @@ def checkpoint_name(number: int) -> str:
     return f"c{number:05d}"
 
 
-class MemoryStore:
-    """A :class:`SegmentStore` in memory (tests, and a batch that asks for no durability)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[dict[str, Any]]] = {}
-        self.puts = 0
-
-    def get(self, name: str) -> list[dict[str, Any]] | None:
-        return self.values.get(name)
-
-    def put(self, name: str, events: list[dict[str, Any]]) -> None:
-        self.values[name] = list(events)
-        self.puts += 1
-
-
 @dataclass
 class Replayed:
     """What :func:`read_events` found: the events in order, where the next segment and checkpoint go,
@@ -288,7 +273,6 @@ __all__ = [
     "CHECKPOINT_EVERY",
     "BatchState",
     "Journal",
-    "MemoryStore",
     "RowState",
     "SegmentStore",
     "Replayed",

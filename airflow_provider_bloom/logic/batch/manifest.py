@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_bloom.logic.batch.journal import BatchState, RowState
+from airflow_provider_bloom.logic.provenance import from_manifest_record
 
 #: Fields a step writes (a later step replaces them; the rest of a record is carried through).
 STEP_FIELDS = (
@@ -220,8 +221,6 @@ def image_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     A batch record without images (refused, or its answer lost) gives one record with ``image_id``
     null, so that every row is accounted for. See ``docs/howto/manifest.md`` for the fields.
     """
-    from airflow_provider_bloom.lineage import from_manifest_record
-
     out: list[dict[str, Any]] = []
     ordered = sorted(records, key=lambda r: (not isinstance(r.get("row"), int), r.get("row") or 0))
     for record in ordered:

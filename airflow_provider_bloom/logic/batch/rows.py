@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from airflow_provider_bloom.exceptions import BloomInputError
@@ -131,12 +131,6 @@ def request_of(
     return out
 
 
-def user_fields(row: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
-    """The row's own columns (everything but the request fields), carried to the manifest."""
-    skip = set(fields)
-    return {k: v for k, v in row.items() if k not in skip}
-
-
 def check_rows(rows: Sequence[T], check: Callable[[int, T], R], *, source: str = "rows") -> list[R]:
     """Call ``check(index, row)`` for every row and return its results, or raise every problem at once.
 
@@ -164,5 +158,4 @@ __all__ = [
     "normalize",
     "request_of",
     "rows_from_text",
-    "user_fields",
 ]
