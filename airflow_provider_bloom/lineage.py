@@ -294,7 +294,7 @@ def download_lineage(task: Any) -> OperatorLineage:
 
 
 def _as_path(location: str) -> Any:
-    from airflow_provider_bloom.operators._batch import storage_path
+    from airflow_provider_bloom.tasks.storage import storage_path
 
     try:
         return storage_path(location)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_bloom import get_provider_info
-from tests.helpers import REPO
+from tests.helpers import REPO, conn_json
 
 DOCS = REPO / "docs"
 BUILD = DOCS / "_build" / "html"
@@ -186,6 +186,25 @@ def test_the_hook_snippet_runs(bloom_conn):
     images = hook_usage.generate_and_wait()
     assert [image["status"] for image in images] == ["completed", "completed"]
     assert bloom_conn.requests()["paid_posts"] == 1
+
+
+def test_the_own_operator_snippet_runs_and_fails_clearly(bloom_conn, monkeypatch):
+    """The how-to's own operator reads through its hook, and a refused key fails the task for good."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_bloom.hooks.bloom import BloomHook
+
+    sys.path.insert(0, str(SNIPPETS))
+    try:
+        hook_usage = importlib.import_module("hook_usage")
+    finally:
+        sys.path.remove(str(SNIPPETS))
+    names = hook_usage.BloomReadyBrandsOperator(task_id="names").execute({})
+    listed = BloomHook().list_brands()["brands"]
+    assert names and names == [b["name"] for b in listed if b["status"] == "ready"]
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, "not-a-bloom-key"))
+    with pytest.raises(AirflowFailException, match="Listing brands failed"):
+        hook_usage.BloomReadyBrandsOperator(task_id="names").execute({})
 
 
 def test_the_version_is_the_changelogs_newest_and_the_provider_infos():

@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
+from airflow_provider_bloom.client.spec import check_value, get_operation
 from airflow_provider_bloom.exceptions import BloomInputError
 
 #: The operations that cost credits ("charged"; operation id -> short name, the "kind" used in
@@ -180,6 +181,51 @@ def is_assumed(operation: str, prices: Mapping[str, Price] | None = None) -> boo
     return op in ASSUMED_PRICES and op not in (prices or {})
 
 
+def prompt_count(prompts: Any) -> int:
+    """How many generations a batch makes: a number (or its digits), or the prompts (one per item)."""
+    if isinstance(prompts, bool) or prompts is None:
+        raise BloomInputError("prompts", "must be a number of prompts or a list of prompts")
+    if isinstance(prompts, str) and prompts.strip().isdigit():
+        prompts = int(prompts)  # a rendered template ("{{ params.n }}") is a string
+    if isinstance(prompts, int):
+        count = prompts
+    elif isinstance(prompts, str):
+        count = 1
+    else:
+        try:
+            count = len(prompts)
+        except TypeError:
+            raise BloomInputError(
+                "prompts", f"must be a number or a list; got {type(prompts).__name__}"
+            ) from None
+    if count < 0:
+        raise BloomInputError("prompts", f"must not be negative; got {count}")
+    return count
+
+
+def estimate_credits(
+    prompts: Any,
+    image_size: str = "2K",
+    variant_count: int = 1,
+    prices: Mapping[str, Price] | None = None,
+) -> int:
+    """Credits a batch of generations costs: ``prompts x variant_count x (1 for 2K, 2 for 4K)``.
+
+    :param prompts: the number of prompts, or the prompts (a list).
+    :param image_size: ``"2K"`` or ``"4K"`` (checked against Bloom's spec).
+    :param variant_count: variants per prompt, 1-5 (checked against Bloom's spec).
+    :param prices: price overrides (a connection's ``prices`` extra; see
+        this module).
+
+    A resize costs like a generation of the source's size; pass those as extra prompts.
+    """
+    body = get_operation("images.generate").body
+    image_size = check_value("image_size", image_size, body["imageSize"])
+    variant_count = check_value("variant_count", variant_count, body["variantCount"])
+    request = {"imageSize": image_size, "variantCount": variant_count}
+    return prompt_count(prompts) * credits_for("images.generate", request, prices=prices)
+
+
 __all__ = [
     "ASSUMED_PRICES",
     "CHARGED_OPERATIONS",
@@ -188,9 +234,11 @@ __all__ = [
     "PUBLISHED_PRICES",
     "Price",
     "credits_for",
+    "estimate_credits",
     "is_assumed",
     "kind_of",
     "operation_id",
     "parse_prices",
     "price_list",
+    "prompt_count",
 ]

@@ -1,7 +1,7 @@
 """What a batch costs, what a run spent, and who the connection is: Bloom's account, workspaces and credits.
 
-:func:`estimate_credits` prices a planned batch of generations with the provider's one price list
-(:mod:`airflow_provider_bloom.logic.prices`); the check itself is
+:func:`~airflow_provider_bloom.logic.prices.estimate_credits` prices a planned batch of generations with
+the provider's one price list; the check itself is
 :class:`~airflow_provider_bloom.sensors.credits.BloomCreditsSensor`.
 """
 
@@ -11,9 +11,8 @@ import ast
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow_provider_bloom.client.spec import check_value, get_operation
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.logic.prices import PUBLISHED_PRICES, Price, credits_for
+from airflow_provider_bloom.logic.prices import PUBLISHED_PRICES
 from airflow_provider_bloom.tasks.base import AirflowFailException, BloomBaseOperator, bloom_errors
 from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY
 
@@ -22,51 +21,6 @@ if TYPE_CHECKING:
 
 #: Bloom's published price per generated image by size (each variant costs as much as an image).
 CREDITS_PER_IMAGE: Mapping[str, int] = cast("Mapping[str, int]", PUBLISHED_PRICES["images.generate"])
-
-
-def prompt_count(prompts: Any) -> int:
-    """How many generations a batch makes: a number (or its digits), or the prompts (one per item)."""
-    if isinstance(prompts, bool) or prompts is None:
-        raise BloomInputError("prompts", "must be a number of prompts or a list of prompts")
-    if isinstance(prompts, str) and prompts.strip().isdigit():
-        prompts = int(prompts)  # a rendered template ("{{ params.n }}") is a string
-    if isinstance(prompts, int):
-        count = prompts
-    elif isinstance(prompts, str):
-        count = 1
-    else:
-        try:
-            count = len(prompts)
-        except TypeError:
-            raise BloomInputError(
-                "prompts", f"must be a number or a list; got {type(prompts).__name__}"
-            ) from None
-    if count < 0:
-        raise BloomInputError("prompts", f"must not be negative; got {count}")
-    return count
-
-
-def estimate_credits(
-    prompts: Any,
-    image_size: str = "2K",
-    variant_count: int = 1,
-    prices: Mapping[str, Price] | None = None,
-) -> int:
-    """Credits a batch of generations costs: ``prompts x variant_count x (1 for 2K, 2 for 4K)``.
-
-    :param prompts: the number of prompts, or the prompts (a list).
-    :param image_size: ``"2K"`` or ``"4K"`` (checked against Bloom's spec).
-    :param variant_count: variants per prompt, 1-5 (checked against Bloom's spec).
-    :param prices: price overrides (a connection's ``prices`` extra; see
-        :mod:`airflow_provider_bloom.logic.prices`).
-
-    A resize costs like a generation of the source's size; pass those as extra prompts.
-    """
-    body = get_operation("images.generate").body
-    image_size = check_value("image_size", image_size, body["imageSize"])
-    variant_count = check_value("variant_count", variant_count, body["variantCount"])
-    request = {"imageSize": image_size, "variantCount": variant_count}
-    return prompt_count(prompts) * credits_for("images.generate", request, prices=prices)
 
 
 class BloomAccountOperator(BloomBaseOperator):

@@ -13,8 +13,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.logic.prices import Price, credits_for
-from airflow_provider_bloom.operators.credits import estimate_credits, prompt_count
+from airflow_provider_bloom.logic.prices import Price, credits_for, estimate_credits, prompt_count
 from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, literal_from_template
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ class BloomCreditsSensor(BaseSensorOperator, BloomBaseOperator):
     """Stop (or hold) a batch that the Bloom balance cannot pay for.
 
     The cost is ``required_credits`` when given, else
-    :func:`~airflow_provider_bloom.operators.credits.estimate_credits` of ``prompts``, ``image_size``
+    :func:`~airflow_provider_bloom.logic.prices.estimate_credits` of ``prompts``, ``image_size``
     and ``variant_count``, plus ``extra_credits`` (e.g. planned resizes). Accounts with ``unlimited``
     credits always pass.
 

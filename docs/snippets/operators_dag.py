@@ -3,13 +3,14 @@
 # [START howto_bloom_imports]
 from airflow.sdk import DAG, ObjectStoragePath, Param
 
+from airflow_provider_bloom.logic.prices import estimate_credits
 from airflow_provider_bloom.operators.brands import (
     BloomCreateBrandOperator,
     BloomDeleteBrandOperator,
     BloomListBrandsOperator,
     BloomUpdateBrandLogoOperator,
 )
-from airflow_provider_bloom.operators.credits import BloomAccountOperator, estimate_credits
+from airflow_provider_bloom.operators.credits import BloomAccountOperator
 from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 from airflow_provider_bloom.operators.images import (
     BloomEditImageOperator,

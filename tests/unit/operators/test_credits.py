@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_bloom.exceptions import BloomInputError
-from airflow_provider_bloom.operators.credits import BloomAccountOperator, estimate_credits
+from airflow_provider_bloom.logic.prices import estimate_credits
+from airflow_provider_bloom.operators.credits import BloomAccountOperator
 from tests.helpers import bloom_dag
 
 
