@@ -87,7 +87,7 @@ def _public_classes() -> dict[str, type]:
             if obj.__name__.startswith("_") or not obj.__module__.startswith("airflow_provider_bloom."):
                 continue
             if any(part.startswith("_") for part in obj.__module__.split(".")):
-                continue  # a private module's class, e.g. a base class in operators/_base.py
+                continue  # a private module's class, e.g. a base class in operators/_batch.py
             if issubclass(obj, (BaseOperator, BaseTrigger, BaseHook)) and not inspect.isabstract(obj):
                 found[f"{obj.__module__}.{obj.__name__}"] = obj
     return found

@@ -4,14 +4,15 @@
 Bloom's ``data`` or the matching error, redacts credentials, classifies transport
 failures and runs the one retry policy of :mod:`.retry` in tenacity's loop:
 
-* safe calls (GET, DELETE, logo PUTs, search): retried on 429, 5xx, timeouts
+* safe calls (GET, DELETE, the URL and file logo PUTs, search): retried on 429, 5xx, timeouts
   and connection errors, with the one backoff of :mod:`.retry` (jittered
   exponential, ``Retry-After`` honoured up to its cap), bounded by ``max_retries``
   and ``retry_deadline``;
-* paid POSTs (generate, edit, resize, remove-background, vectorize, brand
-  create, uploads): retried only on 429 or when the request provably never
-  reached Bloom (refused, DNS, connect timeout). A lost answer or a 5xx raises
-  an error saying the call may have been charged;
+* paid requests (:data:`~.spec.PAID_OPERATIONS`: generate, edit, resize,
+  remove-background, vectorize, brand create, uploads, the signed logo PUT):
+  retried only on 429 or when the request provably never reached Bloom
+  (refused, DNS, connect timeout). A lost answer or a 5xx raises an error
+  saying the call may have been charged;
 * other 4xx are never retried.
 
 The transports in :mod:`airflow_provider_bloom.client.transport` only move bytes around these decisions.

@@ -1,6 +1,6 @@
 """Bloom's OpenAPI document as data, and the request checks derived from it.
 
-The spec ships inside the package (``spec/openapi.json``, copied verbatim from
+The spec ships inside the package (``openapi/openapi.json``, copied verbatim from
 Bloom). Everything a request may carry (enums, lengths, ranges, formats,
 required fields) is read from it here, so the client never hand-types a limit
 that Bloom might change.

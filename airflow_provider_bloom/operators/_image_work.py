@@ -282,7 +282,10 @@ class ImageWorkOperator(ImageCompletionMixin, BloomBaseOperator):
         check_known_arguments(self.operation, {name: getattr(self, name) for name in names})
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """OpenLineage: the source images in, the new images out, their provenance (see :mod:`...lineage`)."""
+        """OpenLineage: the source images in, the new images out, their provenance.
+
+        See :mod:`~airflow_provider_bloom.lineage`.
+        """
         from airflow_provider_bloom.lineage import image_work_lineage
 
         return image_work_lineage(self, task_instance)
@@ -513,8 +516,8 @@ class PostProcessOperator(ImageWorkOperator):
         return self.hook.prepare(self.operation, path={"id": image_id}, body=self.request_body())
 
     def recovery_query(self, image_id: str, call: PreparedCall, created: Sequence[str]) -> ImageQuery:
-        """What a lost request for ``image_id`` would have created, for :mod:`..reconcile`
-        (see :func:`untraceable_query`). Edits override this."""
+        """What a lost request for ``image_id`` would have created, for
+        :mod:`~airflow_provider_bloom.logic.reconcile` (see :func:`untraceable_query`); edits override it."""
         return untraceable_query(self.operation, self.action, call.json or {}, created)
 
     def _recover(

@@ -454,7 +454,7 @@ class BloomDownloadImagesOperator(BloomBaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: exactly the final files out, each with its image's provenance; the batch
-        manifest or the Bloom images in (see :mod:`...lineage`)."""
+        manifest or the Bloom images in (see :mod:`~airflow_provider_bloom.lineage`)."""
         from airflow_provider_bloom.lineage import download_lineage
 
         return download_lineage(self)

@@ -179,7 +179,8 @@ class BloomGenerateImageOperator(ImageWorkOperator):
 
     def _recover(self, body: Mapping[str, Any], lost: BloomError, attempt: Attempt) -> dict[str, Any]:
         """The images a generation whose answer was lost created: one group with its prompt, ratio
-        and variant count, created while the request was out (see :mod:`..reconcile`)."""
+        and variant count, created while the request was out (see
+        :mod:`~airflow_provider_bloom.logic.reconcile`)."""
         query = ImageQuery(
             operation=GENERATE,
             action_type="generation",

@@ -86,7 +86,7 @@ class BloomWriteManifestOperator(BaseOperator):
         if not str(self.path or "").strip():
             raise BloomInputError("path", "is required: where the manifest goes")
         entries = write_manifest(records, self.path)
-        self._bloom_records, self._bloom_written = records, str(self.path)
+        self._bloom_records = records
         counts = Counter(str(e["status"]) for e in entries)
         completed = counts.get("completed", 0)
         self.log.info("Manifest of %d image(s) (%s): %s", len(entries), dict(counts), self.path)

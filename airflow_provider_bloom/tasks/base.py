@@ -199,7 +199,8 @@ class BloomBaseOperator(BaseOperator):
         return send()
 
     def reconciler(self) -> Reconciler:
-        """Looks for what a paid request whose answer was lost created (see :mod:`..reconcile`)."""
+        """Return the reconciler: it looks for what a paid request whose answer was lost created (see
+        :mod:`~airflow_provider_bloom.logic.reconcile`)."""
         return Reconciler(self.hook, self.log, timeout=self.reconcile_timeout)
 
     def records_by_id(self, ids: Sequence[str], include_urls: bool | None = None) -> dict[str, Any]:

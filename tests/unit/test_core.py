@@ -1,7 +1,7 @@
-"""The client's shared decisions (``_core``): what a transport failure means, and what goes on the wire.
+"""The client's shared decisions (``client/core.py``): what a transport failure means, what goes on the wire.
 
-Both transports (requests and httpx) call these; the end-to-end behaviour against the emulator is in
-the retry, fault and paid-answer tests.
+Both transports (httpx's sync and async clients) call these; the end-to-end behaviour against the emulator
+is in the retry, fault and paid-answer tests.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Lost answers to paid POSTs, through the ledger and reconciliation the operators share
-(``operators/_ledger.py``): the operators find what Bloom created, or fail listing candidates.
+(``tasks/ledger.py``, ``tasks/reconciler.py``): the operators find what Bloom created, or fail listing
+candidates.
 
 Every test talks HTTP to the emulator; its faults lose the answer after Bloom did the work
 (``cut_after``, ``truncate``, ``corrupt``, ``status_after``) or before (``cut_before``).
