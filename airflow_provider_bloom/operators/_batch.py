@@ -84,6 +84,7 @@ from airflow_provider_bloom.tasks.base import (
     known_at_parse_time,
 )
 from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY, call_identity, clear_round, credit_budget
+from airflow_provider_bloom.tasks.storage import is_local, storage_path
 from airflow_provider_bloom.tasks.waiting import images_from_event
 
 if TYPE_CHECKING:
@@ -124,20 +125,6 @@ class Job:
 
 
 # --------------------------------------------------------------------------- storage
-
-
-def storage_path(location: Any) -> Any:
-    """An ``ObjectStoragePath`` for a path or URL (a plain path is a local file)."""
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(location, ObjectStoragePath):
-        return location
-    text = str(location)
-    return ObjectStoragePath(text if "://" in text else Path(text).expanduser().resolve().as_uri())
-
-
-def is_local(path: Any) -> bool:
-    return getattr(path, "protocol", "file") in ("file", "local", "")
 
 
 class StateStoreSegments:
@@ -1016,5 +1003,4 @@ __all__ = [
     "PathSegments",
     "StateStoreSegments",
     "journal_store",
-    "storage_path",
 ]

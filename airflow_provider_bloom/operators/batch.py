@@ -35,7 +35,7 @@ from airflow_provider_bloom.logic.batch.rows import GENERATE_FIELDS, check_rows,
 from airflow_provider_bloom.logic.prices import credits_for
 from airflow_provider_bloom.logic.reconcile import ImageQuery
 from airflow_provider_bloom.logic.records import flatten_image_ids
-from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job, storage_path
+from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job
 from airflow_provider_bloom.operators._image_work import (
     check_known_arguments,
     checked_argument,
@@ -43,6 +43,7 @@ from airflow_provider_bloom.operators._image_work import (
     untraceable_query,
 )
 from airflow_provider_bloom.tasks.base import known_at_parse_time, literal_from_template
+from airflow_provider_bloom.tasks.storage import storage_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

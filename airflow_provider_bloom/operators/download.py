@@ -29,8 +29,8 @@ from airflow_provider_bloom.logic.provenance import (
     merged,
 )
 from airflow_provider_bloom.logic.records import ImageStatus, flatten_image_ids
-from airflow_provider_bloom.operators._batch import storage_path
 from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors, known_at_parse_time
+from airflow_provider_bloom.tasks.storage import storage_path
 
 if TYPE_CHECKING:
     import requests

@@ -27,7 +27,7 @@ def write_manifest(records: Iterable[Mapping[str, Any]], path: Any) -> list[dict
     """
     from pathlib import Path
 
-    from airflow_provider_bloom.operators._batch import is_local, storage_path
+    from airflow_provider_bloom.tasks.storage import is_local, storage_path
 
     entries = image_records(records)
     target = storage_path(path)

@@ -37,7 +37,6 @@ from airflow_provider_bloom.exceptions import BloomError, BloomInputError
 from airflow_provider_bloom.logic.batch.manifest import STEP_FIELDS, completed_images, summary, to_jsonl
 from airflow_provider_bloom.logic.batch.rows import GENERATE_FIELDS
 from airflow_provider_bloom.logic.records import flatten_image_ids
-from airflow_provider_bloom.operators._batch import storage_path
 from airflow_provider_bloom.operators._image_work import checked_argument
 from airflow_provider_bloom.operators.batch import BloomEditBatchOperator, load_manifest
 from airflow_provider_bloom.tasks.base import (
@@ -47,6 +46,7 @@ from airflow_provider_bloom.tasks.base import (
     known_at_parse_time,
     literal_from_template,
 )
+from airflow_provider_bloom.tasks.storage import storage_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
