@@ -30,6 +30,7 @@ from airflow_provider_bloom.logic.provenance import (
     manifest_images,
     price,
 )
+from airflow_provider_bloom.tasks.storage import storage_path
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -294,8 +295,6 @@ def download_lineage(task: Any) -> OperatorLineage:
 
 
 def _as_path(location: str) -> Any:
-    from airflow_provider_bloom.tasks.storage import storage_path
-
     try:
         return storage_path(location)
     except Exception:

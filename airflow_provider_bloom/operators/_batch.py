@@ -1000,5 +1000,4 @@ __all__ = [
     "PathSegments",
     "StateStoreSegments",
     "journal_store",
-    "storage_path",
 ]

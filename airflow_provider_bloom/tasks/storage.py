@@ -1,4 +1,9 @@
-"""Where tasks keep files: any location Airflow's object storage reaches (a local path, ``s3://``, ``gs://``...)."""
+"""Where a task reads and writes its files: a path or a URL as an ``ObjectStoragePath``.
+
+Shared by the operators (batch manifests, journals, downloads, reviews) and by the lineage module that
+names those files as OpenLineage datasets. Airflow's ``ObjectStoragePath`` is imported when called,
+not at DAG-parse time.
+"""
 
 from __future__ import annotations
 
@@ -17,5 +22,8 @@ def storage_path(location: Any) -> Any:
 
 
 def is_local(path: Any) -> bool:
-    """Whether ``path`` is on this machine's file system."""
+    """Whether ``path`` is on this machine's file system (an ``ObjectStoragePath`` of ``file``)."""
     return getattr(path, "protocol", "file") in ("file", "local", "")
+
+
+__all__ = ["is_local", "storage_path"]

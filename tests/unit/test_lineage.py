@@ -315,3 +315,19 @@ def test_the_provenance_rules_and_the_manifest_load_no_airflow_and_nothing_above
         "airflow_provider_bloom.logic.prices",
         "airflow_provider_bloom.logic.provenance",
     }, sorted(ours)
+
+
+def test_lineage_imports_no_operator_or_sensor() -> None:
+    """The lineage module sits below the operators: it names their files through tasks.storage."""
+    path = Path(__file__).resolve().parents[2] / "airflow_provider_bloom" / "lineage.py"
+    modules = [
+        node.module
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    ]
+    assert "airflow_provider_bloom.tasks.storage" in modules
+    assert [
+        m
+        for m in modules
+        if m.startswith(("airflow_provider_bloom.operators", "airflow_provider_bloom.sensors"))
+    ] == []
