@@ -34,11 +34,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RUNS = int(os.environ.get("BENCH_IMPORT_RUNS", "15"))
 TARGET_MS = 30.0
-#: Modules a DAG file imports to use the provider (``operators.library`` once it exists).
+#: Modules a DAG file imports to use the provider's operators and sensors.
 MODULES = [
     "airflow_provider_bloom.operators.images",
     "airflow_provider_bloom.operators.library",
-    "airflow_provider_bloom.operators.images",
     "airflow_provider_bloom.operators.brands",
     "airflow_provider_bloom.operators.download",
     "airflow_provider_bloom.operators.credits",
