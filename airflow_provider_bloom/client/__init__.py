@@ -8,5 +8,30 @@
   on httpx (one library, one error classification), each a thin loop around those decisions;
 - :mod:`.settings`: what a client is configured with; :mod:`.files`: file inputs and uploads.
 
-Nothing here is imported eagerly: a DAG file that imports an operator loads no HTTP stack.
+``from airflow_provider_bloom.client import BloomClient`` (or ``AsyncBloomClient``, ``ClientSettings``)
+is the way in for code outside Airflow. Nothing here is imported eagerly: the transports load when a
+client class is first asked for, so a DAG file that imports an operator loads no HTTP library.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_bloom.client.settings import ClientSettings
+    from airflow_provider_bloom.client.transport import AsyncBloomClient, BloomClient
+
+__all__ = ["AsyncBloomClient", "BloomClient", "ClientSettings"]
+
+
+def __getattr__(name: str) -> Any:
+    """Return a client class when it is first asked for: importing the package loads no HTTP library."""
+    if name in ("BloomClient", "AsyncBloomClient"):
+        from airflow_provider_bloom.client import transport
+
+        return getattr(transport, name)
+    if name == "ClientSettings":
+        from airflow_provider_bloom.client.settings import ClientSettings
+
+        return ClientSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import airflow_provider_bloom.client.transport as client_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +54,30 @@ def test_building_a_client_from_the_hook_loads_the_transport(monkeypatch):
     client = BloomHook().client
     assert isinstance(client, client_module.BloomClient)
     assert client.http.trust_env is False
+
+
+def test_the_client_package_offers_its_classes_and_loads_the_transport_only_when_asked():
+    """``from airflow_provider_bloom.client import BloomClient`` works for code outside Airflow, and merely
+    importing the package (as every client module's import does) loads no HTTP library."""
+    code = """
+import json, sys
+import airflow_provider_bloom.client as client
+before = [m for m in ("httpx", "airflow_provider_bloom.client.transport") if m in sys.modules]
+from airflow_provider_bloom.client import AsyncBloomClient, BloomClient, ClientSettings
+from airflow_provider_bloom.client.transport import BloomClient as Sync
+print(json.dumps({"before": before, "same": BloomClient is Sync, "names": sorted(client.__all__),
+                  "settings": ClientSettings.__name__, "async": AsyncBloomClient.__name__}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {
+        "before": [],
+        "same": True,
+        "names": ["AsyncBloomClient", "BloomClient", "ClientSettings"],
+        "settings": "ClientSettings",
+        "async": "AsyncBloomClient",
+    }
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        import airflow_provider_bloom.client as client
+
+        client.Nope  # noqa: B018
