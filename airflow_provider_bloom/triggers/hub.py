@@ -26,7 +26,9 @@ long-poll of mixed ids waits for the slowest of them. The hub therefore uses two
 * a **long-poll** per group (one trigger's ids, at most 50): the event fires within milliseconds of
   the last image turning terminal, and a wait costs one request per long-poll window (up to 295 s).
   A group gets one when the bucket holds a token beyond what one sweep round of the other queued ids
-  needs. One trigger alone (the common case) is always served this way, as before the hub.
+  needs, and a full group (50 ids) always does: no sweep could pack anything with it, so a long-poll
+  costs the same request and answers the moment its images settle. One trigger alone (the common case)
+  is always served this way, as before the hub, however many groups its ids make.
 * a **sweep** when the budget cannot cover a long-poll per group: ``GET /images?ids=<50 ids>`` without
   ``wait``, packing the queued groups' ids least-recently-checked first, as fast as the budget allows
   but no id more than once a second. Each answer settles every group it covers whose images are all
@@ -252,6 +254,10 @@ class WaitHub:
             others = sum(len(j.ids) for j in ready) - len(first.ids)
             if self.bucket.available() - 1 >= math.ceil(others / MAX_IDS_PER_CALL):
                 return "long", [first], None
+            # A full group fills a sweep alone: a long-poll costs the same request and holds until it settles.
+            full = [j for j in ready if len(j.ids) >= MAX_IDS_PER_CALL]
+            if full:
+                return "long", [min(full, key=lambda j: j.order)], None
         due = sorted((j for j in ready if j.checked_at <= now - self.min_recheck), key=lambda j: j.checked_at)
         if not due:
             return None, [], min(j.checked_at + self.min_recheck for j in ready) - now

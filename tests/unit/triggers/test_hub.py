@@ -64,6 +64,29 @@ async def test_one_trigger_is_served_by_one_long_poll_as_before(bloom_conn):
     assert active_hubs() == []  # the last trigger left: the hub and its client are closed
 
 
+async def test_one_trigger_of_many_groups_gets_a_long_poll_per_group(bloom_conn, monkeypatch):
+    """One trigger of 350 images (7 groups of 50) on a budget of 60/min (burst 6): the burst cannot
+    cover a sweep round of the others, but a full group fills a sweep alone, so each group is
+    long-polled: 7 requests in all, none of them a sweep (sweeping took 18 requests and ~9 s)."""
+    hub_conn(monkeypatch, bloom_conn, 60)
+    bloom_conn.configure(generation_seconds=1.0)
+    ids = [i for n in range(70) for i in generate(5, prompt=f"catalogue {n}")]
+    sweeps: list[int] = []
+    sweep = WaitHub._sweep
+
+    async def spy_sweep(self, jobs):
+        sweeps.append(sum(len(j.ids) for j in jobs))
+        await sweep(self, jobs)
+
+    monkeypatch.setattr(WaitHub, "_sweep", spy_sweep)
+    before = bloom_conn.requests()["by_operation"].get("images.list", 0)
+    event = await event_of(trigger_for(ids))
+    assert event["status"] == "success"
+    assert [image["id"] for image in event["images"]] == ids
+    assert sweeps == []
+    assert bloom_conn.requests()["by_operation"]["images.list"] - before == 7
+
+
 async def test_many_triggers_share_sweeps_of_at_most_fifty_ids_within_the_budget(bloom_conn, monkeypatch):
     """120 triggers of one image each, a budget of 60/min (burst 6): a few long-polls, then sweeps."""
     hub_conn(monkeypatch, bloom_conn, 60)
