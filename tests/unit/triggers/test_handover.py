@@ -34,7 +34,9 @@ def defer(sensor: BloomImageSensor, ids: list[str]):
 
 async def test_the_trigger_asks_only_for_what_the_brief_wait_saw_running(bloom_conn, one_done_one_running):
     done, running = one_done_one_running
-    sensor = BloomImageSensor(task_id="s", image_ids=[done, running], deferrable=True, defer_after=1)
+    sensor = BloomImageSensor(
+        task_id="s", image_ids=[done, running], deferrable=True, defer_after=1, min_defer_seconds=0
+    )
     trigger = defer(sensor, [done, running])
     _, kwargs = trigger.serialize()
     assert [(r["id"], r["status"]) for r in kwargs["settled"]] == [(done, "completed")]
