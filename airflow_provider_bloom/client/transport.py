@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import tenacity
 
-from airflow_provider_bloom.client.core import JSON, PreparedCall, _ClientCore, caused_by_tls
+from airflow_provider_bloom.client.core import PreparedCall, _ClientCore, caused_by_tls
 from airflow_provider_bloom.client.files import Download
-from airflow_provider_bloom.client.operations import BloomOperations, CallParts
+from airflow_provider_bloom.client.operations import JSON, BloomOperations, CallParts
 from airflow_provider_bloom.client.settings import CONNECT_TIMEOUT, MAX_REDIRECTS, USER_AGENT, ClientSettings
 from airflow_provider_bloom.client.spec import Operation, get_operation
 from airflow_provider_bloom.exceptions import (

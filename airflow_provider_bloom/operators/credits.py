@@ -11,9 +11,11 @@ import ast
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from airflow.providers.common.compat.sdk import AirflowFailException
+
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.logic.prices import PUBLISHED_PRICES
-from airflow_provider_bloom.tasks.base import AirflowFailException, BloomBaseOperator, bloom_errors
+from airflow_provider_bloom.tasks.base import BloomBaseOperator, bloom_errors
 from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY
 
 if TYPE_CHECKING:

@@ -18,6 +18,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException
+
 from airflow_provider_bloom.exceptions import MAYBE_CHARGED_HINT, BloomError
 from airflow_provider_bloom.lineage import record_provenance
 from airflow_provider_bloom.logic.provenance import generation_provenance
@@ -31,7 +33,7 @@ from airflow_provider_bloom.operators._image_work import (
     PostProcessOperator,
     rendered_argument,
 )
-from airflow_provider_bloom.tasks.base import AirflowFailException, bloom_errors
+from airflow_provider_bloom.tasks.base import bloom_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
