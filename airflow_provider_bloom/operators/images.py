@@ -89,7 +89,8 @@ class BloomGenerateImageOperator(ImageWorkOperator):
     :param on_failure: when an image failed: "fail" the task, "skip" it, or "ignore" (return all).
     :param include_urls: keep Bloom's signed download URLs in the returned records.
     :param defer_after: deferrable mode: seconds to wait in the worker (one long-poll) before
-        deferring; images that end within it need no deferral (default 10; 0 defers at once).
+        deferring, at most ``wait_timeout``; images that end within it need no deferral (default 10;
+        0 defers at once).
     :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
         the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     :param max_credits: the most this task may spend (by the provider's price list, earlier tries

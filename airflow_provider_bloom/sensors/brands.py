@@ -60,7 +60,7 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
     :param timeout: give up after this many seconds (default one hour).
     :param poke_interval: seconds between checks in poke/reschedule mode.
     :param defer_after: deferrable mode: seconds to wait in the worker (one long-poll) before
-        deferring (default 10; 0 defers at once).
+        deferring, at most ``timeout`` (default 10; 0 defers at once).
     :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
         the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     """
@@ -159,7 +159,7 @@ class BloomBrandSensor(BaseSensorOperator, BloomBaseOperator):
         # Wait briefly in the worker first (defer_after): onboarding that ends by then needs no deferral.
         # A transient error there means "defer now", as for the image waits (pre_wait).
         started = time.time()
-        brief = int(self.defer_after)
+        brief = int(min(self.defer_after, self.timeout))  # never longer than the sensor's timeout
         brand = pre_wait(
             self.log,
             f"Checking Bloom brand {self.brand_id}",

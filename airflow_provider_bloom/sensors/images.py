@@ -54,7 +54,8 @@ class BloomImageSensor(ImageCompletionMixin, BaseSensorOperator):
     :param poke_interval: seconds between pokes (poke/reschedule mode).
     :param timeout: seconds before the sensor gives up (``AirflowSensorTimeout``).
     :param defer_after: deferrable mode: seconds to wait in the worker (one long-poll) before
-        deferring; images that end within it need no deferral (default 10; 0 defers at once).
+        deferring, at most ``timeout``; images that end within it need no deferral (default 10; 0 defers
+        at once).
     :param min_defer_seconds: deferrable mode: the trigger does not fire sooner than this after
         the deferral (default 10), which keeps Airflow's defer-exit race from failing the task.
     """

@@ -111,7 +111,8 @@ class ImageCompletionMixin:
         )
 
     def brief_wait(self, image_ids: Sequence[str]) -> list[dict[str, Any]] | None:
-        """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids).
+        """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids),
+        and never longer than ``wait_timeout``.
 
         Returns the records when every image is terminal by then (the task need not defer), else None
         (see :func:`pre_wait`: a transient error means "defer now"; a permanent one fails the task).
@@ -120,15 +121,17 @@ class ImageCompletionMixin:
         (a terminal id rides free in the long-poll of the running ones, one more read would not).
         """
         self._settled = []
-        if self.defer_after <= 0:
+        # Never longer than the whole wait may take: a sensor with timeout=1 gives up after 1 s, not 10.
+        seconds = min(self.defer_after, self.wait_timeout)
+        if seconds <= 0:
             return None
-        window = max(1, min(self.poll_timeout, int(self.defer_after)))
+        window = max(1, min(self.poll_timeout, int(seconds)))
         records = pre_wait(
             self.log,
             "Waiting for Bloom images",
             lambda: self.hook.wait_for_images(
                 list(image_ids),
-                timeout=self.defer_after,
+                timeout=seconds,
                 poll_timeout=window,
                 include_urls=self.include_urls or None,
                 retry_transient=False,

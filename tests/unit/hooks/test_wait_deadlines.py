@@ -87,3 +87,22 @@ def test_both_pre_waits_fail_the_task_on_a_permanent_error(bloom_conn):
         images.brief_wait(images.image_ids)
     with pytest.raises(AirflowFailException, match="Checking Bloom brand .* failed"):
         brand.execute({})  # type: ignore[arg-type]
+
+
+def test_both_pre_waits_end_within_the_sensors_timeout(bloom_conn, running):
+    """defer_after (10 s by default) never outlasts a shorter sensor timeout: a sensor with timeout=1
+    waits at most 1 s in the worker, then hands the trigger what is left (at least 1 s)."""
+    bloom_conn.configure(brand_ready_seconds=600)
+    brand_id = BloomHook().create_brand("https://acme.example.com")["id"]
+    images = BloomImageSensor(task_id="images", image_ids=running, deferrable=True, timeout=1, poll_timeout=1)
+    brand = BloomBrandSensor(task_id="brand", brand_id=brand_id, deferrable=True, timeout=1)
+    for name, pre_wait in (
+        ("images", lambda: images.wait_or_defer({}, running)),  # type: ignore[arg-type]
+        ("brand", lambda: brand.execute({})),  # type: ignore[arg-type]
+    ):
+        started = time.monotonic()
+        with pytest.raises(TaskDeferred) as deferred:
+            pre_wait()
+        assert time.monotonic() - started < 1 + SLACK, name
+        assert deferred.value.trigger.deadline <= time.time() + 1 + SLACK, name
+    assert asked(bloom_conn, "images.list") == 1  # one 1-second long-poll, not ten
