@@ -115,7 +115,9 @@ async def test_failed_image_gives_a_failed_event_with_the_reason(bloom_conn):
 async def test_deadline_gives_a_timeout_event_with_the_running_images(bloom_conn):
     bloom_conn.configure(generation_seconds=60)
     ids = generate(n=2)
-    (event,) = await events_of(trigger_for(ids, seconds=1.2, poll_timeout=1))
+    # 3 s with 1 s long-polls: at least one answer lands before the deadline even on a loaded machine
+    # (with 1.2 s, a first poll started late could still be out when the deadline came, status None)
+    (event,) = await events_of(trigger_for(ids, seconds=3, poll_timeout=1))
     assert event["status"] == "timeout"
     assert {image["status"] for image in event["images"]} <= {"pending", "generating"}
     assert "2 of 2" in event["message"]
