@@ -47,10 +47,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 #: runs of tests/unit and tests/emulator on the shared 2-core machine (`--durations`), or starts Airflow's
 #: CLI processes.
 SLOW_TESTS = {
-    "tests/unit/operators/test_batch.py::test_a_batch_generates_every_row_once_and_writes_its_manifest",
-    "tests/unit/operators/test_batch.py::test_a_csv_batch_chains_into_post_processing_with_lineage",
-    "tests/unit/operators/test_batch.py::test_the_download_operator_takes_a_batch_manifest",
-    "tests/unit/operators/test_batch.py::test_an_outage_that_loses_every_answer_stops_the_batch_and_nothing_is_sent_twice",
     "tests/unit/test_init.py::test_airflow_cli_lists_the_provider_and_tests_the_connection",
     "tests/unit/sensors/test_images.py::test_soft_fail_turns_the_deadline_into_a_skip",
     "tests/unit/sensors/test_images.py::test_a_429_storm_in_the_middle_of_waiting_is_survived",

@@ -26,7 +26,7 @@ def pytest_runtest_makereport(item, call):
 _REPORT = pytest.StashKey[pytest.TestReport]()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one api-server for both browser modules: each starts 15 s
 def ui_stack(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install_chromium.sh (make test does)")
@@ -39,7 +39,7 @@ def ui_stack(tmp_path_factory):
         stack.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser_context():
     from playwright.sync_api import sync_playwright
 

@@ -41,7 +41,17 @@ def manifest_of(run, task_id: str) -> tuple[dict, list[dict]]:
     return result, from_jsonl(Path(result["manifest"].removeprefix("file://")).read_text())
 
 
-def test_a_batch_generates_every_row_once_and_writes_its_manifest(bloom_conn, dag_run, tmp_path):
+@pytest.fixture
+def unpaced(bloom_conn, monkeypatch):
+    """``bloom_default`` with a budget far above the default 60 a minute, for the tests that are not about
+    the pace (a 30-row batch would take 30 s): the pace at Bloom's limit is proven by
+    tests/e2e/test_batch_e2e.py and bench/bench_batch.py, the bucket's arithmetic in
+    tests/unit/test_batch_core.py."""
+    monkeypatch.setenv("AIRFLOW_CONN_BLOOM_DEFAULT", conn_json(bloom_conn.base_url, requests_per_minute=6000))
+    return bloom_conn
+
+
+def test_a_batch_generates_every_row_once_and_writes_its_manifest(unpaced, bloom_conn, dag_run, tmp_path):
     with DAG("batch_basic", schedule=None, start_date=START) as dag:
         BloomGenerateBatchOperator(
             task_id="gen",
@@ -85,7 +95,7 @@ def test_defaults_are_checked_when_the_dag_is_parsed():
         BloomGenerateBatchOperator(task_id="gen", rows=[], defaults={"image_size": "8K"})
 
 
-def test_a_csv_batch_chains_into_post_processing_with_lineage(bloom_conn, dag_run, tmp_path):
+def test_a_csv_batch_chains_into_post_processing_with_lineage(unpaced, bloom_conn, dag_run, tmp_path):
     csv = tmp_path / "rows.csv"
     csv.write_text(
         "prompt,aspect_ratio,image_size,channel,sku\n"
@@ -205,7 +215,7 @@ def test_a_retry_resumes_with_the_rows_not_yet_submitted(bloom_conn, dag_run, tm
     assert len({r["image_ids"][0] for r in records}) == 30
 
 
-def test_the_download_operator_takes_a_batch_manifest(bloom_conn, dag_run, tmp_path):
+def test_the_download_operator_takes_a_batch_manifest(unpaced, bloom_conn, dag_run, tmp_path):
     from airflow_provider_bloom.operators.download import BloomDownloadImagesOperator
 
     batch = rows(12)
@@ -237,7 +247,7 @@ def test_the_download_operator_takes_a_batch_manifest(bloom_conn, dag_run, tmp_p
 
 
 def test_an_outage_that_loses_every_answer_stops_the_batch_and_nothing_is_sent_twice(
-    bloom_conn, dag_run, tmp_path
+    unpaced, bloom_conn, dag_run, tmp_path
 ):
     """Bloom answers 503 to six POSTs in a row (each may have been charged, so none is sent again): the
     first answers lost are looked for in Bloom's list (nothing there: uncertain), the fifth stops the try,
