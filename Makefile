@@ -27,7 +27,8 @@ demo: $(STAMP)
 
 ## The whole test suite: lint, format, types, the docs, unit + integration + end-to-end tests, the built
 ## wheel in a fresh Airflow (tests/test_release.py) and the Airflow-facing tests on 3.1 and 3.2
-## (scripts/run_tests.sh: the tests without Airflow processes beside the 3.1/3.2 runs, then the end-to-end runs).
+## (scripts/run_tests.sh: the tests without Airflow processes beside the 3.1/3.2 runs and the end-to-end runs that
+## hold no timing claim, then the end-to-end runs that need the machine to themselves).
 test: $(STAMP) system-deps
 	bash scripts/install_chromium.sh
 	bash scripts/install_prism.sh
