@@ -424,14 +424,11 @@ class ImageWorkOperator(ImageCompletionMixin, BloomBaseOperator):
         self, context: Context, ids: list[str], state: dict[str, Any], meter: CreditMeter
     ) -> list[dict[str, Any]]:
         if self.deferrable:
-            started = time.monotonic()
-            records = self.brief_wait(ids)
-            if records is None:
-                # XComs outlive a deferral (and dag.test() drops a deferral's kwargs): the resumed try
-                # reads the attempts and the meter (``spending`` pushes it) back from there.
-                context["ti"].xcom_push(key=_STATE_XCOM_KEY, value=state)
-                self.defer_for_images(context, ids, self.wait_timeout - (time.monotonic() - started))
-            return records or []
+            # XComs outlive a deferral (and dag.test() drops a deferral's kwargs): the resumed try
+            # reads the attempts and the meter (``spending`` pushes it) back from there.
+            return self.wait_briefly_or_defer(
+                context, ids, lambda: context["ti"].xcom_push(key=_STATE_XCOM_KEY, value=state)
+            )
         with bloom_errors("Waiting for Bloom images"):
             return self.hook.wait_for_images(
                 list(ids),

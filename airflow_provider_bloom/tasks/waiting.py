@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
@@ -37,6 +37,15 @@ from airflow_provider_bloom.tasks.base import (
 T = TypeVar("T")
 
 
+class BriefWait(NamedTuple):
+    """What a worker's brief wait saw (:meth:`ImageCompletionMixin.brief_wait`)."""
+
+    #: Every image's record when all of them ended in time, else None (defer).
+    records: list[dict[str, Any]] | None
+    #: The slim records of those that did end, for the trigger (none with ``include_urls``).
+    settled: list[ImageRecord]
+
+
 class ImageCompletionMixin:
     """``wait_for_completion`` / ``deferrable`` for operators that start image work.
 
@@ -56,8 +65,6 @@ class ImageCompletionMixin:
     include_urls: bool
     defer_after: float = DEFAULT_DEFER_AFTER
     min_defer_seconds: float = DEFAULT_MIN_DEFER_SECONDS
-    #: What the last brief wait saw end (handed to the trigger by defer_for_images).
-    _settled: Sequence[ImageRecord] = ()
     bloom_conn_id: str
     log: Any
 
@@ -76,13 +83,17 @@ class ImageCompletionMixin:
         ) -> NoReturn: ...
 
     def defer_for_images(
-        self, context: Context, image_ids: Sequence[str], wait_timeout: float | None = None
+        self,
+        context: Context,
+        image_ids: Sequence[str],
+        wait_timeout: float | None = None,
+        settled: Sequence[ImageRecord] = (),
     ) -> NoReturn:
         """Hand the wait to :class:`BloomImagesTrigger`, freeing the worker slot.
 
         The task resumes in ``execute_complete`` with the trigger's event, which the trigger holds
-        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race). The images the
-        brief wait saw end are handed over (see :meth:`brief_wait`), so the trigger asks only for the rest.
+        until ``min_defer_seconds`` after this deferral (Airflow's defer-exit race). ``settled``: the
+        images a brief wait saw end (see :meth:`brief_wait`), so that the trigger asks only for the rest.
         """
         from airflow_provider_bloom.triggers.images import BloomImagesTrigger
 
@@ -102,7 +113,7 @@ class ImageCompletionMixin:
                 deadline=deadline.timestamp(),
                 poll_timeout=self.poll_timeout,
                 include_urls=self.include_urls,
-                settled=[r for r in self._settled if r["id"] in wanted],
+                settled=[r for r in settled if r["id"] in wanted],
                 not_before=now + self.min_defer_seconds,
             ),
             method_name="execute_complete",
@@ -110,21 +121,20 @@ class ImageCompletionMixin:
             timeout=timedelta(seconds=seconds + DEFERRAL_MARGIN_SECONDS),
         )
 
-    def brief_wait(self, image_ids: Sequence[str]) -> list[dict[str, Any]] | None:
+    def brief_wait(self, image_ids: Sequence[str]) -> BriefWait:
         """Before deferring, wait up to ``defer_after`` seconds in the worker (one long-poll per 50 ids),
         and never longer than ``wait_timeout``.
 
-        Returns the records when every image is terminal by then (the task need not defer), else None
+        ``records`` when every image is terminal by then (the task need not defer), else None: defer
         (see :func:`pre_wait`: a transient error means "defer now"; a permanent one fails the task).
-        The records of the images that did end are kept for :meth:`defer_for_images`, without their
-        signed URLs: with ``include_urls`` none are kept, as the trigger must read every URL itself
-        (a terminal id rides free in the long-poll of the running ones, one more read would not).
+        ``settled``: the records of the images that did end, without their signed URLs; with
+        ``include_urls`` none, as the trigger must read every URL itself (a terminal id rides free in
+        the long-poll of the running ones, one more read would not).
         """
-        self._settled = []
         # Never longer than the whole wait may take: a sensor with timeout=1 gives up after 1 s, not 10.
         seconds = min(self.defer_after, self.wait_timeout)
         if seconds <= 0:
-            return None
+            return BriefWait(None, [])
         window = max(1, min(self.poll_timeout, int(seconds)))
         records = pre_wait(
             self.log,
@@ -138,20 +148,33 @@ class ImageCompletionMixin:
             ),
         )
         if records is None:
-            return None
+            return BriefWait(None, [])
         if all(ImageStatus.is_terminal(r.get("status")) for r in records):
             self.log.info("All %d Bloom image(s) ended within defer_after: no deferral", len(records))
-            return records
-        if not self.include_urls:
-            self._settled = [slim_record(r) for r in records if ImageStatus.is_terminal(r.get("status"))]
-        return None
+            return BriefWait(records, [])
+        if self.include_urls:
+            return BriefWait(None, [])
+        return BriefWait(None, [slim_record(r) for r in records if ImageStatus.is_terminal(r.get("status"))])
+
+    def wait_briefly_or_defer(
+        self, context: Context, image_ids: Sequence[str], before_defer: Callable[[], None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Deferrable mode: the records when every image ends within the brief wait; else defers (after
+        ``before_defer``) with what is left of ``wait_timeout``, and the task resumes in
+        ``execute_complete``."""
+        started = time.monotonic()
+        brief = self.brief_wait(image_ids)
+        if brief.records is not None:
+            return brief.records
+        if before_defer is not None:
+            before_defer()
+        left = self.wait_timeout - (time.monotonic() - started)
+        self.defer_for_images(context, image_ids, left, brief.settled)
 
     def wait_or_defer(self, context: Context, image_ids: Sequence[str]) -> list[ImageRecord]:
         started = time.monotonic()
         if self.deferrable:
-            records = self.brief_wait(image_ids)
-            if records is None:
-                self.defer_for_images(context, image_ids, self.wait_timeout - (time.monotonic() - started))
+            records = self.wait_briefly_or_defer(context, image_ids)
         else:
             with bloom_errors("Waiting for Bloom images"):
                 records = self.hook.wait_for_images(

@@ -46,7 +46,7 @@ def test_a_brief_wait_defers_at_once_on_a_503(bloom_conn, running):
     bloom_conn.add_fault("images.list", "status", count=1000, status=503)
     sensor = BloomImageSensor(task_id="s", image_ids=running, deferrable=True, defer_after=5)
     started = time.monotonic()
-    assert sensor.brief_wait(running) is None  # defer now
+    assert sensor.brief_wait(running).records is None  # defer now
     assert time.monotonic() - started < SLACK
     assert asked(bloom_conn, "images.list") == 1  # sent once: no client retries under defer_after
 

@@ -26,9 +26,8 @@ def one_done_one_running(bloom_conn) -> tuple[str, str]:
 
 
 def defer(sensor: BloomImageSensor, ids: list[str]):
-    assert sensor.brief_wait(ids) is None  # one still running: defer
-    with pytest.raises(TaskDeferred) as deferred:
-        sensor.defer_for_images({}, ids, 30)  # type: ignore[arg-type]
+    with pytest.raises(TaskDeferred) as deferred:  # one still running: defer
+        sensor.wait_briefly_or_defer({}, ids)  # type: ignore[arg-type]
     return deferred.value.trigger
 
 
