@@ -146,6 +146,12 @@ class BloomDownloadError(BloomError):
         self.permanent = permanent
 
 
+class BloomReviewAnswerError(BloomError, ValueError):
+    """The reviewer's answer cannot be applied (an unknown image, a line without a reason...).
+
+    Not permanent: a retry of the task asks again (a new Required Action)."""
+
+
 class ReconcileError(BloomError):
     """A paid request's answer was lost and what it created could not be identified with certainty.
 

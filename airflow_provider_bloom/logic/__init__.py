@@ -7,5 +7,6 @@ emulator.
 - :mod:`.reconcile`: how to find what a paid request whose answer was lost created;
 - :mod:`.prices`: Bloom's price list and what a call costs; :mod:`.provenance`: which prompt and source
   made each image;
-- :mod:`.batch`: batch rows, the journal that survives a kill, the manifest and progress.
+- :mod:`.batch`: batch rows, the journal that survives a kill, the manifest and progress;
+- :mod:`.review`: a human review's pages, the body a reviewer reads, and what an answer means.
 """

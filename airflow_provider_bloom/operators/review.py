@@ -10,33 +10,54 @@ status. The reviewer answers in Airflow's UI (Browse → Required Actions) or th
      "responded_by": name | None, "responded_at": iso, "timed_out": bool, "round": n, ...}
 
 Given a batch manifest, it also writes a reviewed manifest beside it, where every reviewed record
-gets a ``review`` field (see :func:`review_field`), and its output is a batch summary, so that a
-batch operator (e.g. :class:`BloomReviewEditBatchOperator`, which edits the images the reviewer asked
-to change with the reviewer's words) or the download operator can take it as input.
+gets a ``review`` field (see :func:`~airflow_provider_bloom.logic.review.answers.review_field`), and its
+output is a batch summary, so that a batch operator (e.g. :class:`BloomReviewEditBatchOperator`, which
+edits the images the reviewer asked to change with the reviewer's words) or the download operator can
+take it as input.
 
 Large batches are reviewed page by page: ``page_size`` images per review (default 25), and one
 mapped review per page (:func:`review_pages`, then :func:`merge_reviews`).
+
+What a review decides (its pages, its body, what an answer means) is in
+:mod:`airflow_provider_bloom.logic.review`, free of I/O and of Airflow; this module asks, waits, and
+reads and writes the manifests.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urljoin, urlparse
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
-from airflow_provider_bloom.exceptions import BloomError, BloomInputError
-from airflow_provider_bloom.logic.batch.manifest import STEP_FIELDS, completed_images, summary, to_jsonl
-from airflow_provider_bloom.logic.batch.rows import GENERATE_FIELDS
+from airflow_provider_bloom.exceptions import BloomInputError, BloomReviewAnswerError
+from airflow_provider_bloom.logic.batch.manifest import summary, to_jsonl
 from airflow_provider_bloom.logic.records import flatten_image_ids
+from airflow_provider_bloom.logic.review.answers import (
+    APPROVE_ALL,
+    OPTIONS,
+    REJECT_ALL,
+    apply_reviews,
+    decide,
+    decision_counts,
+    review_result,
+)
+from airflow_provider_bloom.logic.review.body import body_rows, render_body
+from airflow_provider_bloom.logic.review.paging import (
+    DEFAULT_PAGE_SIZE,
+    check_page_size,
+    given_items,
+    next_round,
+    page_count,
+    page_number,
+    page_of,
+    pending_items,
+)
 from airflow_provider_bloom.operators._image_work import checked_argument
 from airflow_provider_bloom.operators.batch import BloomEditBatchOperator, load_manifest
 from airflow_provider_bloom.tasks.base import (
@@ -52,69 +73,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-APPROVE_ALL = "Approve all"
-REJECT_ALL = "Reject all"
-SUBMIT = "Submit per-image decisions"
-OPTIONS = [APPROVE_ALL, REJECT_ALL, SUBMIT]
 ON_TIMEOUT_CHOICES = ("fail", "approve_all", "reject_all")
-DEFAULT_PAGE_SIZE = 25
-#: More thumbnails than this make the Required Action page slow to load and to scroll.
-MAX_PAGE_SIZE = 100
-DECISIONS = ("approved", "rejected", "edit_requested")
-TIMEOUT_REASON = "no answer within the review's response_timeout"
 ITEMS_XCOM_KEY = "bloom_review_items"
-#: Record fields that are not the user's own columns (not shown as metadata in the body).
-_KNOWN_FIELDS = frozenset(
-    {
-        *GENERATE_FIELDS,
-        *STEP_FIELDS,
-        "row",
-        "variant_group_id",
-        "lineage",
-        "source_image_id",
-        "review",
-        "review_history",
-        "attempt_history",
-        "model",
-        "defaults",
-    }
-)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~>])")
 
 
-class BloomReviewAnswerError(BloomError, ValueError):
-    """The reviewer's answer cannot be applied (an unknown image, a line without a reason...).
-
-    Not permanent: a retry of the task asks again (a new Required Action)."""
-
-
-# ---------------------------------------------------------------------------------------- the items
-def pending_items(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The images of a manifest that wait for a review: completed, in a record without ``review``.
-
-    Each is ``{"id", "record"}`` (the record's index in the manifest)."""
-    items: list[dict[str, Any]] = []
-    for index, record in enumerate(records):
-        if record.get("review"):
-            continue
-        items.extend({"id": image_id, "record": index} for image_id in completed_images(record))
-    return items
-
-
-def next_round(records: Sequence[Mapping[str, Any]]) -> int:
-    """1 + the highest review round recorded in a manifest (``review`` and ``review_history``)."""
-    rounds = [0]
-    for record in records:
-        for review in [record.get("review"), *(record.get("review_history") or [])]:
-            if isinstance(review, Mapping) and isinstance(review.get("round"), int):
-                rounds.append(review["round"])
-    return max(rounds) + 1
-
-
-def page_count(total: int, page_size: int) -> int:
-    return max(1, math.ceil(total / page_size))
-
-
+# ------------------------------------------------------------------------- the manifest, in tasks
 def review_pages(images: Any, page_size: int = DEFAULT_PAGE_SIZE) -> list[int]:
     """The page numbers (1, 2, ...) of a review of ``images`` (ids, records, a manifest or a batch
     summary), for ``BloomImageReviewOperator.partial(...).expand(page=...)``. Run it in a task::
@@ -127,271 +90,9 @@ def review_pages(images: Any, page_size: int = DEFAULT_PAGE_SIZE) -> list[int]:
     return list(range(1, page_count(total, page_size) + 1))
 
 
-def check_page_size(page_size: Any) -> int:
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise BloomInputError(
-            "page_size", f"must be a whole number from 1 to {MAX_PAGE_SIZE}; got {page_size!r}"
-        )
-    return page_size
-
-
 def _manifest_records(value: Any) -> list[dict[str, Any]] | None:
     """:func:`~.batch.load_manifest` outside a task (no DAG folder for relative paths)."""
     return load_manifest(value, {}, "images")  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------------------------- the body
-def _md(text: Any, limit: int = 400) -> str:
-    """User text safe inside a Markdown table cell: no markup, no raw HTML, one line."""
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", value)
-
-
-#: Characters left as they are in a thumbnail URL (RFC 3986's, minus those Markdown or a table reads).
-URL_SAFE = "/:?&=%#~-._+,;@!$*"
-
-
-def thumbnail_url(record: Mapping[str, Any], base_url: str, secrets: Iterable[str] = ()) -> str | None:
-    """The URL the reviewer's browser loads for a thumbnail: Bloom's ``imageUrl`` short link.
-
-    ``/img/{id}`` answers with a redirect to a freshly signed download URL each time it is loaded, so
-    it works for as long as the review waits (a signed URL from ``includeUrls=true`` would expire) and
-    it needs no API key. A relative link is made absolute with the connection's origin. Only http(s);
-    a URL holding a secret is never used."""
-    url = record.get("imageUrl")
-    if not isinstance(url, str) or not url.strip():
-        return None
-    url = url.strip()
-    if url.startswith("/"):
-        url = urljoin(base_url, url)
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return None
-    if any(secret and secret in url for secret in secrets):
-        return None
-    # Percent-encode whatever could end the Markdown link or the table cell (spaces, brackets, |, <, >,
-    # quotes, backticks, newlines) in a URL the server chose; a server's own %-escapes stay as they are.
-    return quote(url, safe=URL_SAFE)
-
-
-def _metadata(record: Mapping[str, Any]) -> str:
-    parts = []
-    if record.get("row") is not None:
-        parts.append(f"row {record['row']}")
-    for name, value in record.items():
-        if name in _KNOWN_FIELDS or name.startswith("_") or value in (None, "", [], {}):
-            continue
-        if isinstance(value, (dict, list)):
-            value = json.dumps(value, default=str)
-        parts.append(f"{name}: {value}")
-    return _md(", ".join(parts), 200) if parts else ""
-
-
-def _size(bloom: Mapping[str, Any], record: Mapping[str, Any]) -> str:
-    width, height = bloom.get("width"), bloom.get("height")
-    dims = (
-        f"{int(width)}×{int(height)}"
-        if isinstance(width, (int, float)) and isinstance(height, (int, float))
-        else ""
-    )
-    ratio = bloom.get("aspectRatio") or record.get("aspect_ratio")
-    label = record.get("image_size")
-    return " ".join(_md(p) for p in (dims, f"({ratio})" if ratio else "", label or "") if p)
-
-
-def render_body(
-    items: Sequence[Mapping[str, Any]],
-    intro: str | None,
-    *,
-    page: int,
-    pages: int,
-    round_: int,
-    total: int,
-) -> str:
-    """The Markdown body of one review: an instruction block and a GFM table, one row per image.
-
-    Each item: ``{"n", "id", "thumbnail", "prompt", "metadata", "size", "status"}``."""
-    lines = []
-    if intro:
-        lines += [intro.strip(), ""]
-    where = f"page {page} of {pages}, " if pages > 1 else ""
-    lines += [
-        f"**{len(items)} image(s)** to review ({where}{total} in all, round {round_}).",
-        "",
-        f"- **{APPROVE_ALL}** / **{REJECT_ALL}**: one decision for every image below.",
-        f"- **{SUBMIT}**: every image is approved except those you list, one per line, by its number "
-        "(#) or id: **reject** `3: off-brand colours`, **edit** `5: warmer light, no text` "
-        "(your words are the edit prompt).",
-        "",
-        "| # | Image | Prompt | Details | Size | Status |",
-        "|---|---|---|---|---|---|",
-    ]
-    for item in items:
-        url = item["thumbnail"]
-        thumb = f"[![image {item['n']}]({url})]({url})" if url else "(no image link)"
-        details = f"`{item['id']}`" + (f" {item['metadata']}" if item["metadata"] else "")
-        lines.append(
-            f"| {item['n']} | {thumb} | {item['prompt']} | {details} | {item['size']} | {item['status']} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------- the answer
-_LINE = re.compile(r"^\s*#?\s*(?P<key>[^:\s]+)\s*(?::\s*(?P<text>.*))?$")
-
-
-def parse_lines(text: Any, field: str) -> list[tuple[str, str | None]]:
-    """``"key: text"`` lines of a form field (blank lines skipped)."""
-    if text is None:
-        return []
-    if not isinstance(text, str):
-        raise BloomReviewAnswerError(f"The review's {field!r} field must be text; got {type(text).__name__}")
-    out = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            raise BloomReviewAnswerError(
-                f"The review's {field!r} field has a line that is not '<# or id>: <text>': "
-                f"{line.strip()!r:.120}"
-            )
-        words = (match.group("text") or "").strip() or None
-        out.append((match.group("key").strip(), words))
-    return out
-
-
-def _resolve(key: str, items: Sequence[Mapping[str, Any]]) -> str | None:
-    """An image id from a number (as shown in the review), an id or an id prefix of 6+ characters."""
-    if key.isdigit() and 1 <= int(key) <= len(items) and len(key) <= 4:
-        return str(items[int(key) - 1]["id"])
-    lowered = key.lower()
-    exact = [i["id"] for i in items if str(i["id"]).lower() == lowered]
-    if exact:
-        return str(exact[0])
-    if len(lowered) >= 6:
-        found = {str(i["id"]) for i in items if str(i["id"]).lower().startswith(lowered)}
-        if len(found) == 1:
-            return found.pop()
-    return None
-
-
-def decide(
-    chosen: Sequence[str],
-    params_input: Mapping[str, Any],
-    items: Sequence[Mapping[str, Any]],
-    *,
-    timed_out: bool = False,
-) -> dict[str, Any]:
-    """The decisions of an answer: ``{"approved", "rejected", "edits"}`` (raises on a bad answer)."""
-    ids = [str(i["id"]) for i in items]
-    if len(chosen) != 1 or chosen[0] not in OPTIONS:
-        raise BloomReviewAnswerError(f"Expected one of {OPTIONS}; got {list(chosen)}")
-    option = chosen[0]
-    rejects = parse_lines(params_input.get("reject"), "reject")
-    edits = parse_lines(params_input.get("edit"), "edit")
-    unknown = [key for key, _ in rejects + edits if _resolve(key, items) is None]
-    if unknown:
-        raise BloomReviewAnswerError(
-            f"The review names image(s) that are not in it: {unknown}. Use the numbers (#) or ids shown "
-            f"in the review ({len(ids)} image(s): 1-{len(ids)}). Nothing was decided; a retry asks again."
-        )
-    if option == APPROVE_ALL:
-        if rejects or edits:
-            raise BloomReviewAnswerError(
-                f"'{APPROVE_ALL}' was chosen but the form lists images to reject or edit; choose "
-                f"'{SUBMIT}' to apply the form. Nothing was decided; a retry asks again."
-            )
-        return {"approved": ids, "rejected": [], "edits": []}
-    if option == REJECT_ALL:
-        reasons = {_resolve(key, items): text for key, text in rejects}
-        default = TIMEOUT_REASON if timed_out else None
-        return {
-            "approved": [],
-            "rejected": [{"id": i, "reason": reasons.get(i) or default} for i in ids],
-            "edits": [],
-        }
-    rejected: dict[str, str | None] = {}
-    for key, text in rejects:
-        rejected[str(_resolve(key, items))] = text
-    edited: dict[str, str] = {}
-    missing = []
-    for key, text in edits:
-        if not text:
-            missing.append(key)
-            continue
-        image_id = str(_resolve(key, items))
-        edited[image_id] = f"{edited[image_id]}; {text}" if image_id in edited else text
-    if missing:
-        raise BloomReviewAnswerError(
-            f"Edit line(s) without an instruction for {missing}: write '<#>: <what to change>'. "
-            "Nothing was decided; a retry asks again."
-        )
-    both = sorted(set(rejected) & set(edited))
-    if both:
-        raise BloomReviewAnswerError(
-            f"Image(s) {both} are both rejected and sent to edit; pick one. "
-            "Nothing was decided; a retry asks again."
-        )
-    return {
-        "approved": [i for i in ids if i not in rejected and i not in edited],
-        "rejected": [{"id": i, "reason": r} for i, r in rejected.items()],
-        "edits": [{"id": i, "instruction": t} for i, t in edited.items()],
-    }
-
-
-def review_field(
-    decision: str, result: Mapping[str, Any], reason: str | None = None, instruction: str | None = None
-) -> dict[str, Any]:
-    """The ``review`` field of a manifest record."""
-    return {
-        "decision": decision,
-        "reason": reason,
-        "instruction": instruction,
-        "by": result.get("responded_by"),
-        "at": result.get("responded_at"),
-        "round": result.get("round"),
-        "timed_out": bool(result.get("timed_out")),
-    }
-
-
-def apply_reviews(
-    records: Sequence[Mapping[str, Any]], reviews: Iterable[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """The manifest ``records`` with each reviewed record's ``review`` set from review results.
-
-    A record's decision covers its images: ``edit_requested`` when any was sent to edit (the
-    instructions joined), else ``rejected`` when any was rejected, else ``approved``. A record already
-    reviewed keeps its earlier ``review`` in ``review_history``."""
-    per_image: dict[str, tuple[str, str | None, Mapping[str, Any]]] = {}
-    for result in reviews:
-        for image_id in result.get("approved") or []:
-            per_image[str(image_id)] = ("approved", None, result)
-        for entry in result.get("rejected") or []:
-            per_image[str(entry["id"])] = ("rejected", entry.get("reason"), result)
-        for entry in result.get("edits") or []:
-            per_image[str(entry["id"])] = ("edit_requested", entry.get("instruction"), result)
-    out = []
-    for record in records:
-        new = dict(record)
-        decided = [per_image[i] for i in completed_images(record) if i in per_image]
-        if decided and not record.get("review"):
-            edits = [d for d in decided if d[0] == "edit_requested"]
-            rejects = [d for d in decided if d[0] == "rejected"]
-            chosen = edits or rejects or decided
-            words = "; ".join(d[1] for d in chosen if d[1]) or None
-            decision, result = chosen[0][0], chosen[0][2]
-            new["review"] = review_field(
-                decision,
-                result,
-                reason=words if decision == "rejected" else None,
-                instruction=words if decision == "edit_requested" else None,
-            )
-        out.append(new)
-    return out
 
 
 def reviewed_path(manifest: Any, round_: int) -> Any:
@@ -424,13 +125,9 @@ def write_reviewed(
 ) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_jsonl(records), encoding="utf-8")
-    decisions: dict[str, int] = {d: 0 for d in DECISIONS}
-    for record in records:
-        if isinstance(record.get("review"), Mapping):
-            decisions[record["review"]["decision"]] = decisions.get(record["review"]["decision"], 0) + 1
     return {
         **summary(str(path), records, "review", credits=0),
-        "decisions": decisions,
+        "decisions": decision_counts(records),
         "manifest_path": str(path),
     }
 
@@ -609,14 +306,7 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
             self.params[key] = value
 
     def _page_number(self) -> int | None:
-        page = self.page
-        if page is None or page == "":
-            return None
-        if isinstance(page, str) and page.strip().isdigit():
-            page = int(page.strip())
-        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-            raise BloomInputError("page", f"must be a page number from 1; got {self.page!r}")
-        return page
+        return page_number(self.page)
 
     # -- what is reviewed ---------------------------------------------------------------------
     def _input(self, context: Context) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
@@ -624,33 +314,10 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         records = load_manifest(self.images, context, "images")
         if records is not None:
             return records, pending_items(records)
-        value = literal_from_template(self.images)
-        given = value if isinstance(value, (list, tuple)) else [value]
-        items: dict[str, dict[str, Any]] = {}
-        for entry in given:
-            for image_id in flatten_image_ids(entry, "images"):
-                items.setdefault(
-                    image_id, {"id": image_id, "given": dict(entry) if isinstance(entry, Mapping) else None}
-                )
-        return None, list(items.values())
+        return None, given_items(literal_from_template(self.images))
 
     def _page(self, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
-        pages = page_count(len(items), self.page_size)
-        page = self._page_number()
-        if page is None:
-            if pages > 1:
-                raise BloomInputError(
-                    "page",
-                    f"{len(items)} images to review is more than page_size={self.page_size}: map the review "
-                    "over pages, e.g. BloomImageReviewOperator.partial(...).expand(page=pages) with "
-                    "pages = task(review_pages)(images, page_size), then merge_reviews "
-                    "(docs/howto/review.md)",
-                )
-            page = 1
-        if page > pages:
-            raise BloomInputError("page", f"is {page}, but there are {pages} page(s) of {self.page_size}")
-        start = (page - 1) * self.page_size
-        return items[start : start + self.page_size], page, pages
+        return page_of(items, self._page_number(), self.page_size)
 
     def _round(self, records: list[dict[str, Any]] | None) -> int:
         return next_round(records) if records is not None else 1
@@ -691,25 +358,7 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
             for s in (getattr(settings, "api_key", None), getattr(settings, "oauth_client_secret", None))
             if isinstance(s, str) and s
         ]
-        rows = []
-        missing = []
-        for n, item in enumerate(page_items, start=1):
-            found = bloom.get(item["id"])
-            if found is None:
-                missing.append(item["id"])
-                continue
-            record = records[item["record"]] if records is not None else (item.get("given") or {})
-            rows.append(
-                {
-                    "n": n,
-                    "id": item["id"],
-                    "thumbnail": thumbnail_url(found, settings.base_url, secrets),
-                    "prompt": _md(found.get("prompt") or record.get("prompt") or ""),
-                    "metadata": _metadata(record),
-                    "size": _size(found, record),
-                    "status": _md(found.get("status") or ""),
-                }
-            )
+        rows, missing = body_rows(page_items, bloom, records, settings.base_url, secrets)
         if missing:
             raise BloomInputError("images", f"Bloom has no image {missing} (for this connection's key)")
         self.body = render_body(rows, self.body, page=page, pages=pages, round_=round_, total=len(items))
@@ -801,19 +450,16 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         auto: bool = False,
     ) -> dict[str, Any]:
         """The task's result; with a manifest (one page), the reviewed manifest written beside it."""
-        result: dict[str, Any] = {
-            "approved": list(decisions["approved"]),
-            "rejected": list(decisions["rejected"]),
-            "edits": list(decisions["edits"]),
-            "responded_by": user.get("name") if user else None,
-            "responded_by_id": user.get("id") if user else None,
-            "responded_at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else responded_at,
-            "timed_out": timed_out,
-            "auto_approved": auto,
-            "round": round_,
-            "page": page,
-            "pages": pages,
-        }
+        result = review_result(
+            decisions,
+            user=user,
+            responded_at=responded_at,
+            timed_out=timed_out,
+            auto=auto,
+            round_=round_,
+            page=page,
+            pages=pages,
+        )
         self.log.info(
             "Review %s%s: %d approved, %d rejected, %d to edit",
             "auto-approved (no person asked)"
@@ -898,16 +544,9 @@ class BloomReviewEditBatchOperator(BloomEditBatchOperator):
 
 
 __all__ = [
-    "APPROVE_ALL",
-    "OPTIONS",
-    "REJECT_ALL",
-    "SUBMIT",
     "BloomImageReviewOperator",
-    "BloomReviewAnswerError",
     "BloomReviewEditBatchOperator",
-    "apply_reviews",
     "approved_records",
-    "decide",
     "merge_reviews",
     "review_pages",
 ]
