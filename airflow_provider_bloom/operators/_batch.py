@@ -8,7 +8,7 @@ A run of a batch task, on every try and after every deferral:
    fails the task before anything is sent, listing every problem;
 2. **open the journal** of this batch (:mod:`airflow_provider_bloom.logic.batch.journal`): Airflow's
    ``task_state_store`` where Airflow has it (3.3+), else a folder beside the manifest, in the same
-   storage (see :func:`journal_store`); replay it;
+   storage (see :func:`._batch_store.journal_store`); replay it;
 3. **guard** the spend: ``max_credits`` against the whole batch's price, and Bloom's balance against
    what is left to send;
 4. **settle rows in doubt** (sent by a try that died before the answer was recorded) with the
@@ -57,7 +57,6 @@ from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.logic.batch.journal import (
     BatchState,
     Journal,
-    SegmentStore,
     read_events,
     replay,
     status_events,
@@ -67,6 +66,7 @@ from airflow_provider_bloom.logic.batch.progress import Progress, duration
 from airflow_provider_bloom.logic.pacing import TokenBucket, take_sync
 from airflow_provider_bloom.logic.prices import credits_for, kind_of
 from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
+from airflow_provider_bloom.operators._batch_store import describe_store, journal_store
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
     DEFAULT_MAX_ATTEMPTS,
@@ -122,54 +122,6 @@ class Job:
     base: dict[str, Any]
     credits: int
     query: Callable[[frozenset[str]], ImageQuery]
-
-
-# --------------------------------------------------------------------------- storage
-
-
-class StateStoreSegments:
-    """Journal segments in Airflow's ``task_state_store`` (3.3+), one key each: kept across retries and
-    deferrals of the task instance, in Airflow's own database, whichever machine runs the next try."""
-
-    def __init__(self, store: Any, prefix: str) -> None:
-        self.store, self.prefix = store, prefix
-
-    def get(self, name: str) -> list[dict[str, Any]] | None:
-        value = self.store.get(f"{self.prefix}.{name}")
-        return value if isinstance(value, list) else None
-
-    def put(self, name: str, events: list[dict[str, Any]]) -> None:
-        self.store.set(f"{self.prefix}.{name}", events)
-
-
-class PathSegments:
-    """Journal segments as files in a folder of any object storage (``file://``, ``s3://``...).
-
-    A local file is written under a temporary name and renamed, so a killed writer never leaves half a
-    segment; object stores write an object whole.
-    """
-
-    def __init__(self, folder: Any) -> None:
-        self.folder = folder
-        self.local = Path(folder.path) if is_local(folder) else None
-        if self.local is not None:
-            self.local.mkdir(parents=True, exist_ok=True)
-
-    def get(self, name: str) -> list[dict[str, Any]] | None:
-        if self.local is not None:
-            file = self.local / f"{name}.json"
-            return json.loads(file.read_text()) if file.exists() else None
-        path = self.folder / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def put(self, name: str, events: list[dict[str, Any]]) -> None:
-        text = json.dumps(events, separators=(",", ":"), default=str)
-        if self.local is not None:
-            tmp = self.local / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, self.local / f"{name}.json")
-            return
-        (self.folder / f"{name}.json").write_text(text)
 
 
 # --------------------------------------------------------------------------- one run
@@ -968,36 +920,8 @@ def _valid_answer(answer: Any) -> bool:
     return isinstance(answer.get("id"), str) and bool(answer["id"])
 
 
-def journal_store(context: Any, manifest: Any, identity: str) -> SegmentStore:
-    """Where this batch's journal lives.
-
-    * Airflow 3.3+: ``task_state_store`` (Airflow's database; kept across retries and deferrals, seen by
-      every machine).
-    * Airflow 3.1/3.2 have no such store: a hidden folder beside the manifest, in the same storage
-      (``<output folder>/.<manifest name>.journal/<batch>/``). The manifest's storage is the one place
-      the user has already chosen to keep this batch's results, and downstream tasks must read it
-      anyway: with several worker machines it must be shared (object storage, or a shared mount),
-      and then so is the journal.
-    """
-    store = context.get("task_state_store") if hasattr(context, "get") else None
-    if store is not None:
-        return StateStoreSegments(store, f"bloom.batch.{identity}")
-    return PathSegments(manifest.parent / f".{manifest.name}.journal" / identity)
-
-
-def describe_store(store: SegmentStore) -> str:
-    if isinstance(store, StateStoreSegments):
-        return f"task_state_store ({store.prefix}.*)"
-    if isinstance(store, PathSegments):
-        return str(store.folder)
-    return type(store).__name__
-
-
 __all__ = [
     "MAX_DEFERRED_IDS",
     "BloomBatchOperator",
     "Job",
-    "PathSegments",
-    "StateStoreSegments",
-    "journal_store",
 ]
