@@ -7,7 +7,9 @@ send many requests on one key:
   ``wait_requests_per_minute`` (connection extra, default 60) on long-polls and sweeps;
 * a worker that sends many requests in one task (``BloomRemoveBackgroundOperator`` over 200 ids,
   ``BloomDeleteImagesOperator``, uploads of many files), paced at ``requests_per_minute`` (connection
-  extra, default 60, with a burst of a third of it) by those operators' loops.
+  extra, default 60, with a burst of a third of it) by those operators' loops;
+* a batch task (:mod:`airflow_provider_bloom.operators.batch`), paced by :func:`batch_bucket` at
+  ``requests_per_minute`` with a small burst and 2% to spare.
 
 :class:`TokenBucket` is I/O-free: it is given the time and answers how long to wait, so that the
 async hub and the sync client share it and tests drive it with a fake clock. In any 60 s window a
@@ -140,6 +142,21 @@ def sync_bucket(base_url: str, fingerprint: str, per_minute: int) -> TokenBucket
         if bucket is None:
             bucket = _sync_buckets[key] = TokenBucket(per_minute, burst=max(1, per_minute // 3))
         return bucket
+
+
+def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:
+    """The pace of one batch task, within ``per_minute`` in every sliding 60 s window (Bloom's limit is
+    such a window), with 2% of it to spare: requests that leave the task evenly can still reach Bloom
+    bunched (threads, the network), and the task sends a few requests outside the pace (the balance).
+
+    A burst of 2% of the budget at the start (none when ``burst`` is False: a try resumed right after
+    a minute of requests), then ``per_minute`` less twice that, evenly spread.
+    """
+    capacity = max(1, per_minute // 50)
+    bucket = TokenBucket(max(1, per_minute - 2 * capacity), burst=capacity)
+    if not burst:
+        bucket.tokens = 0.0
+    return bucket
 
 
 def take_sync(bucket: TokenBucket, sleep: Callable[[float], None] = time.sleep) -> float:

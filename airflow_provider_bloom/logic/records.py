@@ -197,3 +197,21 @@ def flatten_image_ids(value: Any, field: str = "image_ids") -> list[str]:
     if not unique:
         raise BloomInputError(field, "no image ids were given")
     return unique
+
+
+def answer_ids(answer: Mapping[str, Any]) -> list[str]:
+    """The image ids an accepted request's answer names: its ``ids``, or its one ``id``."""
+    ids = answer.get("ids")
+    if isinstance(ids, list):
+        return [str(i) for i in ids]
+    return [str(answer["id"])]
+
+
+def valid_answer(answer: Any) -> bool:
+    """Whether ``answer`` names the images Bloom created: a non-empty list of ``ids``, or an ``id``."""
+    if not isinstance(answer, Mapping):
+        return False
+    ids = answer.get("ids")
+    if isinstance(ids, list):
+        return bool(ids) and all(isinstance(i, str) and i for i in ids)
+    return isinstance(answer.get("id"), str) and bool(answer["id"])

@@ -31,7 +31,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -55,6 +55,7 @@ from airflow_provider_bloom.exceptions import (
 )
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.logic.batch.journal import (
+    RETRY_STRIDE,
     BatchState,
     Journal,
     read_events,
@@ -63,9 +64,10 @@ from airflow_provider_bloom.logic.batch.journal import (
 )
 from airflow_provider_bloom.logic.batch.manifest import step_record, summary, to_jsonl
 from airflow_provider_bloom.logic.batch.progress import Progress, duration
-from airflow_provider_bloom.logic.pacing import TokenBucket, take_sync
+from airflow_provider_bloom.logic.pacing import TokenBucket, batch_bucket, take_sync
 from airflow_provider_bloom.logic.prices import credits_for, kind_of
 from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
+from airflow_provider_bloom.logic.records import answer_ids, valid_answer
 from airflow_provider_bloom.operators._batch_store import describe_store, journal_store
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
@@ -108,8 +110,6 @@ CROSS_TRY_SKEW = 5.0
 #: Bloom's refusals of one row (bad request, source not found, conflict): the batch goes on without it.
 #: Auth, billing and permission refusals stop the batch (they hold for every row).
 ROW_REFUSALS = (BloomValidationError, BloomNotFoundError, BloomConflictError)
-#: The journal's row index of attempt n (2, 3...) of row i is ``i + (n - 1) * RETRY_STRIDE``.
-RETRY_STRIDE = 1_000_000_000
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
@@ -510,7 +510,7 @@ class BloomBatchOperator(BloomBaseOperator):
             sent = time.monotonic()
             try:
                 answer = send(job.call)
-                if not _valid_answer(answer):
+                if not valid_answer(answer):
                     raise BloomTransportError(
                         f"answer without image ids: {answer!r:.200}",
                         operation_id=self.operation,
@@ -554,7 +554,7 @@ class BloomBatchOperator(BloomBaseOperator):
             event = {
                 "e": "ok",
                 "r": job.index,
-                "ids": _answer_ids(answer),
+                "ids": answer_ids(answer),
                 "g": answer.get("variantGroupId"),
                 "try": run.try_number,
             }
@@ -627,7 +627,7 @@ class BloomBatchOperator(BloomBaseOperator):
             deadline = start + self.wait_timeout
             self._wait_all(run, deadline)
             while self.refusal.regenerates and (again := self._next_attempts(run)):
-                if any(_last_reasons(run, job) == {"rate_limited"} for job in again):
+                if any(run.state.last_reasons(job.index) == {"rate_limited"} for job in again):
                     self.log.info(
                         "Bloom failed image(s) as rate_limited: pausing %.0fs", self.refusal.retry_pause
                     )
@@ -719,7 +719,7 @@ class BloomBatchOperator(BloomBaseOperator):
         if not self.refusal.regenerates:
             return []
         budget = credit_budget(self.max_credits)
-        spent = sum(j.credits for j in run.all_jobs() if _committed(run, j))
+        spent = sum(j.credits for j in run.all_jobs() if run.state.committed(j.index))
         fresh: list[Job] = []
         for job in run.jobs:
             while True:
@@ -873,51 +873,6 @@ class BloomBatchOperator(BloomBaseOperator):
         from airflow_provider_bloom.lineage import batch_lineage
 
         return batch_lineage(self, getattr(self, "_bloom_records", None))
-
-
-def batch_bucket(per_minute: int, burst: bool = True) -> TokenBucket:
-    """The pace of one batch task, within ``per_minute`` in every sliding 60 s window (Bloom's limit is
-    such a window), with 2% of it to spare: requests that leave the task evenly can still reach Bloom
-    bunched (threads, the network), and the task sends a few requests outside the pace (the balance).
-
-    A burst of 2% of the budget at the start (none when ``burst`` is False: a try resumed right after
-    a minute of requests), then ``per_minute`` less twice that, evenly spread.
-    """
-    capacity = max(1, per_minute // 50)
-    bucket = TokenBucket(max(1, per_minute - 2 * capacity), burst=capacity)
-    if not burst:
-        bucket.tokens = 0.0
-    return bucket
-
-
-def _committed(run: BatchRun, job: Job) -> bool:
-    """Whether ``job``'s credits count against the budget: accepted, maybe charged, or an attempt
-    already decided on (sent next, whatever the order of the calls)."""
-    row = run.state.row(job.index)
-    return bool(row.ids) or row.uncertain or (job.index >= RETRY_STRIDE and row.error_code is None)
-
-
-def _last_reasons(run: BatchRun, job: Job) -> set[str | None]:
-    """Why the attempt before ``job`` (a retry) failed: its images' failure reasons."""
-    previous = job.index - RETRY_STRIDE
-    ids = run.state.row(previous).ids or []
-    return {run.state.statuses[i][1] for i in ids if i in run.state.statuses}
-
-
-def _answer_ids(answer: Mapping[str, Any]) -> list[str]:
-    ids = answer.get("ids")
-    if isinstance(ids, list):
-        return [str(i) for i in ids]
-    return [str(answer["id"])]
-
-
-def _valid_answer(answer: Any) -> bool:
-    if not isinstance(answer, Mapping):
-        return False
-    ids = answer.get("ids")
-    if isinstance(ids, list):
-        return bool(ids) and all(isinstance(i, str) and i for i in ids)
-    return isinstance(answer.get("id"), str) and bool(answer["id"])
 
 
 __all__ = [

@@ -1,11 +1,10 @@
-"""The batch's I/O-free parts: rows, the journal (group commits, replay, checkpoints), the pace, the
-manifest records and the progress line."""
+"""The batch's I/O-free parts: rows, the journal (group commits, replay, checkpoints), the manifest
+records and the progress line."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import deque
 
 import pytest
 
@@ -27,7 +26,6 @@ from airflow_provider_bloom.logic.batch.rows import (
     rows_from_text,
 )
 from airflow_provider_bloom.logic.prices import credits_for
-from airflow_provider_bloom.operators._batch import batch_bucket
 
 
 class MemoryStore:
@@ -264,32 +262,7 @@ def test_records_say_what_happened_to_each_row():
     assert result["counts"] == {"partial": 1, "rejected": 1, "uncertain": 1} and result["credits"] == 2
 
 
-# --------------------------------------------------------------------------- pace and progress
-
-
-@pytest.mark.parametrize("per_minute", [60, 120, 6000])
-def test_the_pace_reaches_the_rate_given_and_no_window_holds_more(per_minute: int):
-    """A fake clock; a sender that takes every token the moment it is due, for three minutes."""
-    now = [0.0]
-    bucket = batch_bucket(per_minute)
-    bucket.clock = lambda: now[0]
-    bucket._stamp = 0.0
-    sent: list[float] = []
-    while now[0] < 180.0:
-        wait = bucket.try_take()
-        if wait <= 0:
-            sent.append(now[0])
-        else:
-            now[0] += max(wait, 1e-6)  # as a real sleep, which always lets some time pass
-    window: deque[float] = deque()
-    worst = 0
-    for moment in sent:
-        window.append(moment)
-        while window[0] <= moment - 60.0:
-            window.popleft()
-        worst = max(worst, len(window))
-    assert worst <= per_minute  # Bloom's limit is a sliding 60 s window
-    assert len(sent) / 3 >= 0.9 * per_minute
+# --------------------------------------------------------------------------- progress
 
 
 def test_the_progress_line_gives_the_rate_against_the_budget_and_time_left():

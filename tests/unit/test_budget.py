@@ -1,15 +1,16 @@
-"""The request budget (:mod:`airflow_provider_bloom.logic.pacing`): token buckets on a fake clock, credential
-fingerprints, and a task paced by its bucket."""
+"""The request budget (:mod:`airflow_provider_bloom.logic.pacing`): token buckets on a fake clock, a batch's
+pace, credential fingerprints, and a task paced by its bucket."""
 
 from __future__ import annotations
 
 import functools
 import uuid
+from collections import deque
 
 import pytest
 
 from airflow_provider_bloom.client.settings import ClientSettings
-from airflow_provider_bloom.logic.pacing import TokenBucket, credential_fingerprint, take_sync
+from airflow_provider_bloom.logic.pacing import TokenBucket, batch_bucket, credential_fingerprint, take_sync
 from tests.helpers import API_KEY, OTHER_KEY, conn_json
 
 
@@ -58,6 +59,31 @@ def test_bucket_refuses_nonsense():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError):
             TokenBucket(bad)
+
+
+@pytest.mark.parametrize("per_minute", [60, 120, 6000])
+def test_the_pace_reaches_the_rate_given_and_no_window_holds_more(per_minute: int):
+    """A fake clock; a sender that takes every token the moment it is due, for three minutes."""
+    now = [0.0]
+    bucket = batch_bucket(per_minute)
+    bucket.clock = lambda: now[0]
+    bucket._stamp = 0.0
+    sent: list[float] = []
+    while now[0] < 180.0:
+        wait = bucket.try_take()
+        if wait <= 0:
+            sent.append(now[0])
+        else:
+            now[0] += max(wait, 1e-6)  # as a real sleep, which always lets some time pass
+    window: deque[float] = deque()
+    worst = 0
+    for moment in sent:
+        window.append(moment)
+        while window[0] <= moment - 60.0:
+            window.popleft()
+        worst = max(worst, len(window))
+    assert worst <= per_minute  # Bloom's limit is a sliding 60 s window
+    assert len(sent) / 3 >= 0.9 * per_minute
 
 
 def test_fingerprints_never_contain_the_secret_and_tell_credentials_apart():

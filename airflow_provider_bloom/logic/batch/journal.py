@@ -39,6 +39,8 @@ CHECKPOINT_EVERY = 64
 CHECKPOINT_BYTES = 48 * 1024
 #: Ids per ``st`` event (keeps each value small).
 STATUS_CHUNK = 200
+#: The journal's row index of attempt n (2, 3...) of row i is ``i + (n - 1) * RETRY_STRIDE``.
+RETRY_STRIDE = 1_000_000_000
 
 
 class SegmentStore(Protocol):
@@ -236,6 +238,17 @@ class BatchState:
             row.error = event.get("msg")
             row.sent_at = None
 
+    def committed(self, index: int) -> bool:
+        """Whether the credits of the request at ``index`` count against the budget: accepted, maybe
+        charged, or an attempt already decided on (sent next, whatever the order of the calls)."""
+        row = self.row(index)
+        return bool(row.ids) or row.uncertain or (index >= RETRY_STRIDE and row.error_code is None)
+
+    def last_reasons(self, index: int) -> set[str | None]:
+        """Why the attempt before the one at ``index`` (a retry) failed: its images' failure reasons."""
+        ids = self.row(index - RETRY_STRIDE).ids or []
+        return {self.statuses[i][1] for i in ids if i in self.statuses}
+
     def accepted_ids(self) -> Iterator[str]:
         for state in self.rows.values():
             yield from state.ids or ()
@@ -271,6 +284,7 @@ def status_events(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 __all__ = [
     "CHECKPOINT_EVERY",
+    "RETRY_STRIDE",
     "BatchState",
     "Journal",
     "RowState",
