@@ -4,8 +4,8 @@ writes a manifest.
 
 A run of a batch task, on every try and after every deferral:
 
-1. **plan**: the subclass turns its input into jobs, each a checked request (:class:`Job`); a bad row
-   fails the task before anything is sent, listing every problem;
+1. **plan**: the subclass turns its input into jobs, each a checked request
+   (:class:`~._batch_run.Job`); a bad row fails the task before anything is sent, listing every problem;
 2. **open the journal** of this batch (:mod:`airflow_provider_bloom.logic.batch.journal`): Airflow's
    ``task_state_store`` where Airflow has it (3.3+), else a folder beside the manifest, in the same
    storage (see :func:`._batch_store.journal_store`); replay it;
@@ -31,9 +31,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -56,25 +55,24 @@ from airflow_provider_bloom.exceptions import (
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.logic.batch.journal import (
     RETRY_STRIDE,
-    BatchState,
     Journal,
     read_events,
     replay,
     status_events,
 )
-from airflow_provider_bloom.logic.batch.manifest import step_record, summary, to_jsonl
+from airflow_provider_bloom.logic.batch.manifest import summary, to_jsonl
 from airflow_provider_bloom.logic.batch.progress import Progress, duration
 from airflow_provider_bloom.logic.pacing import TokenBucket, batch_bucket, take_sync
 from airflow_provider_bloom.logic.prices import credits_for, kind_of
-from airflow_provider_bloom.logic.reconcile import Attempt, ImageQuery, answer_lost, is_open_ended
+from airflow_provider_bloom.logic.reconcile import Attempt, answer_lost, is_open_ended
 from airflow_provider_bloom.logic.records import answer_ids, valid_answer
+from airflow_provider_bloom.operators._batch_run import BatchRun, Job
 from airflow_provider_bloom.operators._batch_store import describe_store, journal_store
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_PAUSE,
     RefusalPolicy,
-    attempt_summary,
 )
 from airflow_provider_bloom.tasks.base import (
     DEFAULT_DEFER_AFTER,
@@ -92,7 +90,6 @@ from airflow_provider_bloom.tasks.waiting import images_from_event
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.client.core import PreparedCall
     from airflow_provider_bloom.hooks.bloom import Send
 
 #: The most ids one deferral hands to the trigger (its arguments stay under ~8 KB at any batch size).
@@ -111,60 +108,6 @@ CROSS_TRY_SKEW = 5.0
 #: Auth, billing and permission refusals stop the batch (they hold for every row).
 ROW_REFUSALS = (BloomValidationError, BloomNotFoundError, BloomConflictError)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-@dataclass
-class Job:
-    """One paid request of a batch: its row number, the checked call, the manifest base, its price."""
-
-    index: int
-    call: PreparedCall
-    base: dict[str, Any]
-    credits: int
-    query: Callable[[frozenset[str]], ImageQuery]
-
-
-# --------------------------------------------------------------------------- one run
-
-
-@dataclass
-class BatchRun:
-    """Everything one try of a batch task works with."""
-
-    context: Any
-    jobs: list[Job]
-    journal: Journal
-    state: BatchState
-    identity: str
-    manifest: Any
-    #: The pace of everything this try sends (submissions, status reads), see :func:`batch_bucket`.
-    bucket: TokenBucket | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    reconciling: threading.Lock = field(default_factory=threading.Lock)
-    abort: BaseException | None = None
-    refused_in_a_row: int = 0
-    lost_in_a_row: int = 0
-    #: The try number of this run of the task (recorded with each ``ok``: what this try paid).
-    try_number: int = 1
-    #: Each row's attempts beyond the first (``on_refused="regenerate"``), by the row's index.
-    retries: dict[int, list[Job]] = field(default_factory=dict)
-
-    def all_jobs(self) -> list[Job]:
-        """The rows' jobs and the attempts made for refused rows."""
-        return [*self.jobs, *(job for chain in self.retries.values() for job in chain)]
-
-    def chain(self, job: Job) -> list[Job]:
-        """Every attempt of ``job``'s row, the first one first."""
-        return [job, *self.retries.get(job.index, [])]
-
-    def record(self, *events: dict[str, Any]) -> None:
-        """Journal ``events`` (durable once this returns), then apply them to this try's state."""
-        if not events:
-            return
-        self.journal.append(*events)
-        with self.lock:
-            for event in events:
-                self.state.apply(event)
 
 
 class BloomBatchOperator(BloomBaseOperator):
@@ -682,25 +625,6 @@ class BloomBatchOperator(BloomBaseOperator):
             self._sweep(run)
 
     # -- refused rows -------------------------------------------------------------------------------
-    def _attempts(self, run: BatchRun, job: Job) -> list[dict[str, Any]]:
-        """The attempts of ``job``'s row so far, in :class:`RefusalPolicy`'s shape."""
-        out = []
-        for number, attempt in enumerate(run.chain(job), start=1):
-            row = run.state.row(attempt.index)
-            ids = row.ids or []
-            known = [run.state.statuses[i] for i in ids if i in run.state.statuses]
-            out.append(
-                {
-                    "model": (attempt.call.json or {}).get("model"),
-                    "reason": None if number == 1 else attempt.base.get("_reason"),
-                    "image_ids": list(ids),
-                    "statuses": [list(s) for s in known] if ids and len(known) == len(ids) else None,
-                    "credits": attempt.credits if row.ids else 0,
-                    "sent": row.done or row.in_doubt,
-                }
-            )
-        return out
-
     def _retry_job(self, run: BatchRun, job: Job, number: int, model: str | None, reason: str) -> Job:
         """Attempt ``number`` (2, 3...) of ``job``'s row, on ``model``: the same request otherwise."""
         call = dataclasses.replace(job.call, json={**(job.call.json or {}), "model": model})
@@ -723,7 +647,7 @@ class BloomBatchOperator(BloomBaseOperator):
         fresh: list[Job] = []
         for job in run.jobs:
             while True:
-                attempts = self._attempts(run, job)
+                attempts = run.attempts(job)
                 if not attempts[-1]["sent"]:
                     fresh.append(run.chain(job)[-1])
                     break
@@ -824,40 +748,8 @@ class BloomBatchOperator(BloomBaseOperator):
         run.record(*status_events(records))
 
     # -- 7: the manifest ---------------------------------------------------------------------------
-    def _row_record(self, run: BatchRun, job: Job, waited: bool) -> dict[str, Any]:
-        """A row's manifest record: its final attempt, all attempts' credits and (when it was sent
-        again) ``attempt_history``."""
-        chain = [
-            j
-            for j in run.chain(job)
-            if j is job or run.state.row(j.index).done or run.state.row(j.index).in_doubt
-        ]
-        last = chain[-1]
-        record = step_record(
-            job.base,
-            run.state.row(last.index),
-            run.state.statuses,
-            operation=self.operation,
-            credits=last.credits,
-            waited=waited,
-            request=last.call.json,
-        )
-        if len(chain) > 1:
-            history = [
-                attempt_summary(a) | {"credits": a["credits"]} for a in self._attempts(run, job)[: len(chain)]
-            ]
-            record["attempt_history"] = history
-            record["model"] = (last.call.json or {}).get("model")
-            earlier = sum(a["credits"] for a in history[:-1])
-            if isinstance(record.get("credits"), int):
-                record["credits"] += earlier
-            else:
-                record["credits"] = earlier or record.get("credits")
-            record["attempts"] = sum(run.state.row(j.index).attempts for j in chain)
-        return record
-
     def _write_manifest(self, run: BatchRun, waited: bool) -> list[dict[str, Any]]:
-        records = [self._row_record(run, job, waited) for job in run.jobs]
+        records = [run.row_record(job, self.operation, waited) for job in run.jobs]
         records.extend(self.carried(run.context))
         # Row order across a chain: a step's records and the ones it carried through, by row number.
         records.sort(key=lambda r: (not isinstance(r.get("row"), int), r.get("row") or 0))
@@ -878,5 +770,4 @@ class BloomBatchOperator(BloomBaseOperator):
 __all__ = [
     "MAX_DEFERRED_IDS",
     "BloomBatchOperator",
-    "Job",
 ]

@@ -35,7 +35,8 @@ from airflow_provider_bloom.logic.batch.rows import GENERATE_FIELDS, check_rows,
 from airflow_provider_bloom.logic.prices import credits_for
 from airflow_provider_bloom.logic.reconcile import ImageQuery
 from airflow_provider_bloom.logic.records import flatten_image_ids
-from airflow_provider_bloom.operators._batch import BloomBatchOperator, Job
+from airflow_provider_bloom.operators._batch import BloomBatchOperator
+from airflow_provider_bloom.operators._batch_run import Job
 from airflow_provider_bloom.operators._image_work import (
     check_known_arguments,
     checked_argument,
