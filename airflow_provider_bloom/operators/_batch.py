@@ -29,28 +29,19 @@ import hashlib
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
-from airflow_provider_bloom.client.spec import MAX_IDS_PER_CALL, MAX_WAIT_SECONDS, chunked, get_operation
+from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS, get_operation
 from airflow_provider_bloom.exceptions import (
-    BloomAPIError,
-    BloomConflictError,
     BloomError,
     BloomInputError,
-    BloomNotFoundError,
     BloomPaymentError,
-    BloomRateLimitError,
-    BloomTransportError,
-    BloomValidationError,
-    ReconcileError,
 )
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.logic.batch.journal import (
@@ -61,12 +52,10 @@ from airflow_provider_bloom.logic.batch.journal import (
     status_events,
 )
 from airflow_provider_bloom.logic.batch.manifest import summary, to_jsonl
-from airflow_provider_bloom.logic.batch.progress import Progress, duration
-from airflow_provider_bloom.logic.pacing import TokenBucket, batch_bucket, take_sync
+from airflow_provider_bloom.logic.pacing import batch_bucket
 from airflow_provider_bloom.logic.prices import credits_for, kind_of
-from airflow_provider_bloom.logic.reconcile import Attempt, answer_lost, is_open_ended
-from airflow_provider_bloom.logic.records import answer_ids, valid_answer
 from airflow_provider_bloom.operators._batch_run import BatchRun, Job
+from airflow_provider_bloom.operators._batch_send import BatchSender
 from airflow_provider_bloom.operators._batch_store import describe_store, journal_store
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
@@ -90,23 +79,9 @@ from airflow_provider_bloom.tasks.waiting import images_from_event
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_bloom.hooks.bloom import Send
 
 #: The most ids one deferral hands to the trigger (its arguments stay under ~8 KB at any batch size).
 MAX_DEFERRED_IDS = 200
-#: Rows refused in a row, with nothing accepted, before the batch stops (a wrong brand, a bad key...).
-STOP_AFTER_REFUSALS = 20
-#: Answers lost in a row (a 5xx after sending, a cut connection...) before the batch stops: an outage,
-#: not bad luck; the next try settles those requests from Bloom's list instead of waiting out each one.
-STOP_AFTER_LOST = 5
-#: Attempts at a request the connection refused before it was sent, before the task fails (and retries).
-MAX_UNSENT_ATTEMPTS = 6
-#: Seconds added to both ends of the time window when a later try settles a row in doubt (this machine's
-#: wall clock and the dead try's may differ).
-CROSS_TRY_SKEW = 5.0
-#: Bloom's refusals of one row (bad request, source not found, conflict): the batch goes on without it.
-#: Auth, billing and permission refusals stop the batch (they hold for every row).
-ROW_REFUSALS = (BloomValidationError, BloomNotFoundError, BloomConflictError)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
@@ -237,7 +212,7 @@ class BloomBatchOperator(BloomBaseOperator):
         run = self._open(context)
         with bloom_errors(f"Checking the Bloom {self.action} batch's cost"):
             self._guard(run)
-        self._settle_in_doubt(run)
+        self._sender(run).settle_in_doubt()
         self._submit(run)
         return self._collect(context, run)
 
@@ -329,107 +304,14 @@ class BloomBatchOperator(BloomBaseOperator):
             "unlimited" if credits.get("unlimited") else balance,
         )
 
-    # -- 4: rows in doubt -------------------------------------------------------------------------
-    def _settle_in_doubt(self, run: BatchRun) -> None:
-        doubt = [job for job in run.all_jobs() if run.state.row(job.index).in_doubt]
-        if not doubt:
-            return
-        self.log.warning(
-            "%d request(s) went out in an earlier try whose answer was never recorded: looking for what "
-            "they created in Bloom's list (they are not sent again)",
-            len(doubt),
-        )
-        for job in doubt:
-            sent_at = run.state.row(job.index).sent_at or time.time()
-            now = time.monotonic()
-            attempt = Attempt(
-                sent=now - (time.time() - sent_at) - CROSS_TRY_SKEW, failed=now, open_ended=True
-            )
-            lost = BloomTransportError(
-                "the try that sent it ended before its answer was recorded",
-                operation_id=self.operation,
-                maybe_charged=True,
-            )
-            self._recover(run, job, lost, attempt)
+    # -- 4-5: rows in doubt, submission (what goes out at the pace: see BatchSender) -----------------
+    def _sender(self, run: BatchRun) -> BatchSender:
+        return BatchSender(run, self.hook, self.log, self.operation, self.reconciler)
 
-    def _recover(self, run: BatchRun, job: Job, lost: BloomError, attempt: Attempt) -> None:
-        """Adopt what a request whose answer was lost created, or record it as uncertain (never resent)."""
-        with (
-            run.reconciling
-        ):  # one lookup at a time (the reconciler reads Bloom's clock off the hook's session)
-            with run.lock:
-                exclude = frozenset(run.state.accepted_ids())
-            try:
-                found = self.reconciler().images(job.query(exclude), lost, attempt)
-            except ReconcileError as exc:
-                event = {"e": "lost", "r": job.index, "msg": str(exc)[:500]}
-                self.log.error("Row %d: %s", job.index + 1, exc)
-            else:
-                event = {
-                    "e": "ok",
-                    "r": job.index,
-                    "ids": found.ids,
-                    "g": found.records[0].get("variantGroupId"),
-                    "rec": True,
-                    "try": run.try_number,
-                }
-                self.log.warning("Row %d: recovered %s after its answer was lost", job.index + 1, found.ids)
-            run.record(event)
-
-    # -- 5: submission ------------------------------------------------------------------------------
     def _submit(self, run: BatchRun, jobs: list[Job] | None = None) -> None:
-        jobs = run.jobs if jobs is None else jobs
-        todo = [
-            job for job in jobs if not run.state.row(job.index).done and not run.state.row(job.index).in_doubt
-        ]
-        if not todo:
-            return
-        settings = self.hook.settings
-        per_minute = settings.requests_per_minute
-        bucket = run.bucket or batch_bucket(per_minute)
-        threads = self.max_in_flight or min(32, max(2, per_minute // 120))
-        progress = Progress(total=len(jobs), given_per_minute=per_minute, already=len(jobs) - len(todo))
-        self.log.info(
-            "Submitting %d request(s) at up to %d/min (requests_per_minute), %d at a time",
-            len(todo),
-            per_minute,
-            threads,
-        )
-        pending = iter(todo)
-        take = threading.Lock()
-
-        def next_job() -> Job | None:
-            with take:
-                if run.abort is not None:
-                    return None
-                return next(pending, None)
-
-        def worker() -> None:
-            while (job := next_job()) is not None:
-                try:
-                    self._send(run, job, send, bucket, progress)
-                except BaseException as exc:  # noqa: BLE001 - stop the batch, raised below
-                    with take:
-                        run.abort = run.abort or exc
-                if progress.due():
-                    self._peek(run, bucket, progress)
-                    self.log.info("%s", progress.line())
-
-        started = time.monotonic()
-        with (
-            self.hook.single_try(connections=threads) as send,
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bloom-batch") as pool,
-        ):
-            futures = [pool.submit(worker) for _ in range(threads)]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException as exc:  # e.g. execution_timeout: stop the threads, then leave
-                with take:
-                    run.abort = run.abort or exc
-                raise
-        self.log.info("%s", progress.line())
-        self.log.info("Submission took %s", duration(time.monotonic() - started))
+        """Send ``jobs`` (default: the rows); if the sender stopped, write the manifest and push the
+        credits so far, then fail the try (its retry resumes)."""
+        self._sender(run).submit(run.jobs if jobs is None else jobs, self.max_in_flight)
         if run.abort is not None:
             self._write_manifest(run, waited=False)
             self._publish_credits(run.context, run)  # what was paid before the batch stopped
@@ -445,122 +327,9 @@ class BloomBatchOperator(BloomBaseOperator):
             with bloom_errors(f"Bloom {self.action} batch ({left} request(s) not sent yet)"):
                 raise run.abort
 
-    def _send(self, run: BatchRun, job: Job, send: Send, bucket: TokenBucket, progress: Progress) -> None:
-        unsent = 0
-        while True:
-            take_sync(bucket)
-            run.record({"e": "send", "r": job.index, "t": round(time.time(), 3)})
-            sent = time.monotonic()
-            try:
-                answer = send(job.call)
-                if not valid_answer(answer):
-                    raise BloomTransportError(
-                        f"answer without image ids: {answer!r:.200}",
-                        operation_id=self.operation,
-                        maybe_charged=True,
-                    )
-            except BloomRateLimitError as exc:  # Bloom refused it: nothing happened, send it again
-                self._back(run, job)
-                bucket.penalize(exc.retry_after)
-                with run.lock:
-                    progress.rate_limited += 1
-                continue
-            except BloomError as exc:
-                if answer_lost(exc):
-                    with run.lock:
-                        run.lost_in_a_row += 1
-                        outage = run.lost_in_a_row >= STOP_AFTER_LOST
-                    if outage:  # Bloom is failing every answer: stop; the retry settles what is in doubt
-                        raise BloomError(
-                            f"Bloom's answers to {STOP_AFTER_LOST} requests in a row were lost "
-                            f"(last: {exc}). "
-                            "Stopping the batch: its next try looks in Bloom's list for what those requests "
-                            "made (they are never sent again) and goes on with the rest."
-                        ) from exc
-                    self._recover(run, job, exc, Attempt(sent, time.monotonic(), is_open_ended(exc)))
-                    with run.lock:
-                        if run.state.row(job.index).uncertain:
-                            progress.uncertain += 1
-                        else:
-                            progress.submitted += 1
-                    return
-                if isinstance(exc, BloomTransportError) and unsent < MAX_UNSENT_ATTEMPTS:  # provably not sent
-                    self._back(run, job)
-                    unsent += 1
-                    time.sleep(min(30.0, 0.5 * 2**unsent))
-                    continue
-                if isinstance(exc, ROW_REFUSALS):  # this row only; nothing was charged
-                    self._refused(run, job, exc, progress)
-                    return
-                self._back(run, job)
-                raise
-            event = {
-                "e": "ok",
-                "r": job.index,
-                "ids": answer_ids(answer),
-                "g": answer.get("variantGroupId"),
-                "try": run.try_number,
-            }
-            run.journal.append(event)
-            with run.lock:
-                run.state.apply(event)
-                run.refused_in_a_row = run.lost_in_a_row = 0
-                progress.submitted += 1
-            return
-
-    def _peek(self, run: BatchRun, bucket: TokenBucket, progress: Progress) -> None:
-        """For the progress line: the statuses of the 50 oldest images not known to be done (one GET
-        within the budget every progress tick; what it learns is journalled, so the final sweep is
-        shorter). A failed look only leaves the counts as they were."""
-        with run.lock:
-            oldest = run.state.pending_ids()[:MAX_IDS_PER_CALL]
-        if oldest:
-            take_sync(bucket)
-            try:
-                page = self.hook.list_images(ids=oldest, limit=len(oldest))
-            except BloomError as exc:
-                self.log.info("Could not read image statuses for the progress line: %s", exc)
-            else:
-                run.record(*status_events(page.get("images", [])))
-        with run.lock:
-            done = [status for status, _ in run.state.statuses.values()]
-        progress.completed, progress.failed = done.count("completed"), done.count("failed")
-
-    def _back(self, run: BatchRun, job: Job) -> None:
-        run.record({"e": "back", "r": job.index})
-
-    def _refused(self, run: BatchRun, job: Job, exc: BloomAPIError, progress: Progress) -> None:
-        event = {"e": "rej", "r": job.index, "code": exc.code or str(exc.status), "msg": str(exc)[:500]}
-        run.journal.append(event)
-        with run.lock:
-            progress.rejected += 1
-            run.state.apply(event)
-            run.refused_in_a_row += 1
-            stop = run.refused_in_a_row >= STOP_AFTER_REFUSALS and not any(
-                True for _ in run.state.accepted_ids()
-            )
-        self.log.warning("Row %d refused by Bloom: %s", job.index + 1, exc)
-        if stop:
-            raise AirflowFailException(
-                f"Bloom refused the first {STOP_AFTER_REFUSALS} requests of this batch and accepted none "
-                f"(last: {exc}); stopping before the rest. Nothing was charged for them."
-            )
-
     # -- 6: waiting ---------------------------------------------------------------------------------
-    def _sweep(self, run: BatchRun) -> None:
-        """Read every pending image's status (50 ids a request, within the budget); journal the terminal."""
-        pending = run.state.pending_ids()
-        if not pending:
-            return
-        bucket = run.bucket or batch_bucket(self.hook.settings.requests_per_minute)
-        with bloom_errors("Reading the batch's image statuses"):
-            for chunk in chunked(pending):
-                take_sync(bucket)
-                page = self.hook.list_images(ids=chunk, limit=len(chunk))
-                run.record(*status_events(page.get("images", [])))
-
     def _collect(self, context: Context, run: BatchRun) -> Any:
-        self._sweep(run)
+        self._sender(run).sweep()
         if self.wait_for_completion:
             try_number = int(getattr(context.get("ti"), "try_number", 1) or 1)
             start = run.state.wait_started.get(try_number)
@@ -617,12 +386,12 @@ class BloomBatchOperator(BloomBaseOperator):
             if brief:  # images that end within defer_after need no deferral (nor its round trip)
                 brief = False
                 self._wait_here(run, pending, min(deadline, time.time() + self.defer_after))
-                self._sweep(run)
+                self._sender(run).sweep()
                 continue
             if self.deferrable:
                 self._defer(pending, deadline)
             self._wait_here(run, pending, deadline)
-            self._sweep(run)
+            self._sender(run).sweep()
 
     # -- refused rows -------------------------------------------------------------------------------
     def _retry_job(self, run: BatchRun, job: Job, number: int, model: str | None, reason: str) -> Job:
