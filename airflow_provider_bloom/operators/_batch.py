@@ -12,7 +12,8 @@ A run of a batch task, on every try and after every deferral:
 3. **guard** the spend: ``max_credits`` against the whole batch's price, and Bloom's balance against
    what is left to send;
 4. **settle rows in doubt** (sent by a try that died before the answer was recorded) with the
-   reconciler, never by sending again;
+   reconciler, never by sending again (this step, the next and the sweeps:
+   :class:`._batch_send.BatchSender`);
 5. **submit** the rest from ``max_in_flight`` threads, paced by one token bucket of
    ``requests_per_minute`` (a 429 pauses and slows it, and the row goes out again: Bloom refused it);
 6. **wait**: statuses are swept 50 ids a request; with ``deferrable=True`` the task defers on
@@ -20,17 +21,15 @@ A run of a batch task, on every try and after every deferral:
    :data:`MAX_DEFERRED_IDS` of the newest pending ids (small trigger arguments at any batch size),
    and repeats on resume until nothing is pending;
 7. **write the manifest** (JSON Lines) to ``output_path`` and return its summary.
+
+One try's state (its jobs, the journal folded, the attempts made for refused rows, each row's record)
+is a :class:`._batch_run.BatchRun`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
-import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -38,11 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
 from airflow_provider_bloom.client.spec import MAX_WAIT_SECONDS, get_operation
-from airflow_provider_bloom.exceptions import (
-    BloomError,
-    BloomInputError,
-    BloomPaymentError,
-)
+from airflow_provider_bloom.exceptions import BloomError, BloomInputError, BloomPaymentError
 from airflow_provider_bloom.links import MANIFEST_XCOM_KEY
 from airflow_provider_bloom.logic.batch.journal import (
     RETRY_STRIDE,
@@ -56,7 +51,12 @@ from airflow_provider_bloom.logic.pacing import batch_bucket
 from airflow_provider_bloom.logic.prices import credits_for, kind_of
 from airflow_provider_bloom.operators._batch_run import BatchRun, Job
 from airflow_provider_bloom.operators._batch_send import BatchSender
-from airflow_provider_bloom.operators._batch_store import describe_store, journal_store
+from airflow_provider_bloom.operators._batch_store import (
+    batch_identity,
+    default_manifest_path,
+    describe_store,
+    journal_store,
+)
 from airflow_provider_bloom.operators._image_work import (
     DEFAULT_FALLBACK_MODELS,
     DEFAULT_MAX_ATTEMPTS,
@@ -72,7 +72,7 @@ from airflow_provider_bloom.tasks.base import (
     default_deferrable,
     known_at_parse_time,
 )
-from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY, call_identity, clear_round, credit_budget
+from airflow_provider_bloom.tasks.ledger import CREDITS_XCOM_KEY, clear_round, credit_budget
 from airflow_provider_bloom.tasks.storage import is_local, storage_path
 from airflow_provider_bloom.tasks.waiting import images_from_event
 
@@ -82,7 +82,6 @@ if TYPE_CHECKING:
 
 #: The most ids one deferral hands to the trigger (its arguments stay under ~8 KB at any batch size).
 MAX_DEFERRED_IDS = 200
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
 class BloomBatchOperator(BloomBaseOperator):
@@ -230,8 +229,10 @@ class BloomBatchOperator(BloomBaseOperator):
     def _open(self, context: Context, resumed: bool = False) -> BatchRun:
         with bloom_errors(f"Planning the Bloom {self.action} batch"):
             jobs = self.plan(context)
-        manifest = self._manifest_path(context)
-        identity = self._identity(context, jobs)
+        manifest = storage_path(self.output_path) if self.output_path else default_manifest_path(context)
+        identity = batch_identity(
+            self.operation, [job.call for job in jobs], None if self.reuse_on_clear else clear_round(context)
+        )
         store = journal_store(context, manifest, identity)
         found = read_events(store)
         events = found.events
@@ -254,24 +255,6 @@ class BloomBatchOperator(BloomBaseOperator):
         # A try resumed from a deferral may follow a full minute of requests: it starts without a burst.
         run.bucket = batch_bucket(self.hook.settings.requests_per_minute, burst=not resumed)
         return run
-
-    def _identity(self, context: Context, jobs: Sequence[Job]) -> str:
-        digest = hashlib.sha256(self.operation.encode())
-        for job in jobs:
-            digest.update(json.dumps(call_identity(job.call), sort_keys=True, default=str).encode())
-        round_ = None if self.reuse_on_clear else clear_round(context)
-        if round_:
-            digest.update(f"round{round_}".encode())
-        return digest.hexdigest()[:16]
-
-    def _manifest_path(self, context: Context) -> Any:
-        if self.output_path:
-            return storage_path(self.output_path)
-        ti = context["ti"]
-        home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-        name = ti.task_id + (f"_{ti.map_index}" if getattr(ti, "map_index", -1) not in (-1, None) else "")
-        parts = [_UNSAFE_NAME.sub("_", str(p)) for p in (ti.dag_id, ti.run_id, name)]
-        return storage_path(home.joinpath("bloom-batches", *parts[:2], parts[2] + ".jsonl"))
 
     # -- 3: the credit guard -------------------------------------------------------------------
     def _guard(self, run: BatchRun) -> None:
@@ -394,79 +377,26 @@ class BloomBatchOperator(BloomBaseOperator):
             self._sender(run).sweep()
 
     # -- refused rows -------------------------------------------------------------------------------
-    def _retry_job(self, run: BatchRun, job: Job, number: int, model: str | None, reason: str) -> Job:
-        """Attempt ``number`` (2, 3...) of ``job``'s row, on ``model``: the same request otherwise."""
-        call = dataclasses.replace(job.call, json={**(job.call.json or {}), "model": model})
-        source_size = job.base.get("image_size") if isinstance(job.base.get("image_size"), str) else None
-        credits = credits_for(self.operation, call.json or {}, source_size, self.hook.settings.prices)
-        return Job(
-            job.index + (number - 1) * RETRY_STRIDE, call, {**job.base, "_reason": reason}, credits, job.query
-        )
-
     def _extend_chains(self, run: BatchRun) -> list[Job]:
-        """Add the next attempt to every row whose last attempt was refused; return the unsent ones.
-
-        Decided from the journal alone (the statuses it holds), so every try and every resumed
-        deferral builds the same attempts, with the same row indexes in the journal.
-        """
+        """Add the next attempt to every row whose last attempt was refused; return the unsent ones (see
+        :meth:`~._batch_run.BatchRun.extend_chains`)."""
         if not self.refusal.regenerates:
             return []
-        budget = credit_budget(self.max_credits)
-        spent = sum(j.credits for j in run.all_jobs() if run.state.committed(j.index))
-        fresh: list[Job] = []
-        for job in run.jobs:
-            while True:
-                attempts = run.attempts(job)
-                if not attempts[-1]["sent"]:
-                    fresh.append(run.chain(job)[-1])
-                    break
-                step = self.refusal.next_attempt(attempts)
-                if step is None:
-                    break
-                model, reason = step
-                retry = self._retry_job(run, job, len(attempts) + 1, model, reason)
-                row = run.state.row(retry.index)
-                if not (row.done or row.in_doubt):  # a new request: within the budget?
-                    if budget is not None and spent + retry.credits > budget:
-                        self.log.warning(
-                            "Row %d is not sent again on %s: max_credits=%g, %d credit(s) spent so far, "
-                            "and it costs %d",
-                            job.index + 1,
-                            model,
-                            budget,
-                            spent,
-                            retry.credits,
-                        )
-                        break
-                    spent += retry.credits
-                run.retries.setdefault(job.index, []).append(retry)
-        return fresh
+        return run.extend_chains(self.refusal, credit_budget(self.max_credits), self._price, self.log)
+
+    def _price(self, body: Mapping[str, Any], source_size: str | None) -> int:
+        return credits_for(self.operation, body, source_size, self.hook.settings.prices)
 
     def _next_attempts(self, run: BatchRun) -> list[Job]:
         fresh = self._extend_chains(run)
         return [job for job in fresh if job.index >= RETRY_STRIDE]
 
     def _publish_credits(self, context: Context, run: BatchRun) -> int:
-        """Log and push (XCom ``bloom_credits``) what this batch paid, and return it: every accepted
-        request (not the carried records), earlier tries' included, and how much of it this try sent."""
-        jobs = run.all_jobs()
-        spent = sum(job.credits for job in jobs if run.state.row(job.index).ids)
-        this_try = sum(
-            job.credits
-            for job in jobs
-            if run.state.row(job.index).ids and run.state.row(job.index).ok_try == run.try_number
-        )
+        """Log and push (XCom ``bloom_credits``) what this batch paid (see
+        :meth:`~._batch_run.BatchRun.credits`), and return it."""
         kind = kind_of(self.operation)
-        uncertain = sum(j.credits for j in run.all_jobs() if run.state.row(j.index).uncertain)
-        value = {
-            "credits": spent,
-            "by_kind": {kind: spent} if spent else {},
-            "this_try": this_try,
-            "reused": spent - this_try,
-            "uncertain": uncertain,
-            "calls": sum(1 for j in run.all_jobs() if run.state.row(j.index).ids),
-            "budget": credit_budget(self.max_credits),
-        }
+        value = run.credits(kind, credit_budget(self.max_credits))
+        spent, this_try, uncertain = value["credits"], value["this_try"], value["uncertain"]
         text = f"Bloom credits spent by this batch: {spent} ({kind} {spent})"
         if spent - this_try:
             text += f"; {spent - this_try} of them paid by an earlier try (journalled, not paid again)"

@@ -3,16 +3,17 @@ attempts made for refused rows, and each row's manifest record."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_bloom.logic.batch.journal import BatchState, Journal
+from airflow_provider_bloom.logic.batch.journal import RETRY_STRIDE, BatchState, Journal
 from airflow_provider_bloom.logic.batch.manifest import step_record
 from airflow_provider_bloom.logic.pacing import TokenBucket
 from airflow_provider_bloom.logic.reconcile import ImageQuery
-from airflow_provider_bloom.operators._image_work import attempt_summary
+from airflow_provider_bloom.operators._image_work import RefusalPolicy, attempt_summary
 
 if TYPE_CHECKING:
     from airflow_provider_bloom.client.core import PreparedCall
@@ -27,6 +28,26 @@ class Job:
     base: dict[str, Any]
     credits: int
     query: Callable[[frozenset[str]], ImageQuery]
+
+    def retry(
+        self,
+        number: int,
+        model: str | None,
+        reason: str,
+        price: Callable[[Mapping[str, Any], str | None], int],
+    ) -> Job:
+        """Attempt ``number`` (2, 3...) of this row, on ``model``: the same request otherwise, priced by
+        ``price`` (its body and the source image's size)."""
+        call = dataclasses.replace(self.call, json={**(self.call.json or {}), "model": model})
+        source_size = self.base.get("image_size") if isinstance(self.base.get("image_size"), str) else None
+        credits = price(call.json or {}, source_size)
+        return Job(
+            self.index + (number - 1) * RETRY_STRIDE,
+            call,
+            {**self.base, "_reason": reason},
+            credits,
+            self.query,
+        )
 
 
 @dataclass
@@ -87,6 +108,70 @@ class BatchRun:
                 }
             )
         return out
+
+    def extend_chains(
+        self,
+        refusal: RefusalPolicy,
+        budget: float | None,
+        price: Callable[[Mapping[str, Any], str | None], int],
+        log: Any,
+    ) -> list[Job]:
+        """Add the next attempt (by ``refusal``, within ``budget``) to every row whose last attempt was
+        refused; return the unsent ones.
+
+        Decided from the journal alone (the statuses it holds), so every try and every resumed
+        deferral builds the same attempts, with the same row indexes in the journal.
+        """
+        spent = sum(j.credits for j in self.all_jobs() if self.state.committed(j.index))
+        fresh: list[Job] = []
+        for job in self.jobs:
+            while True:
+                attempts = self.attempts(job)
+                if not attempts[-1]["sent"]:
+                    fresh.append(self.chain(job)[-1])
+                    break
+                step = refusal.next_attempt(attempts)
+                if step is None:
+                    break
+                model, reason = step
+                retry = job.retry(len(attempts) + 1, model, reason, price)
+                row = self.state.row(retry.index)
+                if not (row.done or row.in_doubt):  # a new request: within the budget?
+                    if budget is not None and spent + retry.credits > budget:
+                        log.warning(
+                            "Row %d is not sent again on %s: max_credits=%g, %d credit(s) spent so far, "
+                            "and it costs %d",
+                            job.index + 1,
+                            model,
+                            budget,
+                            spent,
+                            retry.credits,
+                        )
+                        break
+                    spent += retry.credits
+                self.retries.setdefault(job.index, []).append(retry)
+        return fresh
+
+    def credits(self, kind: str, budget: float | None) -> dict[str, Any]:
+        """What this batch paid (XCom ``bloom_credits``): every accepted request (not the carried
+        records), earlier tries' included, how much of it this try sent, and what may have been charged."""
+        jobs = self.all_jobs()
+        spent = sum(job.credits for job in jobs if self.state.row(job.index).ids)
+        this_try = sum(
+            job.credits
+            for job in jobs
+            if self.state.row(job.index).ids and self.state.row(job.index).ok_try == self.try_number
+        )
+        uncertain = sum(j.credits for j in self.all_jobs() if self.state.row(j.index).uncertain)
+        return {
+            "credits": spent,
+            "by_kind": {kind: spent} if spent else {},
+            "this_try": this_try,
+            "reused": spent - this_try,
+            "uncertain": uncertain,
+            "calls": sum(1 for j in self.all_jobs() if self.state.row(j.index).ids),
+            "budget": budget,
+        }
 
     def row_record(self, job: Job, operation: str, waited: bool) -> dict[str, Any]:
         """A row's manifest record: its final attempt, all attempts' credits and (when it was sent

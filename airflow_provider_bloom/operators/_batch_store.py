@@ -1,5 +1,8 @@
-"""Where a batch's journal lives (:mod:`airflow_provider_bloom.logic.batch.journal` writes to either).
+"""Where a batch's files live: its manifest, and its journal (written by
+:mod:`airflow_provider_bloom.logic.batch.journal` to either store).
 
+* :func:`default_manifest_path`: the manifest's place when ``output_path`` is not given;
+* :func:`batch_identity`: the batch's name in its journal's keys (its requests, the clear round);
 * :class:`StateStoreSegments`: Airflow's ``task_state_store`` (3.3+), one key per segment;
 * :class:`PathSegments`: files in a hidden folder beside the manifest, in the same storage (3.1/3.2);
 * :func:`journal_store` chooses between them for one batch, :func:`describe_store` names the choice.
@@ -7,13 +10,43 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bloom.logic.batch.journal import SegmentStore
-from airflow_provider_bloom.tasks.storage import is_local
+from airflow_provider_bloom.tasks.ledger import call_identity
+from airflow_provider_bloom.tasks.storage import is_local, storage_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_bloom.client.core import PreparedCall
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def default_manifest_path(context: Context) -> Any:
+    """``$AIRFLOW_HOME/bloom-batches/<dag>/<run>/<task>.jsonl`` (``<task>_<map index>`` when mapped)."""
+    ti = context["ti"]
+    home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+    name = ti.task_id + (f"_{ti.map_index}" if getattr(ti, "map_index", -1) not in (-1, None) else "")
+    parts = [_UNSAFE_NAME.sub("_", str(p)) for p in (ti.dag_id, ti.run_id, name)]
+    return storage_path(home.joinpath("bloom-batches", *parts[:2], parts[2] + ".jsonl"))
+
+
+def batch_identity(operation: str, calls: Sequence[PreparedCall], round_: int | None) -> str:
+    """The batch's name: a digest of its operation and requests, and of the clear ``round_`` if any."""
+    digest = hashlib.sha256(operation.encode())
+    for call in calls:
+        digest.update(json.dumps(call_identity(call), sort_keys=True, default=str).encode())
+    if round_:
+        digest.update(f"round{round_}".encode())
+    return digest.hexdigest()[:16]
 
 
 class StateStoreSegments:
@@ -87,4 +120,11 @@ def describe_store(store: SegmentStore) -> str:
     return type(store).__name__
 
 
-__all__ = ["PathSegments", "StateStoreSegments", "describe_store", "journal_store"]
+__all__ = [
+    "PathSegments",
+    "StateStoreSegments",
+    "batch_identity",
+    "default_manifest_path",
+    "describe_store",
+    "journal_store",
+]
