@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_bloom.exceptions import BloomInputError
 from airflow_provider_bloom.logic.batch.journal import (
     CHECKPOINT_EVERY,
+    RETRY_STRIDE,
     Journal,
     read_events,
     replay,
@@ -214,6 +215,23 @@ def test_replay_tells_done_rows_from_rows_in_doubt_and_unsent_ones():
     assert state.row(1).sent_at == 11.0 and state.row(0).attempts == 1 and state.row(2).attempts == 0
     assert state.pending_ids() == ["b"] and list(state.accepted_ids()) == ["a", "b"]
     assert state.wait_started == {1: 20.0}  # the first wait of a try sets its deadline
+
+
+def test_an_attempt_counts_against_the_budget_once_decided_and_knows_why_the_one_before_failed():
+    state = replay(
+        [
+            {"e": "send", "r": 0, "t": 1.0},
+            {"e": "ok", "r": 0, "ids": ["a"]},
+            *status_events([{"id": "a", "status": "failed", "failureReason": "content_safety"}]),
+            {"e": "send", "r": 1, "t": 2.0},
+            {"e": "rej", "r": 1, "code": "VALIDATION_ERROR", "msg": "no"},
+            {"e": "send", "r": 2, "t": 3.0},
+            {"e": "lost", "r": 2, "msg": "uncertain"},
+        ]
+    )
+    assert [state.committed(i) for i in range(4)] == [True, False, True, False]
+    second = RETRY_STRIDE  # row 0's second attempt, decided on but not sent yet
+    assert state.committed(second) and state.last_reasons(second) == {"content_safety"}
 
 
 # --------------------------------------------------------------------------- manifest records

@@ -15,9 +15,11 @@ from airflow_provider_bloom.logic.records import (
     BrandStatus,
     EventStatus,
     ImageStatus,
+    answer_ids,
     flatten_image_ids,
     slim_brand,
     slim_record,
+    valid_answer,
 )
 
 ID = "0b9c6f1e-8d2a-4c3b-9e7f-1a2b3c4d5e6f"
@@ -84,3 +86,10 @@ def test_flatten_image_ids_accepts_what_dags_pass_around() -> None:
         flatten_image_ids([])
     with pytest.raises(BloomInputError, match="refs.*without an 'id'"):
         flatten_image_ids([{"name": "x"}], "refs")
+
+
+def test_an_accepted_answer_names_its_images_by_ids_or_by_one_id() -> None:
+    assert answer_ids({"ids": ["a", "b"]}) == ["a", "b"] and answer_ids({"id": "c"}) == ["c"]
+    assert valid_answer({"ids": ["a"]}) and valid_answer({"id": "c"})
+    bad = [None, [], {}, {"ids": []}, {"ids": ["a", ""]}, {"ids": [1]}, {"id": ""}, {"id": 3}]
+    assert not any(valid_answer(answer) for answer in bad)
