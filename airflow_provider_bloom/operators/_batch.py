@@ -393,9 +393,9 @@ class BloomBatchOperator(BloomBaseOperator):
 
     def _publish_credits(self, context: Context, run: BatchRun) -> int:
         """Log and push (XCom ``bloom_credits``) what this batch paid (see
-        :meth:`~._batch_run.BatchRun.credits`), and return it."""
+        :meth:`~._batch_run.BatchRun.credits_spent`), and return it."""
         kind = kind_of(self.operation)
-        value = run.credits(kind, credit_budget(self.max_credits))
+        value = run.credits_spent(kind, credit_budget(self.max_credits))
         spent, this_try, uncertain = value["credits"], value["this_try"], value["uncertain"]
         text = f"Bloom credits spent by this batch: {spent} ({kind} {spent})"
         if spent - this_try:

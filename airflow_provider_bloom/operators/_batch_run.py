@@ -152,7 +152,7 @@ class BatchRun:
                 self.retries.setdefault(job.index, []).append(retry)
         return fresh
 
-    def credits(self, kind: str, budget: float | None) -> dict[str, Any]:
+    def credits_spent(self, kind: str, budget: float | None) -> dict[str, Any]:
         """What this batch paid (XCom ``bloom_credits``): every accepted request (not the carried
         records), earlier tries' included, how much of it this try sent, and what may have been charged."""
         jobs = self.all_jobs()
