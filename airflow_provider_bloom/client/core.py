@@ -148,7 +148,7 @@ class _ClientCore:
 
     # -- secrets ---------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
-        values = [self.settings.api_key, self.settings.oauth_client_secret]
+        values = list(self.settings.secrets)
         if self._token is not None:
             values.append(self._token.value)
         return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)

@@ -90,6 +90,11 @@ class ClientSettings:
         return credential_fingerprint("key", self.api_key, self.auth_header)
 
     @property
+    def secrets(self) -> list[str]:
+        """The configured credentials (the key, the OAuth client secret): never to be shown."""
+        return [v for v in (self.api_key, self.oauth_client_secret) if v]
+
+    @property
     def uses_oauth(self) -> bool:
         return bool(self.oauth_client_id)
 

@@ -299,9 +299,8 @@ class BloomBatchOperator(BloomBaseOperator):
             self._write_manifest(run, waited=False)
             self._publish_credits(run.context, run)  # what was paid before the batch stopped
             left = sum(1 for job in run.jobs if not run.state.row(job.index).done)
-            if isinstance(
-                run.abort, BloomPaymentError
-            ):  # a retry after a top-up resumes, paying nothing twice
+            # A retry after a top-up resumes, paying nothing twice.
+            if isinstance(run.abort, BloomPaymentError):
                 raise BloomError(
                     f"Bloom refused the batch for lack of credits ({run.abort}); {left} request(s) are "
                     f"not sent yet. Top up: the task's next try resumes with them (what Bloom already "
@@ -314,11 +313,10 @@ class BloomBatchOperator(BloomBaseOperator):
     def _collect(self, context: Context, run: BatchRun) -> Any:
         self._sender(run).sweep()
         if self.wait_for_completion:
-            try_number = int(getattr(context.get("ti"), "try_number", 1) or 1)
-            start = run.state.wait_started.get(try_number)
+            start = run.state.wait_started.get(run.try_number)
             if start is None:
                 start = time.time()
-                run.record({"e": "wait", "t": round(start, 3), "try": try_number})
+                run.record({"e": "wait", "t": round(start, 3), "try": run.try_number})
             deadline = start + self.wait_timeout
             self._wait_all(run, deadline)
             while self.refusal.regenerates and (again := self._next_attempts(run)):

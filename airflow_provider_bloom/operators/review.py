@@ -337,7 +337,8 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
         if self._auto() or not items:
             if not items:
                 self.log.info("No completed image waits for review: nothing to ask")
-            chosen = self._page(items)[0] if items and self._page_number() else items
+            number = self._page_number()
+            chosen = self._page(items)[0] if items and number else items
             return self._finish(
                 records,
                 {"approved": [i["id"] for i in chosen], "rejected": [], "edits": []},
@@ -345,20 +346,15 @@ class BloomImageReviewOperator(BloomBaseOperator, HITLOperator):
                 responded_at=utcnow(),
                 timed_out=False,
                 round_=round_,
-                page=self._page_number() or 1,
-                pages=1 if self._page_number() is None else page_count(len(items), self.page_size),
+                page=number or 1,
+                pages=1 if number is None else page_count(len(items), self.page_size),
                 auto=bool(items),
             )
         page_items, page, pages = self._page(items)
         with bloom_errors("Reading the images to review"):
             bloom = self.records_by_id([i["id"] for i in page_items])
         settings = self.hook.settings
-        secrets = [
-            s
-            for s in (getattr(settings, "api_key", None), getattr(settings, "oauth_client_secret", None))
-            if isinstance(s, str) and s
-        ]
-        rows, missing = body_rows(page_items, bloom, records, settings.base_url, secrets)
+        rows, missing = body_rows(page_items, bloom, records, settings.base_url, settings.secrets)
         if missing:
             raise BloomInputError("images", f"Bloom has no image {missing} (for this connection's key)")
         self.body = render_body(rows, self.body, page=page, pages=pages, round_=round_, total=len(items))
