@@ -162,14 +162,14 @@ class BatchRun:
             for job in jobs
             if self.state.row(job.index).ids and self.state.row(job.index).ok_try == self.try_number
         )
-        uncertain = sum(j.credits for j in self.all_jobs() if self.state.row(j.index).uncertain)
+        uncertain = sum(j.credits for j in jobs if self.state.row(j.index).uncertain)
         return {
             "credits": spent,
             "by_kind": {kind: spent} if spent else {},
             "this_try": this_try,
             "reused": spent - this_try,
             "uncertain": uncertain,
-            "calls": sum(1 for j in self.all_jobs() if self.state.row(j.index).ids),
+            "calls": sum(1 for j in jobs if self.state.row(j.index).ids),
             "budget": budget,
         }
 
