@@ -48,6 +48,7 @@ errors are transient and how long to back off are the one retry policy of
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import math
@@ -165,7 +166,7 @@ class WaitHub:
     # -- lifecycle ---------------------------------------------------------------------------
     def _start(self) -> None:
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"bloom-hub {self.name}")
+            self._runner = _hub_task(self._run(), name=f"bloom-hub {self.name}")
         self._wake.set()
 
     def _leave(self, waiter: Waiter) -> None:
@@ -388,6 +389,16 @@ class WaitHub:
         waiter.finish(error)
 
 
+def _hub_task(coro: Any, name: str | None = None) -> asyncio.Task[Any]:
+    """A task of the hub's own, outside the log context of the trigger whose call started it.
+
+    Airflow's triggerer writes a log line to the file of the trigger id bound in its context, and a
+    line for a trigger that has already ended opens that file again, emptying it: the hub (shared by
+    every trigger, and outliving the one that started it) logs to the triggerer's own log instead.
+    The long-polls and sweeps the runner starts inherit its context."""
+    return contextvars.Context().run(asyncio.get_running_loop().create_task, coro, name=name)
+
+
 def _make_client(settings: ClientSettings, max_long_polls: int) -> AsyncBloomClient:
     from airflow_provider_bloom.client.transport import AsyncBloomClient
 
@@ -418,7 +429,7 @@ async def hub_for(settings: ClientSettings) -> AsyncIterator[WaitHub]:
         if hub.users == 0:
             if _hubs.get(key) is hub:
                 del _hubs[key]
-            await hub.aclose()
+            await _hub_task(hub.aclose())  # its last lines are the hub's, not this trigger's
 
 
 def active_hubs() -> list[WaitHub]:

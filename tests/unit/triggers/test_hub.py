@@ -64,6 +64,44 @@ async def test_one_trigger_is_served_by_one_long_poll_as_before(bloom_conn):
     assert active_hubs() == []  # the last trigger left: the hub and its client are closed
 
 
+async def test_the_hub_logs_outside_the_log_context_of_the_trigger_that_started_it(bloom_conn):
+    """Airflow's triggerer files a log line under the trigger id bound in its context (structlog
+    contextvars); a line for a trigger that has ended re-creates, and so empties, that trigger's log file.
+    The hub is shared and outlives the trigger that started it: its lines carry no trigger's id."""
+    import logging
+
+    from structlog.contextvars import bind_contextvars, get_contextvars
+
+    seen: list[tuple[str, dict]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), get_contextvars()))
+
+    hub_log = logging.getLogger("airflow_provider_bloom.triggers.hub")
+    handler, level = Capture(), hub_log.level
+    hub_log.addHandler(handler)
+    hub_log.setLevel(logging.INFO)
+
+    async def as_the_triggerer_runs_it(trigger_id: int, ids: list[str]) -> dict:
+        bind_contextvars(trigger_id=trigger_id)  # what the triggerer binds in each trigger's task
+        return await event_of(trigger_for(ids))
+
+    bloom_conn.configure(generation_seconds=0.5)
+    try:
+        first, second = generate(1), generate(1)
+        events = await asyncio.gather(
+            asyncio.create_task(as_the_triggerer_runs_it(1, first)),
+            asyncio.create_task(as_the_triggerer_runs_it(2, second)),
+        )
+    finally:
+        hub_log.removeHandler(handler)
+        hub_log.setLevel(level)
+    assert [e["status"] for e in events] == ["success", "success"]
+    assert any("started" in message for message, _ in seen) and any("closed" in m for m, _ in seen)
+    assert [(m, bound) for m, bound in seen if "trigger_id" in bound] == []
+
+
 async def test_one_trigger_of_many_groups_gets_a_long_poll_per_group(bloom_conn, monkeypatch):
     """One trigger of 350 images (7 groups of 50) on a budget of 60/min (burst 6): the burst cannot
     cover a sweep round of the others, but a full group fills a sweep alone, so each group is
